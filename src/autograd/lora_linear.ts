@@ -1,0 +1,132 @@
+// The fused LoRA linear y = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ and its adapter-only backward (dx, dA, dB; the
+// frozen W and bias get no gradient), built on the two-segment GEMM in shaders/lora_linear.wgsl.
+// These functions build Dispatch records over buffers the caller owns; they encode nothing themselves.
+//
+// Shapes: N rows, IN input features, OUT output features, R rank.
+
+import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+
+export const GEMM_PARAMS: UniformLayout = [
+  ['M', 'u32'], ['N', 'u32'], ['K1', 'u32'], ['K2', 'u32'],
+  ['ld_p1', 'u32'], ['ld_q1', 'u32'], ['ld_p2', 'u32'], ['ld_q2', 'u32'],
+  ['ld_c', 'u32'], ['batch_p1', 'u32'], ['batch_q1', 'u32'], ['batch_p2', 'u32'],
+  ['batch_q2', 'u32'], ['batch_c', 'u32'], ['alpha1', 'f32'], ['alpha2', 'f32'],
+  ['accumulate', 'u32'], ['has_bias', 'u32'],
+];
+
+const TILE = 64;
+
+export interface GemmSpec {
+  /** C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias] */
+  M: number;
+  N: number;
+  K1: number;
+  p1: GPUBuffer;
+  q1: GPUBuffer;
+  alpha1?: number;
+  K2?: number;
+  p2?: GPUBuffer;
+  q2?: GPUBuffer;
+  alpha2?: number;
+  bias?: GPUBuffer;
+  c: GPUBuffer;
+  /** P stored (K, M) instead of (M, K); Q stored (N, K) instead of (K, N). Both segments share the layout. */
+  transP?: boolean;
+  transQ?: boolean;
+  accumulate?: boolean;
+  /** Row strides; default to the packed layout. */
+  ldP1?: number; ldQ1?: number; ldP2?: number; ldQ2?: number; ldC?: number;
+  batch?: number;
+  batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
+}
+
+/** One dispatch of the tiled two-segment GEMM. */
+export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
+  const K2 = s.K2 ?? 0;
+  const transP = !!s.transP, transQ = !!s.transQ;
+  // Packed row strides: P (M,K) → K, or (K,M) → M; Q (K,N) → N, or (N,K) → K.
+  const ldP = (K: number) => (transP ? s.M : K);
+  const ldQ = (K: number) => (transQ ? K : s.N);
+  const bs = s.batchStrides ?? {};
+  const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, {
+    M: s.M, N: s.N, K1: s.K1, K2,
+    ld_p1: s.ldP1 ?? ldP(s.K1), ld_q1: s.ldQ1 ?? ldQ(s.K1), ld_p2: s.ldP2 ?? ldP(K2), ld_q2: s.ldQ2 ?? ldQ(K2),
+    ld_c: s.ldC ?? s.N,
+    batch_p1: bs.p1 ?? 0, batch_q1: bs.q1 ?? 0, batch_p2: bs.p2 ?? 0, batch_q2: bs.q2 ?? 0, batch_c: bs.c ?? 0,
+    alpha1: s.alpha1 ?? 1, alpha2: s.alpha2 ?? 1,
+    accumulate: s.accumulate ? 1 : 0, has_bias: s.bias ? 1 : 0,
+  });
+  const pipeline = gpu.pipeline('lora_linear', 'lora_gemm', { TRANS_P: transP ? 1 : 0, TRANS_Q: transQ ? 1 : 0 });
+  // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
+  const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
+  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
+}
+
+export interface LoraLinearDims {
+  n: number; // N rows
+  inF: number; // IN
+  outF: number; // OUT
+  r: number; // R
+  scale: number; // s = α/r (α/√r with rsLoRA)
+}
+
+/** Checks dims, with messages a user can act on (the CLI calculator passes these through). */
+export function checkLoraDims(d: LoraLinearDims): void {
+  for (const [k, v] of [['rows', d.n], ['in_features', d.inF], ['out_features', d.outF]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer (got ${v})`);
+  }
+  if (!Number.isInteger(d.r) || d.r < 1) throw new RangeError(`LoRA rank r must be a positive integer (got ${d.r}): use r ≥ 1, typically 4–64`);
+  if (!Number.isFinite(d.scale)) throw new RangeError(`LoRA scale α/r must be finite (got ${d.scale})`);
+}
+
+export interface LoraLinearBuffers {
+  x: GPUBuffer; //    (N, IN)
+  W: GPUBuffer; //    (OUT, IN) frozen
+  bias?: GPUBuffer; // (OUT) frozen
+  A: GPUBuffer; //    (R, IN)
+  B: GPUBuffer; //    (OUT, R)
+  u: GPUBuffer; //    (N, R) written by the forward, read by the backward
+  y: GPUBuffer; //    (N, OUT)
+}
+
+/** u = x·Aᵀ; y = x·Wᵀ + bias + s·u·Bᵀ. */
+export function loraLinearForward(gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers): Dispatch[] {
+  checkLoraDims(d);
+  return [
+    gemm(gpu, `${label}.down`, { M: d.n, N: d.r, K1: d.inF, p1: b.x, q1: b.A, transQ: true, c: b.u }),
+    gemm(gpu, `${label}.forward`, {
+      M: d.n, N: d.outF, K1: d.inF, p1: b.x, q1: b.W,
+      K2: d.r, p2: b.u, q2: b.B, alpha2: d.scale, bias: b.bias, transQ: true, c: b.y,
+    }),
+  ];
+}
+
+export interface LoraLinearGradBuffers {
+  dy: GPUBuffer; // (N, OUT)
+  du: GPUBuffer; // (N, R) scratch
+  dx?: GPUBuffer; // (N, IN); omitted when x needs no gradient (e.g. it is the embedding output of a frozen table)
+  dA: GPUBuffer; // (R, IN) accumulated into
+  dB: GPUBuffer; // (OUT, R) accumulated into
+}
+
+/**
+ * du = s·dy·B; dx = dy·W + du·A (overwritten, or accumulated when `accumulateDx`);
+ * dA += duᵀ·x; dB += s·dyᵀ·u. Zero dA and dB before the first backward of a step.
+ */
+export function loraLinearBackward(
+  gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers, g: LoraLinearGradBuffers, accumulateDx = false,
+): Dispatch[] {
+  checkLoraDims(d);
+  const out = [
+    gemm(gpu, `${label}.backward_du`, { M: d.n, N: d.r, K1: d.outF, p1: g.dy, q1: b.B, alpha1: d.scale, c: g.du }),
+    gemm(gpu, `${label}.backward_dA`, { M: d.r, N: d.inF, K1: d.n, p1: g.du, q1: b.x, transP: true, c: g.dA, accumulate: true }),
+    gemm(gpu, `${label}.backward_dB`, { M: d.outF, N: d.r, K1: d.n, p1: g.dy, q1: b.u, alpha1: d.scale, transP: true, c: g.dB, accumulate: true }),
+  ];
+  if (g.dx) {
+    out.push(gemm(gpu, `${label}.backward_dx`, {
+      M: d.n, N: d.inF, K1: d.outF, p1: g.dy, q1: b.W, K2: d.r, p2: g.du, q2: b.A, c: g.dx, accumulate: accumulateDx,
+    }));
+  }
+  return out;
+}

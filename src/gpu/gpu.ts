@@ -1,0 +1,203 @@
+// Gpu: the device plus everything that creates GPU objects — labelled pipelines (cached), pooled buffers,
+// uniform buffers, bind groups, submission and read-back. Nothing outside src/gpu calls device.create*.
+//
+// Work is described as Dispatch records (pipeline + bind group + grid). Ops build them; the caller decides
+// when to encode: `run()` for one-off work, or the autograd tape, which records a whole training step once
+// and replays its dispatches into a single command buffer each step.
+
+import type { GpuInfo } from './device';
+import { GpuError } from './errors';
+import { SHADERS, type ShaderName } from './shaders';
+import { packUniform, type UniformLayout } from './uniforms';
+
+export interface Dispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: readonly [number, number, number];
+}
+
+export type TypedArray = Float32Array | Uint32Array | Int32Array;
+
+const STORAGE = 0x0080 | 0x0004 | 0x0008; // STORAGE | COPY_SRC | COPY_DST (numeric so this file needs no globals at import)
+const UNIFORM = 0x0040 | 0x0008; // UNIFORM | COPY_DST
+
+export class Gpu {
+  readonly device: GPUDevice;
+  readonly info: GpuInfo;
+  private modules = new Map<ShaderName, GPUShaderModule>();
+  private pipelines = new Map<string, GPUComputePipeline>();
+  /** Released buffers by "usage:size", handed out again before anything new is allocated. */
+  private pool = new Map<string, GPUBuffer[]>();
+  private sizes = new WeakMap<GPUBuffer, number>();
+  /** Bytes currently allocated by this Gpu (pooled ones included) and the most ever allocated. */
+  allocatedBytes = 0;
+  peakBytes = 0;
+  lost: GPUDeviceLostInfo | null = null;
+
+  constructor(device: GPUDevice, info: GpuInfo) {
+    this.device = device;
+    this.info = info;
+    device.lost.then((l) => { this.lost = l; });
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  // ---- pipelines -------------------------------------------------------------------------------------
+
+  private module(shader: ShaderName): GPUShaderModule {
+    let m = this.modules.get(shader);
+    if (!m) {
+      m = this.device.createShaderModule({ label: `${shader}.wgsl`, code: SHADERS[shader] });
+      this.modules.set(shader, m);
+    }
+    return m;
+  }
+
+  /** A compute pipeline for `entry` in `shader`, specialised by `override` constants; cached. */
+  pipeline(shader: ShaderName, entry: string, constants: Record<string, number> = {}): GPUComputePipeline {
+    const keys = Object.keys(constants).sort();
+    const key = `${shader}.${entry}` + (keys.length ? `{${keys.map((k) => `${k}=${constants[k]}`).join(',')}}` : '');
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.device.createComputePipeline({
+        label: key,
+        layout: 'auto',
+        compute: { module: this.module(shader), entryPoint: entry, constants },
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  // ---- buffers ---------------------------------------------------------------------------------------
+
+  /** A storage buffer of at least `bytes` (rounded up to 16), reused from the pool when one is free. */
+  buffer(label: string, bytes: number, usage = STORAGE): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.device.limits.maxBufferSize) {
+      throw new GpuError('out-of-memory', `${label}: ${size} bytes exceeds this GPU's largest buffer (${this.device.limits.maxBufferSize} bytes).`);
+    }
+    const free = this.pool.get(`${usage}:${size}`);
+    const reused = free?.pop();
+    if (reused) {
+      reused.label = label;
+      return reused;
+    }
+    const buf = this.device.createBuffer({ label, size, usage });
+    this.sizes.set(buf, size);
+    this.allocatedBytes += size;
+    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    return buf;
+  }
+
+  /** Give a buffer back to the pool. Only do this once no queued work still reads it. */
+  release(buf: GPUBuffer): void {
+    const key = `${buf.usage}:${buf.size}`;
+    let free = this.pool.get(key);
+    if (!free) this.pool.set(key, (free = []));
+    free.push(buf);
+  }
+
+  /** Destroy pooled buffers (the pool otherwise keeps them for reuse). */
+  trimPool(): void {
+    for (const list of this.pool.values()) for (const b of list) { this.allocatedBytes -= b.size; b.destroy(); }
+    this.pool.clear();
+  }
+
+  upload(label: string, data: TypedArray): GPUBuffer {
+    const buf = this.buffer(label, data.byteLength);
+    this.write(buf, data);
+    return buf;
+  }
+
+  write(buf: GPUBuffer, data: TypedArray, byteOffset = 0): void {
+    // writeBuffer needs a multiple of 4 bytes, which every TypedArray we use already is.
+    this.device.queue.writeBuffer(buf, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** A uniform buffer holding `values` laid out by `layout` (see uniforms.ts). */
+  uniform(label: string, layout: UniformLayout, values: Record<string, number>): GPUBuffer {
+    const bytes = packUniform(layout, values);
+    const buf = this.buffer(label, bytes.byteLength, UNIFORM);
+    this.device.queue.writeBuffer(buf, 0, bytes);
+    return buf;
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------------------------
+
+  /** A dispatch binding `buffers[i]` at @binding(i) of @group(0). */
+  dispatch(label: string, pipeline: GPUComputePipeline, buffers: GPUBuffer[], workgroups: readonly [number, number, number]): Dispatch {
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (workgroups.some((w) => w > max)) throw new GpuError('validation', `${label}: grid ${workgroups.join('×')} exceeds ${max} workgroups per dimension.`);
+    const bindGroup = this.device.createBindGroup({
+      label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    return { label, pipeline, bindGroup, workgroups };
+  }
+
+  /** Record dispatches into one compute pass of `encoder`. */
+  encode(encoder: GPUCommandEncoder, dispatches: readonly Dispatch[], label = 'LoraStudio.pass'): void {
+    const pass = encoder.beginComputePass({ label });
+    for (const d of dispatches) {
+      if (d.workgroups[0] === 0 || d.workgroups[1] === 0 || d.workgroups[2] === 0) continue;
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    }
+    pass.end();
+  }
+
+  /** Encode and submit dispatches as one command buffer. */
+  run(dispatches: readonly Dispatch[], label = 'LoraStudio.run'): void {
+    const encoder = this.device.createCommandEncoder({ label });
+    this.encode(encoder, dispatches, label);
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  // ---- read-back ---------------------------------------------------------------------------------------
+
+  /** Copy `bytes` from `buf` (default: all of it) to the CPU. Waits for all queued work. */
+  async readBytes(buf: GPUBuffer, bytes = buf.size, byteOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ label: `${buf.label}.readback`, size, usage: 0x0001 | 0x0008 }); // MAP_READ | COPY_DST
+    const encoder = this.device.createCommandEncoder({ label: `${buf.label}.readback` });
+    encoder.copyBufferToBuffer(buf, byteOffset, staging, 0, size);
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(0x0001);
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    if (this.lost) throw new GpuError('device-lost', `The GPU device was lost (${this.lost.message}). Reload the page; your saved adapters are kept.`);
+    return out;
+  }
+
+  async read(buf: GPUBuffer, count?: number, offset = 0): Promise<Float32Array> {
+    return new Float32Array(await this.readBytes(buf, (count ?? buf.size / 4) * 4, offset * 4));
+  }
+
+  /** Surface validation / out-of-memory errors raised by `fn`'s GPU calls as a GpuError. */
+  async checked<T>(what: string, fn: () => T): Promise<T> {
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const result = fn();
+    const validation = await this.device.popErrorScope();
+    const oom = await this.device.popErrorScope();
+    if (oom) throw new GpuError('out-of-memory', `${what}: the GPU ran out of memory (${oom.message}). Use a smaller batch, sequence length or model.`);
+    if (validation) throw new GpuError('validation', `${what}: ${validation.message}`);
+    return result;
+  }
+
+  destroy(): void {
+    this.trimPool();
+    this.device.destroy();
+  }
+}

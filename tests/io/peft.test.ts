@@ -1,0 +1,308 @@
+// Tests for src/io/peft.ts: key naming, adapter_config.json in both directions, adapter round
+// trips against a tiny model's shapes, and a table of bad configs and bad weight files, each of
+// which must fail with a typed error naming the file and the problem.
+
+import { describe, expect, it } from 'vitest';
+import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from '../../src/io/errors.ts';
+import {
+  adapterConfigToJson,
+  LORA_TARGETS,
+  loraKey,
+  loraScale,
+  loraSubmodule,
+  parseAdapterConfig,
+  parseLoraKey,
+  readAdapter,
+  writeAdapter,
+  type AdapterConfig,
+  type AdapterExpectation,
+  type LoraTarget,
+} from '../../src/io/peft.ts';
+import { writeSafetensors } from '../../src/io/safetensors.ts';
+
+// A tiny Llama: hidden 32, 2 KV heads of 8 (so k/v project to 16), MLP 48, 2 layers.
+const MODEL: AdapterExpectation = {
+  numLayers: 2,
+  shapes: (target: LoraTarget) =>
+    ({
+      q_proj: { inFeatures: 32, outFeatures: 32 },
+      k_proj: { inFeatures: 32, outFeatures: 16 },
+      v_proj: { inFeatures: 32, outFeatures: 16 },
+      o_proj: { inFeatures: 32, outFeatures: 32 },
+      gate_proj: { inFeatures: 32, outFeatures: 48 },
+      up_proj: { inFeatures: 32, outFeatures: 48 },
+      down_proj: { inFeatures: 48, outFeatures: 32 },
+    })[target],
+};
+
+const CONFIG: AdapterConfig = {
+  r: 4,
+  loraAlpha: 8,
+  loraDropout: 0.05,
+  targetModules: ['q_proj', 'v_proj'],
+  useRslora: false,
+  baseModel: 'HuggingFaceTB/SmolLM2-135M',
+};
+
+/** Shapes of every adapter tensor for cfg on MODEL, keyed by PEFT name. */
+function adapterShapes(cfg: AdapterConfig, model = MODEL): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  for (let layer = 0; layer < model.numLayers; layer++) {
+    for (const target of cfg.targetModules) {
+      const { inFeatures, outFeatures } = model.shapes(target);
+      shapes.set(loraKey(layer, target, 'A'), [cfg.r, inFeatures]);
+      shapes.set(loraKey(layer, target, 'B'), [outFeatures, cfg.r]);
+    }
+  }
+  return shapes;
+}
+
+function filled(shape: number[], seed: number): Float32Array {
+  return Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => Math.sin(seed * 100 + i));
+}
+
+/** A weights file from name → shape, with `edit` applied to the list first. */
+function weightsFile(
+  shapes: Map<string, number[]>,
+  edit: (list: { name: string; shape: number[]; data: Float32Array }[]) => typeof list = (l) => l,
+): Uint8Array {
+  const list = [...shapes].map(([name, shape], i) => ({ name, shape, data: filled(shape, i) }));
+  return writeSafetensors(edit(list), { format: 'pt' });
+}
+
+const configText = (overrides: Record<string, unknown> = {}) => JSON.stringify({ ...adapterConfigToJson(CONFIG), ...overrides });
+
+describe('LoRA key names', () => {
+  it('lists the seven Llama projections and where they live', () => {
+    expect(LORA_TARGETS).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']);
+    expect(LORA_TARGETS.map(loraSubmodule)).toEqual(['self_attn', 'self_attn', 'self_attn', 'self_attn', 'mlp', 'mlp', 'mlp']);
+  });
+
+  it('builds PEFT keys and parses them back, with or without an adapter name', () => {
+    expect(loraKey(3, 'down_proj', 'B')).toBe('base_model.model.model.layers.3.mlp.down_proj.lora_B.weight');
+    for (const target of LORA_TARGETS) {
+      for (const which of ['A', 'B'] as const) {
+        expect(parseLoraKey(loraKey(17, target, which))).toEqual({ layer: 17, target, which });
+      }
+    }
+    expect(parseLoraKey('base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight')).toEqual({ layer: 0, target: 'q_proj', which: 'A' });
+  });
+
+  it('returns null for keys that are not LoRA weights', () => {
+    for (const key of [
+      'base_model.model.model.layers.0.mlp.q_proj.lora_A.weight', // wrong sub-module
+      'base_model.model.model.layers.01.self_attn.q_proj.lora_A.weight', // leading zero
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_C.weight',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_A',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_A.a.b.weight',
+      'base_model.model.lm_head.lora_A.weight',
+      'model.layers.0.self_attn.q_proj.lora_A.weight',
+      'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.extra',
+    ]) {
+      expect(parseLoraKey(key), key).toBeNull();
+    }
+  });
+});
+
+describe('adapter_config.json', () => {
+  it('writes every key PEFT expects', () => {
+    expect(adapterConfigToJson({ ...CONFIG, targetModules: ['v_proj', 'q_proj'] })).toEqual({
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0.05,
+      target_modules: ['q_proj', 'v_proj'],
+      bias: 'none',
+      use_rslora: false,
+      fan_in_fan_out: false,
+      base_model_name_or_path: 'HuggingFaceTB/SmolLM2-135M',
+      init_lora_weights: true,
+      modules_to_save: null,
+      inference_mode: true,
+      revision: null,
+      layers_to_transform: null,
+      layers_pattern: null,
+      rank_pattern: {},
+      alpha_pattern: {},
+      use_dora: false,
+    });
+  });
+
+  it('round-trips through JSON', () => {
+    const cfg: AdapterConfig = { ...CONFIG, targetModules: [...LORA_TARGETS], useRslora: true, r: 16, loraAlpha: 32 };
+    expect(parseAdapterConfig(JSON.stringify(adapterConfigToJson(cfg)))).toEqual(cfg);
+  });
+
+  it('reads a config as PEFT 0.13 writes it (sorted keys, extra fields, modules in set order)', () => {
+    const text = `{
+  "alpha_pattern": {}, "auto_mapping": null, "base_model_name_or_path": "meta-llama/Llama-3.2-1B",
+  "bias": "none", "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true,
+  "layer_replication": null, "layers_pattern": null, "layers_to_transform": null, "loftq_config": {},
+  "lora_alpha": 16, "lora_dropout": 0.1, "megatron_config": null, "megatron_core": "megatron.core",
+  "modules_to_save": null, "peft_type": "LORA", "r": 8, "rank_pattern": {}, "revision": null,
+  "target_modules": ["v_proj", "o_proj", "q_proj", "k_proj"], "task_type": "CAUSAL_LM",
+  "use_dora": false, "use_rslora": false
+}`;
+    expect(parseAdapterConfig(text)).toEqual({
+      r: 8,
+      loraAlpha: 16,
+      loraDropout: 0.1,
+      targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+      useRslora: false,
+      baseModel: 'meta-llama/Llama-3.2-1B',
+    });
+  });
+
+  it('uses PEFT defaults for omitted fields and expands "all-linear"', () => {
+    const cfg = parseAdapterConfig('{"peft_type":"LORA","r":2,"target_modules":"all-linear"}');
+    expect(cfg).toEqual({ r: 2, loraAlpha: 8, loraDropout: 0, targetModules: [...LORA_TARGETS], useRslora: false, baseModel: '' });
+  });
+
+  it('computes the LoRA scale with and without rsLoRA', () => {
+    expect(loraScale({ r: 16, loraAlpha: 32, useRslora: false })).toBe(2);
+    expect(loraScale({ r: 16, loraAlpha: 32, useRslora: true })).toBe(8);
+  });
+
+  it('refuses to write an invalid config', () => {
+    expect(() => adapterConfigToJson({ ...CONFIG, r: 0 })).toThrow(ConfigError);
+    expect(() => adapterConfigToJson({ ...CONFIG, targetModules: [] })).toThrow(/target_modules is empty/);
+  });
+});
+
+describe('adapter round trip', () => {
+  it('writeAdapter → readAdapter returns the same weights and config', () => {
+    const cfg: AdapterConfig = { ...CONFIG, targetModules: [...LORA_TARGETS] };
+    const weights = new Map([...adapterShapes(cfg)].map(([k, s], i) => [k, filled(s, i)]));
+    const out = writeAdapter(cfg, weights, MODEL);
+    expect(JSON.parse(out.configJson).peft_type).toBe('LORA');
+    const back = readAdapter(out.configJson, out.weights, MODEL);
+    expect(back.config).toEqual(cfg);
+    expect([...back.weights.keys()].sort()).toEqual([...weights.keys()].sort());
+    for (const [k, v] of weights) expect(back.weights.get(k)).toEqual(v);
+  });
+
+  it('reads keys saved with an adapter name and returns them under the plain PEFT name', () => {
+    const shapes = adapterShapes(CONFIG);
+    const bytes = weightsFile(shapes, (list) => list.map((t) => ({ ...t, name: t.name.replace(/\.weight$/, '.default.weight') })));
+    const { weights } = readAdapter(configText(), bytes, MODEL);
+    expect([...weights.keys()].sort()).toEqual([...shapes.keys()].sort());
+  });
+
+  it('infers shapes from r when writing without a model, and refuses data that is not a multiple of r', () => {
+    const out = writeAdapter(CONFIG, new Map([[loraKey(0, 'q_proj', 'B'), new Float32Array(12)]]));
+    expect(out.weights.length).toBeGreaterThan(48);
+    expect(() => writeAdapter(CONFIG, new Map([[loraKey(0, 'q_proj', 'A'), new Float32Array(10)]]))).toThrow(ShapeError);
+    expect(() => writeAdapter(CONFIG, new Map([[loraKey(0, 'q_proj', 'A'), new Float32Array(128)]]), MODEL)).toThrow(/missing .*layers\.0\.self_attn\.q_proj\.lora_B/);
+  });
+});
+
+describe('malformed adapters', () => {
+  const CFG = 'adapter_config.json';
+  const W = 'adapter_model.safetensors';
+  const good = weightsFile(adapterShapes(CONFIG));
+  const qA0 = loraKey(0, 'q_proj', 'A');
+
+  // [what, config text, weights bytes, error class, file the message must name, phrase]
+  const cases: [string, string, Uint8Array, typeof LoraStudioError, string, RegExp][] = [
+    ['r = 0', configText({ r: 0 }), good, ConfigError, CFG, /r must be a positive integer \(got 0\)/],
+    ['r = -1', configText({ r: -1 }), good, ConfigError, CFG, /r must be a positive integer \(got -1\)/],
+    ['r = 2.5', configText({ r: 2.5 }), good, ConfigError, CFG, /r must be a positive integer \(got 2.5\)/],
+    ['r a string', configText({ r: '8' }), good, ConfigError, CFG, /r must be a positive integer \(got "8"\)/],
+    ['missing r', configText({ r: undefined }), good, ConfigError, CFG, /"r" \(the LoRA rank\) is missing/],
+    ['lora_alpha 0', configText({ lora_alpha: 0 }), good, ConfigError, CFG, /lora_alpha must be a positive number \(got 0\)/],
+    ['lora_dropout 1.5', configText({ lora_dropout: 1.5 }), good, ConfigError, CFG, /lora_dropout must be a number from 0/],
+    ['peft_type PREFIX_TUNING', configText({ peft_type: 'PREFIX_TUNING' }), good, UnsupportedError, CFG, /peft_type is "PREFIX_TUNING"; LoRA Studio only reads LORA/],
+    ['no peft_type', configText({ peft_type: undefined }), good, ConfigError, CFG, /has no peft_type/],
+    ['unknown target module', configText({ target_modules: ['q_proj', 'lm_head'] }), good, UnsupportedError, CFG, /target_modules includes "lm_head".*supported: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj/],
+    ['regex target string', configText({ target_modules: '.*\\.(q|v)_proj' }), good, UnsupportedError, CFG, /regular expression.*list of module names.*supported: q_proj/],
+    ['empty target list', configText({ target_modules: [] }), good, ConfigError, CFG, /target_modules is empty/],
+    ['target_modules missing', configText({ target_modules: undefined }), good, ConfigError, CFG, /target_modules must be a list/],
+    ['use_dora', configText({ use_dora: true }), good, UnsupportedError, CFG, /use_dora is true: DoRA adapters are not supported/],
+    ['fan_in_fan_out', configText({ fan_in_fan_out: true }), good, UnsupportedError, CFG, /fan_in_fan_out is true/],
+    ['rank_pattern', configText({ rank_pattern: { q_proj: 8 } }), good, UnsupportedError, CFG, /rank_pattern is .*per-module ranks are not supported/],
+    ['layers_to_transform', configText({ layers_to_transform: [0] }), good, UnsupportedError, CFG, /layers_to_transform is \[0\]: adapters on only some layers/],
+    ['modules_to_save', configText({ modules_to_save: ['lm_head'] }), good, UnsupportedError, CFG, /modules_to_save is \["lm_head"\]/],
+    ['non-JSON config', '{"r": 8,', good, ConfigError, CFG, /is not valid JSON/],
+    ['config is an array', '[1, 2]', good, ConfigError, CFG, /must be a JSON object of PEFT settings/],
+    [
+      'weights with the wrong shape',
+      configText(),
+      weightsFile(adapterShapes(CONFIG, { numLayers: 2, shapes: (t) => ({ ...MODEL.shapes(t), inFeatures: 64 }) })),
+      ShapeError,
+      W,
+      /base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight has shape \[4, 64\] but this model's q_proj needs \[4, 32\].*trained for another model/,
+    ],
+    [
+      'weights with another rank',
+      configText({ r: 8 }),
+      good,
+      ShapeError,
+      W,
+      /lora_A\.weight has shape \[4, 32\] but this model's q_proj needs \[8, 32\] \(r = 8\)/,
+    ],
+    [
+      'missing lora_B',
+      configText(),
+      weightsFile(adapterShapes(CONFIG), (l) => l.filter((t) => t.name !== loraKey(1, 'v_proj', 'B'))),
+      FormatError,
+      W,
+      /missing base_model\.model\.model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight/,
+    ],
+    [
+      'layer index out of range',
+      configText(),
+      weightsFile(adapterShapes(CONFIG, { ...MODEL, numLayers: 3 })),
+      ShapeError,
+      W,
+      /layers\.2\.self_attn\.q_proj\.lora_A\.weight is for layer 2, but this model has only 2 layers/,
+    ],
+    [
+      'unexpected key',
+      configText(),
+      weightsFile(adapterShapes(CONFIG), (l) => [...l, { name: 'base_model.model.lm_head.weight', shape: [2, 2], data: new Float32Array(4) }]),
+      FormatError,
+      W,
+      /unexpected key "base_model\.model\.lm_head\.weight"/,
+    ],
+    [
+      'weights for a module the config does not list',
+      configText(),
+      weightsFile(adapterShapes({ ...CONFIG, targetModules: ['q_proj', 'k_proj', 'v_proj'] })),
+      FormatError,
+      W,
+      /adapts k_proj, which target_modules in the adapter config does not list/,
+    ],
+    [
+      'the same weight saved twice',
+      configText(),
+      weightsFile(adapterShapes(CONFIG), (l) => [...l, { ...l.find((t) => t.name === qA0)!, name: qA0.replace('.weight', '.default.weight') }]),
+      FormatError,
+      W,
+      /are the same weight saved twice/,
+    ],
+    ['corrupt weights file', configText(), good.subarray(0, good.length - 3), FormatError, W, /belong|past the end|needs/],
+  ];
+
+  it('has a broad table', () => expect(cases.length).toBeGreaterThanOrEqual(25));
+
+  for (const [what, config, weights, ErrorClass, file, phrase] of cases) {
+    it(`refuses: ${what}`, () => {
+      let caught: unknown;
+      try {
+        readAdapter(config, weights, MODEL);
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(ErrorClass);
+      const err = caught as LoraStudioError;
+      expect(err.file).toBe(file);
+      expect(err.message.startsWith(`${file}: `)).toBe(true);
+      expect(err.message).toMatch(phrase);
+    });
+  }
+
+  it('names a custom config file name', () => {
+    expect(() => parseAdapterConfig('{}', 'my-adapter/adapter_config.json')).toThrow(/^my-adapter\/adapter_config\.json: has no peft_type/);
+  });
+});
