@@ -130,3 +130,35 @@ export function loraLinearBackward(
   }
   return out;
 }
+
+/** ΔW (OUT, IN) = s·B·A: the update the adapter adds to W (what merging writes into the weight). */
+export function loraDeltaW(gpu: Gpu, label: string, d: LoraLinearDims, A: GPUBuffer, B: GPUBuffer, deltaW: GPUBuffer): Dispatch {
+  checkLoraDims(d);
+  return gemm(gpu, `${label}.deltaW`, { M: d.outF, N: d.inF, K1: d.r, p1: B, q1: A, alpha1: d.scale, c: deltaW });
+}
+
+export interface LoraLinearResult {
+  y: Float32Array; // (N, OUT)
+  deltaW: Float32Array; // (OUT, IN)
+}
+
+/**
+ * One-off evaluation for the calculator and the Teach panel: uploads, runs the forward and ΔW in one
+ * command buffer, reads back, and returns the buffers to the pool.
+ */
+export async function runLoraLinear(
+  gpu: Gpu, d: LoraLinearDims, data: { x: Float32Array; W: Float32Array; A: Float32Array; B: Float32Array; bias?: Float32Array },
+): Promise<LoraLinearResult> {
+  checkLoraDims(d);
+  const label = 'loraLinear.eager';
+  const b: LoraLinearBuffers = {
+    x: gpu.upload(`${label}.x`, data.x), W: gpu.upload(`${label}.W`, data.W), A: gpu.upload(`${label}.A`, data.A),
+    B: gpu.upload(`${label}.B`, data.B), bias: data.bias && gpu.upload(`${label}.bias`, data.bias),
+    u: gpu.buffer(`${label}.u`, d.n * d.r * 4), y: gpu.buffer(`${label}.y`, d.n * d.outF * 4),
+  };
+  const deltaW = gpu.buffer(`${label}.deltaW`, d.outF * d.inF * 4);
+  gpu.run([...loraLinearForward(gpu, label, d, b), loraDeltaW(gpu, label, d, b.A, b.B, deltaW)]);
+  const out = { y: await gpu.read(b.y, d.n * d.outF), deltaW: await gpu.read(deltaW, d.outF * d.inF) };
+  for (const buf of [...Object.values(b), deltaW]) if (buf) gpu.release(buf);
+  return out;
+}
