@@ -157,8 +157,10 @@ export async function runLoraLinear(
     u: gpu.buffer(`${label}.u`, d.n * d.r * 4), y: gpu.buffer(`${label}.y`, d.n * d.outF * 4),
   };
   const deltaW = gpu.buffer(`${label}.deltaW`, d.outF * d.inF * 4);
-  gpu.run([...loraLinearForward(gpu, label, d, b), loraDeltaW(gpu, label, d, b.A, b.B, deltaW)]);
+  const dispatches = [...loraLinearForward(gpu, label, d, b), loraDeltaW(gpu, label, d, b.A, b.B, deltaW)];
+  gpu.run(dispatches);
   const out = { y: await gpu.read(b.y, d.n * d.outF), deltaW: await gpu.read(deltaW, d.outF * d.inF) };
   for (const buf of [...Object.values(b), deltaW]) if (buf) gpu.release(buf);
+  gpu.releaseDispatches(dispatches);
   return out;
 }

@@ -15,6 +15,8 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   workgroups: readonly [number, number, number];
+  /** Uniform buffers made for this dispatch alone; release them with releaseDispatches() when done. */
+  uniforms: GPUBuffer[];
 }
 
 export type TypedArray = Float32Array | Uint32Array | Int32Array;
@@ -105,6 +107,11 @@ export class Gpu {
     free.push(buf);
   }
 
+  /** Return the uniform buffers of finished one-off dispatches to the pool. */
+  releaseDispatches(dispatches: readonly Dispatch[]): void {
+    for (const d of dispatches) for (const u of d.uniforms) this.release(u);
+  }
+
   /** Destroy pooled buffers (the pool otherwise keeps them for reuse). */
   trimPool(): void {
     for (const list of this.pool.values()) for (const b of list) { this.allocatedBytes -= b.size; b.destroy(); }
@@ -141,7 +148,7 @@ export class Gpu {
       layout: pipeline.getBindGroupLayout(0),
       entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
     });
-    return { label, pipeline, bindGroup, workgroups };
+    return { label, pipeline, bindGroup, workgroups, uniforms: buffers.filter((b) => (b.usage & UNIFORM) !== 0) };
   }
 
   /** Record dispatches into one compute pass of `encoder`. */
