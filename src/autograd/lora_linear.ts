@@ -4,7 +4,7 @@
 //
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 
 export const GEMM_PARAMS: UniformLayout = [
@@ -22,15 +22,15 @@ export interface GemmSpec {
   M: number;
   N: number;
   K1: number;
-  p1: GPUBuffer;
-  q1: GPUBuffer;
+  p1: Binding;
+  q1: Binding;
   alpha1?: number;
   K2?: number;
-  p2?: GPUBuffer;
-  q2?: GPUBuffer;
+  p2?: Binding;
+  q2?: Binding;
   alpha2?: number;
-  bias?: GPUBuffer;
-  c: GPUBuffer;
+  bias?: Binding;
+  c: Binding;
   /** P stored (K, M) instead of (M, K); Q stored (N, K) instead of (K, N). Both segments share the layout. */
   transP?: boolean;
   transQ?: boolean;

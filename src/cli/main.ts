@@ -4,14 +4,25 @@
 import { LoraStudioError } from '../io/errors';
 import { GpuError } from '../gpu/errors';
 import { loraLinearCommand } from './lora_linear';
+import { evalCommand, trainCommand } from './train';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
 commands:
-  lora-linear FILE.json   y = Wx + (α/r)·B(Ax) on the GPU; FILE holds {"W", "A", "B", "x", "alpha"[, "bias"]}`;
+  lora-linear FILE.json   y = Wx + (α/r)·B(Ax) on the GPU; FILE holds {"W", "A", "B", "x", "alpha"[, "bias"]}
+  eval  --model DIR [--adapter DIR] --data FILE.jsonl [--batch-size N]
+        prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row
+  train --model DIR --data FILE.jsonl --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
+        [--alpha 16] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
+        [--weight-decay 0] [--max-grad-norm 0] [--seed S]
+        prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out`;
+
+const print = (line: string) => process.stdout.write(line + '\n');
 
 const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   'lora-linear': loraLinearCommand,
+  eval: evalCommand,
+  train: (args) => trainCommand(args, print),
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -26,7 +37,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    process.stdout.write((await run(args)) + '\n');
+    const out = await run(args);
+    if (out) print(out);
     return 0;
   } catch (e) {
     if (e instanceof LoraStudioError || e instanceof GpuError) {

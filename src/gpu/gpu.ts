@@ -19,6 +19,9 @@ export interface Dispatch {
   uniforms: GPUBuffer[];
 }
 
+/** A whole buffer, or a range of one ({buffer, offset, size}; offset a multiple of 256 bytes). */
+export type Binding = GPUBuffer | GPUBufferBinding;
+
 export type TypedArray = Float32Array | Uint32Array | Int32Array;
 
 const STORAGE = 0x0080 | 0x0004 | 0x0008; // STORAGE | COPY_SRC | COPY_DST (numeric so this file needs no globals at import)
@@ -139,16 +142,20 @@ export class Gpu {
 
   // ---- dispatch ----------------------------------------------------------------------------------------
 
-  /** A dispatch binding `buffers[i]` at @binding(i) of @group(0). */
-  dispatch(label: string, pipeline: GPUComputePipeline, buffers: GPUBuffer[], workgroups: readonly [number, number, number]): Dispatch {
+  /**
+   * A dispatch binding `buffers[i]` at @binding(i) of @group(0). A binding may be a range of a buffer,
+   * {buffer, offset, size}, with offset a multiple of minStorageBufferOffsetAlignment (256 bytes).
+   */
+  dispatch(label: string, pipeline: GPUComputePipeline, buffers: Binding[], workgroups: readonly [number, number, number]): Dispatch {
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (workgroups.some((w) => w > max)) throw new GpuError('validation', `${label}: grid ${workgroups.join('×')} exceeds ${max} workgroups per dimension.`);
     const bindGroup = this.device.createBindGroup({
       label,
       layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      entries: buffers.map((b, binding) => ({ binding, resource: 'buffer' in b ? b : { buffer: b } })),
     });
-    return { label, pipeline, bindGroup, workgroups, uniforms: buffers.filter((b) => (b.usage & UNIFORM) !== 0) };
+    const uniforms = buffers.filter((b): b is GPUBuffer => !('buffer' in b) && (b.usage & UNIFORM) !== 0);
+    return { label, pipeline, bindGroup, workgroups, uniforms };
   }
 
   /** Record dispatches into one compute pass of `encoder`. */

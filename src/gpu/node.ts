@@ -2,7 +2,9 @@
 // one; otherwise we fall back to SwiftShader, the CPU Vulkan driver shipped by Debian's chromium package.
 // Never imported by browser code.
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GpuError } from './errors';
 import { Gpu } from './gpu';
 import { requestAdapter, requestDevice, type DeviceOptions } from './device';
@@ -25,6 +27,12 @@ export async function createNodeGpu(opts: DeviceOptions = {}): Promise<Gpu> {
   const noGpuDevice = process.platform === 'linux' && !existsSync('/dev/dri') && !existsSync('/dev/nvidia0');
   if (noGpuDevice && !process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  }
+  // SwiftShader's Vulkan loader prints a warning at every device creation without a runtime dir.
+  if (process.platform === 'linux' && !process.env.XDG_RUNTIME_DIR) {
+    const dir = join(tmpdir(), `lora-studio-xdg-${process.getuid?.() ?? 0}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    process.env.XDG_RUNTIME_DIR = dir;
   }
   let gpu = create([]) as GPU;
   keptInstances.push(gpu);

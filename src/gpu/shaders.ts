@@ -2,9 +2,25 @@
 // the app and tests; scripts/cli.mjs gives esbuild the same loader), so the code that runs is the code
 // you read.
 import loraLinear from '../../shaders/lora_linear.wgsl?raw';
+import rope from '../../shaders/rope.wgsl?raw';
+import attention from '../../shaders/attention.wgsl?raw';
+import rmsnorm from '../../shaders/rmsnorm.wgsl?raw';
+import embedding from '../../shaders/embedding.wgsl?raw';
+import swiglu from '../../shaders/swiglu.wgsl?raw';
+import crossEntropy from '../../shaders/cross_entropy.wgsl?raw';
+import optimizer from '../../shaders/optimizer.wgsl?raw';
+import elementwise from '../../shaders/elementwise.wgsl?raw';
 
 export const SHADERS = {
   lora_linear: loraLinear,
+  rope,
+  attention,
+  rmsnorm,
+  embedding,
+  swiglu,
+  cross_entropy: crossEntropy,
+  optimizer,
+  elementwise,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

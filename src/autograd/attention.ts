@@ -1,0 +1,82 @@
+// Causal grouped-query self-attention (scale 1/√D) and its backward, flash-attention style, on
+// shaders/attention.wgsl. These functions build Dispatch records over buffers the caller owns; they encode
+// nothing themselves. No (T, T) matrix is ever allocated: the forward saves one logsumexp per query row and
+// the backward recomputes the probabilities from it.
+//
+// Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H query heads, KV key/value heads
+// (query head h reads kv head h / (H/KV)), D head dimension (≤ ATTENTION_MAX_D).
+
+import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+
+/** Mirrors `struct Params` in shaders/attention.wgsl. */
+export const ATTENTION_PARAMS: UniformLayout = [
+  ['B', 'u32'], ['T', 'u32'], ['H', 'u32'], ['KV', 'u32'], ['D', 'u32'], ['scale', 'f32'],
+];
+
+/** MAX_D and BQ in attention.wgsl: the largest head dimension, and rows (threads) per workgroup. */
+export const ATTENTION_MAX_D = 128;
+const BQ = 64;
+
+export interface AttentionDims {
+  B: number;
+  T: number;
+  H: number;
+  KV: number;
+  D: number;
+}
+
+export function checkAttentionDims(d: AttentionDims): void {
+  const named = [['batch size B', d.B], ['sequence length T', d.T], ['query heads H', d.H], ['kv heads KV', d.KV], ['head dim D', d.D]] as const;
+  for (const [k, v] of named) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`attention: ${k} must be a positive integer (got ${v})`);
+  }
+  if (d.H % d.KV !== 0) throw new RangeError(`attention: query heads (${d.H}) must be a multiple of kv heads (${d.KV}) for grouped-query attention`);
+  if (d.D > ATTENTION_MAX_D) throw new RangeError(`attention: head dim ${d.D} is above the supported maximum of ${ATTENTION_MAX_D}`);
+}
+
+export interface AttentionBuffers {
+  q: GPUBuffer; //   (N, H·D), rotated
+  k: GPUBuffer; //   (N, KV·D), rotated
+  v: GPUBuffer; //   (N, KV·D)
+  out: GPUBuffer; // (N, H·D) written by the forward
+  lse: GPUBuffer; // (B, H, T) logsumexp of each query row's scaled scores, written by the forward, read by the backward
+}
+
+export interface AttentionGradBuffers {
+  dout: GPUBuffer; //  (N, H·D)
+  delta: GPUBuffer; // (B, H, T) scratch: rowsum(dout ∘ out)
+  dq: GPUBuffer; //    (N, H·D) overwritten
+  dk: GPUBuffer; //    (N, KV·D) overwritten
+  dv: GPUBuffer; //    (N, KV·D) overwritten
+}
+
+function params(gpu: Gpu, label: string, d: AttentionDims): GPUBuffer {
+  return gpu.uniform(`${label}.params`, ATTENTION_PARAMS, { B: d.B, T: d.T, H: d.H, KV: d.KV, D: d.D, scale: 1 / Math.sqrt(d.D) });
+}
+
+/** out = softmax(causal(q·kᵀ/√D))·v per head; lse (B, H, T) saved for the backward. */
+export function attentionForward(gpu: Gpu, label: string, d: AttentionDims, b: AttentionBuffers): Dispatch[] {
+  checkAttentionDims(d);
+  const l = `${label}.attention_forward`;
+  const pipeline = gpu.pipeline('attention', 'attention_forward');
+  return [gpu.dispatch(l, pipeline, [params(gpu, l, d), b.q, b.k, b.v, b.out, b.lse], [Math.ceil(d.T / BQ), d.H, d.B])];
+}
+
+/**
+ * delta = rowsum(dout ∘ out); dq, dk, dv overwritten (dk, dv summed over the H/KV query heads of each kv
+ * head). Deterministic: every output element is one thread's sum in a fixed order.
+ */
+export function attentionBackward(gpu: Gpu, label: string, d: AttentionDims, b: AttentionBuffers, g: AttentionGradBuffers): Dispatch[] {
+  checkAttentionDims(d);
+  const pre = `${label}.attention_backward_preprocess`;
+  const lq = `${label}.attention_backward_dq`;
+  const lkv = `${label}.attention_backward_dkdv`;
+  const p = params(gpu, `${label}.attention_backward`, d); // shared by the three dispatches
+  const grid = (heads: number) => [Math.ceil(d.T / BQ), heads, d.B] as const;
+  return [
+    gpu.dispatch(pre, gpu.pipeline('attention', 'attention_backward_preprocess'), [p, b.out, g.dout, g.delta], grid(d.H)),
+    gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq], grid(d.H)),
+    gpu.dispatch(lkv, gpu.pipeline('attention', 'attention_backward_dkdv'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dk, g.dv], grid(d.KV)),
+  ];
+}

@@ -1,0 +1,59 @@
+// Flat-array helpers over caller-owned f32 buffers, binding shaders/elementwise.wgsl: residual add,
+// accumulate (a += b), fill (explicit zeroing) and scale. Each builds one Dispatch; nothing is encoded here.
+// add_forward takes an optional scale (out = alpha·(a + b)). Also home of `grid`, the workgroup-count split
+// that every flat kernel of this family uses.
+//
+// Shapes: n elements of any flattened shape.
+
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+
+export const ELEMENTWISE_PARAMS: UniformLayout = [['n', 'u32'], ['value', 'f32']];
+
+/** Threads per workgroup of every flat kernel (the WGSL `const WG`). */
+export const WG = 256;
+
+/**
+ * `groups` workgroups as an (x, y, 1) grid within maxComputeWorkgroupsPerDimension; kernels index
+ * workgroups as x + y·num_workgroups.x and bounds-check, so the few extra groups of the split do nothing.
+ */
+export function grid(gpu: Gpu, groups: number): [number, number, number] {
+  const max = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (groups <= max) return [groups, 1, 1];
+  const y = Math.ceil(groups / max);
+  return [Math.ceil(groups / y), y, 1];
+}
+
+function checkCount(n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`element count must be a u32 (got ${n})`);
+}
+
+function flat(gpu: Gpu, label: string, entry: string, n: number, value: number, buffers: Binding[]): Dispatch {
+  checkCount(n);
+  const params = gpu.uniform(`${label}.${entry}.params`, ELEMENTWISE_PARAMS, { n, value });
+  const pipeline = gpu.pipeline('elementwise', entry);
+  return gpu.dispatch(`${label}.${entry}`, pipeline, [params, ...buffers], grid(gpu, Math.ceil(n / WG)));
+}
+
+/**
+ * out = alpha·(a + b), alpha = 1 for the residual add.  a, b, out (n); out must not alias a or b (a and b may
+ * be the same buffer: alpha = 0.5 then copies it exactly, since x + x and ·0.5 are exact in f32).
+ */
+export function addForward(gpu: Gpu, label: string, n: number, a: Binding, b: Binding, out: Binding, alpha = 1): Dispatch {
+  return flat(gpu, label, 'add_forward', n, alpha, [a, b, out]);
+}
+
+/** a += b.  a, b (n). */
+export function accumulate(gpu: Gpu, label: string, n: number, a: Binding, b: Binding): Dispatch {
+  return flat(gpu, label, 'accumulate', n, 0, [a, b]);
+}
+
+/** x = value for the first n elements of x (value 0: the explicit zeroing step before += backwards). */
+export function fill(gpu: Gpu, label: string, n: number, x: Binding, value = 0): Dispatch {
+  return flat(gpu, label, 'fill', n, value, [x]);
+}
+
+/** x *= s.  x (n). */
+export function scale(gpu: Gpu, label: string, n: number, x: Binding, s: number): Dispatch {
+  return flat(gpu, label, 'scale', n, s, [x]);
+}

@@ -1,0 +1,40 @@
+// Token embedding lookup and its scatter-add gradient over caller-owned buffers, binding
+// shaders/embedding.wgsl. The table is frozen in LoRA training, so only the forward runs there; the
+// backward (dtable +=, deterministic, O(V·C·N)) is for completeness. Dispatch records only; nothing is encoded.
+//
+// Shapes: N rows, V vocabulary, C hidden size.
+
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+import { grid, WG } from './elementwise';
+
+export const EMBEDDING_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['V', 'u32']];
+
+export interface EmbeddingDims {
+  n: number; // N rows
+  c: number; // C
+  v: number; // V
+}
+
+function checkDims(d: EmbeddingDims): void {
+  for (const [k, v] of [['rows', d.n], ['hidden size', d.c], ['vocabulary size', d.v]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`embedding ${k} must be a positive integer (got ${v})`);
+  }
+  if (d.v * d.c > 0xffffffff || d.n * d.c > 0xffffffff) throw new RangeError(`embedding of ${d.v}×${d.c} over ${d.n} rows exceeds 2³² elements`);
+}
+
+/** out[n] = table[ids[n]] (a zero row for an id outside [0, V)).  ids (N) i32/u32, table (V, C), out (N, C). */
+export function embeddingForward(gpu: Gpu, label: string, d: EmbeddingDims, ids: Binding, table: Binding, out: Binding): Dispatch {
+  checkDims(d);
+  const params = gpu.uniform(`${label}.embedding_forward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v });
+  const pipeline = gpu.pipeline('embedding', 'embedding_forward');
+  return gpu.dispatch(`${label}.embedding_forward`, pipeline, [params, ids, table, out], grid(gpu, Math.ceil((d.n * d.c) / WG)));
+}
+
+/** dtable[v] += Σ_{n: ids[n]=v} dout[n]; zero dtable first for a fresh gradient.  dout (N, C), dtable (V, C). */
+export function embeddingBackward(gpu: Gpu, label: string, d: EmbeddingDims, ids: Binding, dout: Binding, dtable: Binding): Dispatch {
+  checkDims(d);
+  const params = gpu.uniform(`${label}.embedding_backward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v });
+  const pipeline = gpu.pipeline('embedding', 'embedding_backward');
+  return gpu.dispatch(`${label}.embedding_backward`, pipeline, [params, ids, dout, dtable], grid(gpu, Math.ceil((d.v * d.c) / WG)));
+}

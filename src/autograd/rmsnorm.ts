@@ -1,0 +1,54 @@
+// RMSNorm forward and its input gradient over caller-owned buffers, binding shaders/rmsnorm.wgsl.
+// The norm weight w is frozen in LoRA training, so there is no dw: only dx, written or accumulated.
+// These functions build Dispatch records; they encode nothing themselves.
+//
+// Shapes: N rows, C hidden size.
+
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+import { grid } from './elementwise';
+
+export const RMSNORM_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['eps', 'f32'], ['accumulate', 'u32']];
+
+export interface RmsnormDims {
+  n: number; // N rows
+  c: number; // C
+  eps: number; // e.g. config.rms_norm_eps = 1e-5 (Llama) or 1e-6 (Qwen2)
+}
+
+function checkDims(d: RmsnormDims): void {
+  for (const [k, v] of [['rows', d.n], ['hidden size', d.c]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`rmsnorm ${k} must be a positive integer (got ${v})`);
+  }
+  if (!(d.eps >= 0) || !Number.isFinite(d.eps)) throw new RangeError(`rmsnorm eps must be finite and ≥ 0 (got ${d.eps})`);
+}
+
+export interface RmsnormBuffers {
+  x: Binding; //    (N, C)
+  w: Binding; //    (C) frozen
+  y: Binding; //    (N, C)
+  rstd: Binding; // (N) written by the forward, read by the backward
+}
+
+/** y = x·rstd·w with rstd = 1/sqrt(mean(x²) + eps) per row. */
+export function rmsnormForward(gpu: Gpu, label: string, d: RmsnormDims, b: RmsnormBuffers): Dispatch {
+  checkDims(d);
+  const params = gpu.uniform(`${label}.rmsnorm_forward.params`, RMSNORM_PARAMS, { N: d.n, C: d.c, eps: d.eps, accumulate: 0 });
+  const pipeline = gpu.pipeline('rmsnorm', 'rmsnorm_forward');
+  return gpu.dispatch(`${label}.rmsnorm_forward`, pipeline, [params, b.x, b.w, b.y, b.rstd], grid(gpu, d.n));
+}
+
+/**
+ * dx = rstd·(dy·w) − x·rstd³·mean(x·w·dy), overwriting dx, or adding into it when `accumulateDx`
+ * (the residual stream's gradient is already there).  dy, dx (N, C).
+ */
+export function rmsnormBackward(
+  gpu: Gpu, label: string, d: RmsnormDims, b: Omit<RmsnormBuffers, 'y'>, dy: Binding, dx: Binding, accumulateDx = false,
+): Dispatch {
+  checkDims(d);
+  const params = gpu.uniform(`${label}.rmsnorm_backward.params`, RMSNORM_PARAMS, {
+    N: d.n, C: d.c, eps: d.eps, accumulate: accumulateDx ? 1 : 0,
+  });
+  const pipeline = gpu.pipeline('rmsnorm', 'rmsnorm_backward');
+  return gpu.dispatch(`${label}.rmsnorm_backward`, pipeline, [params, b.x, b.w, b.rstd, dy, dx], grid(gpu, d.n));
+}

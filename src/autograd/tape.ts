@@ -1,0 +1,187 @@
+// The autograd tape: records a forward pass as GPU nodes, walks it backward to record the gradient nodes,
+// then compiles everything into one flat list of dispatches that a training step replays as a single
+// command buffer with no CPU read-back inside it.
+//
+// Tensors are virtual until compile(): a node names the tensors it reads and writes, and compile() gives
+// each virtual tensor a pooled GPU buffer from its first use to its last use (an interval allocation over
+// the node order). So an activation is freed as soon as the last backward node that needs it has been
+// encoded, and its memory is reused by later nodes of the same step. Persistent tensors (weights, LoRA
+// parameters and their gradients, inputs, the loss) own their buffers and are never recycled.
+//
+// Gradient rule (micrograd's `+=`): the first node that produces a gradient for a tensor writes it, every
+// later one accumulates into it; `gradSlot()` tells an op which of the two it is. Parameter gradients are
+// persistent and always accumulated, so a step zeroes them explicitly first (see zeroGrads).
+
+import type { Dispatch, Gpu } from '../gpu/gpu';
+
+export class Tensor {
+  private static nextId = 0;
+  readonly id = Tensor.nextId++;
+  /** Set for persistent tensors at creation, for virtual ones by compile(). */
+  buffer: GPUBuffer | undefined;
+  /** Gradients flow into this tensor (it is a trainable parameter or depends on one). */
+  requiresGrad = false;
+  constructor(
+    readonly label: string,
+    readonly shape: readonly number[],
+    readonly persistent: boolean,
+    buffer?: GPUBuffer,
+  ) {
+    this.buffer = buffer;
+  }
+  get numel(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+  get bytes(): number {
+    return this.numel * 4;
+  }
+}
+
+/** The buffer of `t`; throws if a virtual tensor is used before compile() placed it. */
+export type Resolve = (t: Tensor) => GPUBuffer;
+
+interface Node {
+  label: string;
+  reads: readonly Tensor[];
+  writes: readonly Tensor[];
+  build: (buf: Resolve) => Dispatch | Dispatch[];
+}
+
+export interface GradSlot {
+  grad: Tensor;
+  /** false: this node is the first to produce the gradient and overwrites it; true: it adds (+=). */
+  accumulate: boolean;
+}
+
+export interface Program {
+  dispatches: Dispatch[];
+  /** Bytes of pooled buffers the virtual tensors needed at once (the activation/gradient high-water mark). */
+  transientBytes: number;
+}
+
+export class Tape {
+  private nodes: Node[] = [];
+  private backwardFns: (() => void)[] = [];
+  private grads = new Map<Tensor, Tensor>();
+  private gradWritten = new Set<Tensor>();
+
+  constructor(readonly gpu: Gpu) {}
+
+  /** A virtual tensor: gets a pooled buffer only for the span of nodes that use it. */
+  tensor(label: string, shape: readonly number[]): Tensor {
+    return new Tensor(label, shape, false);
+  }
+
+  /** A tensor that owns `buffer` (a weight, an input, the loss). */
+  persistent(label: string, shape: readonly number[], buffer: GPUBuffer, requiresGrad = false): Tensor {
+    const t = new Tensor(label, shape, true, buffer);
+    t.requiresGrad = requiresGrad;
+    return t;
+  }
+
+  /** Record one node. `build` runs at compile time, when every tensor has its buffer. */
+  op(label: string, reads: readonly Tensor[], writes: readonly Tensor[], build: Node['build']): void {
+    this.nodes.push({ label, reads, writes, build });
+  }
+
+  /** Register the backward of the op just recorded; closures run in reverse order in backward(). */
+  onBackward(fn: () => void): void {
+    this.backwardFns.push(fn);
+  }
+
+  /** Outputs need gradients when any input does. */
+  propagate(out: Tensor, inputs: readonly Tensor[]): Tensor {
+    out.requiresGrad = inputs.some((t) => t.requiresGrad);
+    return out;
+  }
+
+  /** The gradient tensor of `t` (persistent for persistent tensors, so parameter grads survive the step). */
+  grad(t: Tensor): Tensor {
+    let g = this.grads.get(t);
+    if (!g) {
+      g = t.persistent
+        ? new Tensor(`${t.label}.grad`, t.shape, true, this.gpu.buffer(`${t.label}.grad`, t.bytes))
+        : new Tensor(`${t.label}.grad`, t.shape, false);
+      this.grads.set(t, g);
+    }
+    return g;
+  }
+
+  hasGrad(t: Tensor): boolean {
+    return this.gradWritten.has(t);
+  }
+
+  /** Claim the gradient of `t` for writing: the first claim overwrites, later ones accumulate. */
+  gradSlot(t: Tensor): GradSlot {
+    const grad = this.grad(t);
+    if (t.persistent) return { grad, accumulate: true };
+    const accumulate = this.gradWritten.has(t);
+    this.gradWritten.add(t);
+    return { grad, accumulate };
+  }
+
+  /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */
+  backward(): void {
+    for (let i = this.backwardFns.length - 1; i >= 0; i--) this.backwardFns[i]();
+    this.backwardFns = [];
+  }
+
+  /** Nodes recorded so far, for tests and profiling. */
+  get nodeLabels(): string[] {
+    return this.nodes.map((n) => n.label);
+  }
+
+  /**
+   * Place every virtual tensor in a pooled buffer for the interval of nodes that touch it, and build the
+   * dispatches. Interval allocation: walking the nodes in order, a tensor takes a buffer from the pool at its
+   * first use and returns it after its last, so a later tensor of the same size reuses the memory.
+   */
+  compile(): Program {
+    const first = new Map<Tensor, number>();
+    const last = new Map<Tensor, number>();
+    this.nodes.forEach((n, i) => {
+      for (const t of [...n.reads, ...n.writes]) {
+        if (t.persistent) continue;
+        if (!first.has(t)) first.set(t, i);
+        last.set(t, i);
+      }
+    });
+    const byFirst = new Map<number, Tensor[]>();
+    const byLast = new Map<number, Tensor[]>();
+    for (const [t, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(t);
+    for (const [t, i] of last) (byLast.get(i) ?? byLast.set(i, []).get(i)!).push(t);
+
+    let current = '';
+    const resolve: Resolve = (t) => {
+      if (!t.buffer) throw new Error(`tape: node ${current} uses tensor ${t.label}, which has no buffer (it is not among the node's reads and writes)`);
+      return t.buffer;
+    };
+    const free = new Map<number, GPUBuffer[]>(); // size → idle buffers owned by this program
+    const owned: GPUBuffer[] = [];
+    let live = 0, peak = 0;
+    const dispatches: Dispatch[] = [];
+    this.nodes.forEach((n, i) => {
+      for (const t of byFirst.get(i) ?? []) {
+        const size = Math.max(16, Math.ceil(t.bytes / 16) * 16);
+        let b = free.get(size)?.pop();
+        if (!b) {
+          b = this.gpu.buffer(`tape.${size}`, size);
+          owned.push(b);
+        }
+        t.buffer = b;
+        live += size;
+        peak = Math.max(peak, live);
+      }
+      current = n.label;
+      const d = n.build(resolve);
+      if (Array.isArray(d)) dispatches.push(...d);
+      else dispatches.push(d);
+      for (const t of byLast.get(i) ?? []) {
+        const b = t.buffer!;
+        (free.get(b.size) ?? free.set(b.size, []).get(b.size)!).push(b);
+        live -= b.size;
+      }
+    });
+    return { dispatches, transientBytes: peak };
+  }
+}

@@ -1,0 +1,147 @@
+// `eval` and `train` over a Hugging Face model folder and JSONL token rows, on the same engine as the studio.
+//
+//   eval  --model DIR [--adapter DIR] --data FILE.jsonl [--batch-size N]
+//         → {"loss": mean token cross-entropy over every row, "tokens": predicted tokens}
+//   train --model DIR --data FILE.jsonl [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
+//         [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
+//         [--weight-decay 0] [--max-grad-norm 0] [--seed S] --out DIR
+//         → one {"step": i, "loss": L} line per step (the loss before that step's update), then the
+//           adapter in PEFT's layout in --out.
+// Defaults keep runs comparable with PyTorch: constant learning rate, no warmup, no clipping, no dropout.
+
+import { LoraStudioError } from '../io/errors';
+import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { createNodeGpu } from '../gpu/node';
+import { LlamaModel } from '../model/llama';
+import { initLora, checkAdapterSettings } from '../model/lora';
+import { Evaluator, Trainer } from '../train/trainer';
+import { loadAdapterDir, loadModelDir, loadTokenRows, saveAdapterDir } from './files';
+
+type Flags = Map<string, string | true>;
+
+const BOOLEAN_FLAGS = new Set(['rslora']);
+
+export function parseFlags(args: string[], allowed: string[]): Flags {
+  const flags: Flags = new Map();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--')) throw new LoraStudioError('bad-input', `unexpected argument "${a}"; options start with --`);
+    const name = a.slice(2);
+    if (!allowed.includes(name)) throw new LoraStudioError('bad-input', `unknown option --${name}; expected one of ${allowed.map((f) => `--${f}`).join(', ')}`);
+    if (BOOLEAN_FLAGS.has(name)) { flags.set(name, true); continue; }
+    const v = args[++i];
+    if (v === undefined || v.startsWith('--')) throw new LoraStudioError('bad-input', `--${name} needs a value`);
+    flags.set(name, v);
+  }
+  return flags;
+}
+
+function str(f: Flags, name: string, required = false): string | undefined {
+  const v = f.get(name);
+  if (v === undefined && required) throw new LoraStudioError('bad-input', `--${name} is required`);
+  return v === undefined ? undefined : String(v);
+}
+
+function num(f: Flags, name: string, fallback: number, check: (v: number) => boolean, what: string): number {
+  const raw = f.get(name);
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || !check(v)) throw new LoraStudioError('bad-input', `--${name} must be ${what} (got ${raw})`);
+  return v;
+}
+
+const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+
+/** Consecutive batches of rows; the last one may be smaller. */
+function batches(rows: number[][], size: number): number[][][] {
+  const out = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
+export async function evalCommand(args: string[]): Promise<string> {
+  const f = parseFlags(args, ['model', 'adapter', 'data', 'batch-size']);
+  const { config, weights } = await loadModelDir(str(f, 'model', true)!);
+  const rows = await loadTokenRows(str(f, 'data', true)!, config.vocab);
+  const batchSize = num(f, 'batch-size', 8, posInt, 'a positive integer');
+  const gpu = await createNodeGpu();
+  const model = new LlamaModel(gpu, config, weights);
+  const adapterDir = str(f, 'adapter');
+  if (adapterDir) {
+    const a = await loadAdapterDir(adapterDir, config);
+    model.setAdapter(a.config, a.weights);
+  }
+  const T = rows[0].length;
+  const evaluators = new Map<number, Evaluator>();
+  let sum = 0, tokens = 0;
+  for (const batch of batches(rows, batchSize)) {
+    let ev = evaluators.get(batch.length);
+    if (!ev) evaluators.set(batch.length, (ev = new Evaluator(model, batch.length, T)));
+    const r = await ev.loss(Int32Array.from(batch.flat()));
+    sum += r.loss * r.tokens;
+    tokens += r.tokens;
+  }
+  gpu.destroy();
+  return JSON.stringify({ loss: tokens ? sum / tokens : 0, tokens });
+}
+
+export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
+  const f = parseFlags(args, ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
+    'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out']);
+  const modelDir = str(f, 'model', true)!;
+  const out = str(f, 'out', true)!;
+  const { config, weights } = await loadModelDir(modelDir);
+  const rows = await loadTokenRows(str(f, 'data', true)!, config.vocab);
+  const optimizer = str(f, 'optimizer') ?? 'adamw';
+  if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new LoraStudioError('bad-input', `--optimizer must be adamw or sgd (got ${optimizer})`);
+  const steps = num(f, 'steps', 100, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
+  const batchSize = Math.min(num(f, 'batch-size', 8, posInt, 'a positive integer'), rows.length);
+  const lr = num(f, 'lr', optimizer === 'sgd' ? 1e-2 : 1e-4, (v) => v >= 0, 'a non-negative number');
+  const weightDecay = num(f, 'weight-decay', 0, (v) => v >= 0, 'a non-negative number');
+  const maxGradNorm = num(f, 'max-grad-norm', 0, (v) => v >= 0, 'a non-negative number (0: no clipping)');
+  const seed = num(f, 'seed', 0, (v) => Number.isInteger(v), 'an integer');
+
+  let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
+  const from = str(f, 'adapter');
+  if (from) {
+    for (const k of ['targets', 'rank', 'alpha', 'dropout', 'rslora']) {
+      if (f.has(k)) throw new LoraStudioError('bad-input', `--${k} cannot be combined with --adapter: the adapter's own adapter_config.json sets it`);
+    }
+    ({ config: adapter, weights: tensors } = await loadAdapterDir(from, config));
+  } else {
+    const targets = (str(f, 'targets') ?? 'q_proj,v_proj').split(',').map((t) => t.trim()).filter(Boolean);
+    for (const t of targets) {
+      if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new LoraStudioError('bad-input', `--targets: unknown module "${t}"; choose from ${LORA_TARGETS.join(', ')}`);
+    }
+    adapter = {
+      r: num(f, 'rank', 8, () => true, 'a positive integer'),
+      loraAlpha: num(f, 'alpha', 16, () => true, 'a number'),
+      loraDropout: num(f, 'dropout', 0, () => true, 'in [0, 1)'),
+      targetModules: targets as LoraTarget[],
+      useRslora: f.get('rslora') === true,
+      baseModel: modelDir,
+    };
+    checkAdapterSettings(adapter);
+    tensors = initLora(config, adapter, seed);
+  }
+  if (adapter.loraDropout > 0) throw new LoraStudioError('unsupported', 'LoRA dropout > 0 is not supported by the engine yet; use --dropout 0.');
+  // Round-trip through PEFT's own config format now, so a bad setting fails before any training.
+  parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
+
+  const gpu = await createNodeGpu();
+  const model = new LlamaModel(gpu, config, weights);
+  model.setAdapter(adapter, tensors);
+  const T = rows[0].length;
+  const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm });
+  // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
+  for (let s = 0; s < steps; s++) {
+    const ids = new Int32Array(batchSize * T);
+    for (let b = 0; b < batchSize; b++) ids.set(rows[(s * batchSize + b) % rows.length], b * T);
+    const loss = await trainer.step(ids);
+    print(JSON.stringify({ step: s, loss }));
+    if (!Number.isFinite(loss)) throw new LoraStudioError('bad-input', `the loss became ${loss} at step ${s}: lower --lr (the adapter was not saved).`);
+  }
+  await saveAdapterDir(out, adapter, await model.readAdapter(), config);
+  gpu.destroy();
+  return '';
+}

@@ -1,0 +1,77 @@
+// The whole engine against PyTorch: a tiny Llama with grouped-query attention and a tied-embedding Qwen2
+// with q/k/v biases (tests/fixtures/make_fixtures.py, float64, following transformers + PEFT), LoRA with
+// non-zero A and B. Loss, LoRA gradients, one SGD step and three AdamW steps.
+//
+// Tolerance: 1e-5 relative (max |engine − torch| over elements / max |torch|), the issue's bar. The engine
+// is fp32 end to end; the reference float64.
+
+import { describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
+import { loadAdapterDir, loadModelDir, loadTokenRows } from '../../src/cli/files';
+import { LlamaModel } from '../../src/model/llama';
+import { Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
+
+const TOL = 1e-5;
+
+async function setup(name: string, maxLogitsBytes?: number) {
+  const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+  const gpu = await testGpu();
+  const { config, weights } = await loadModelDir(`${dir}model`);
+  const adapter = await loadAdapterDir(`${dir}adapter`, config);
+  const rows = await loadTokenRows(`${dir}data.jsonl`, config.vocab);
+  const expected = JSON.parse(readFileSync(`${dir}expected.json`, 'utf8'));
+  const model = new LlamaModel(gpu, config, weights);
+  if (maxLogitsBytes) model.maxLogitsBytes = maxLogitsBytes;
+  model.setAdapter(adapter.config, adapter.weights);
+  const ids = Int32Array.from(rows.flat());
+  return { gpu, model, adapter, ids, B: rows.length, T: rows[0].length, expected };
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, tol = TOL) {
+  const d = relMaxDiff(got, want);
+  expect(d, `${what}: maxdiff ${d.toExponential(2)}`).toBeLessThan(tol);
+}
+
+for (const name of ['llama_gqa', 'qwen2_tied']) {
+  describe(`parity with PyTorch + PEFT: ${name}`, () => {
+    it('loss and LoRA gradients', async () => {
+      const { gpu, model, ids, B, T, expected } = await setup(name);
+      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: 0 });
+      const loss = await trainer.lossAndGrads(ids);
+      expectClose([loss], [expected.loss], 'loss');
+      for (const [key, want] of Object.entries(expected.grads) as [string, number[]][]) {
+        expectClose(await gpu.read(trainer.grads.get(key)!, want.length), want, `grad ${key}`);
+      }
+    });
+
+    it('one SGD step with the LM head and loss split into vocabulary chunks', async () => {
+      // 2 × 8 rows, 20 logit columns per chunk: V = 64 runs as chunks of 20, 20, 20 and 4, the logits
+      // recomputed chunk by chunk in the backward.
+      const { model, ids, B, T, expected } = await setup(name, 16 * 4 * 20);
+      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: expected.sgd.lr });
+      expectClose([await trainer.step(ids)], [expected.sgd.loss_before], 'loss before the step');
+      const after = await model.readAdapter();
+      for (const [key, want] of Object.entries(expected.sgd.params) as [string, number[]][]) expectClose(after.get(key)!, want, `sgd ${key}`);
+    });
+
+    it('one SGD step', async () => {
+      const { model, ids, B, T, expected } = await setup(name);
+      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: expected.sgd.lr });
+      const loss = await trainer.step(ids);
+      expectClose([loss], [expected.sgd.loss_before], 'loss before the step');
+      const after = await model.readAdapter();
+      for (const [key, want] of Object.entries(expected.sgd.params) as [string, number[]][]) expectClose(after.get(key)!, want, `sgd ${key}`);
+    });
+
+    it('three AdamW steps', async () => {
+      const { model, ids, B, T, expected } = await setup(name);
+      const a = expected.adamw;
+      const trainer = new Trainer(model, B, T, { kind: 'adamw', lr: a.lr, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay });
+      for (let s = 0; s < 3; s++) expectClose([await trainer.step(ids)], [a.losses[s]], `loss before AdamW step ${s + 1}`);
+      const after = await model.readAdapter();
+      for (const [key, want] of Object.entries(a.params) as [string, number[]][]) expectClose(after.get(key)!, want, `adamw ${key}`);
+    });
+  });
+}
