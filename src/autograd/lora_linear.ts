@@ -88,13 +88,15 @@ export interface LoraLinearBuffers {
   B: GPUBuffer; //    (OUT, R)
   u: GPUBuffer; //    (N, R) written by the forward, read by the backward
   y: GPUBuffer; //    (N, OUT)
+  /** (N, IN) the adapter's input when it differs from x (LoRA dropout: dropout(x)); default x. */
+  xLora?: GPUBuffer;
 }
 
 /** u = x·Aᵀ; y = x·Wᵀ + bias + s·u·Bᵀ. */
 export function loraLinearForward(gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers): Dispatch[] {
   checkLoraDims(d);
   return [
-    gemm(gpu, `${label}.down`, { M: d.n, N: d.r, K1: d.inF, p1: b.x, q1: b.A, transQ: true, c: b.u }),
+    gemm(gpu, `${label}.down`, { M: d.n, N: d.r, K1: d.inF, p1: b.xLora ?? b.x, q1: b.A, transQ: true, c: b.u }),
     gemm(gpu, `${label}.forward`, {
       M: d.n, N: d.outF, K1: d.inF, p1: b.x, q1: b.W,
       K2: d.r, p2: b.u, q2: b.B, alpha2: d.scale, bias: b.bias, transQ: true, c: b.y,
@@ -120,10 +122,11 @@ export function loraLinearBackward(
   checkLoraDims(d);
   const out = [
     gemm(gpu, `${label}.backward_du`, { M: d.n, N: d.r, K1: d.outF, p1: g.dy, q1: b.B, alpha1: d.scale, c: g.du }),
-    gemm(gpu, `${label}.backward_dA`, { M: d.r, N: d.inF, K1: d.n, p1: g.du, q1: b.x, transP: true, c: g.dA, accumulate: true }),
+    gemm(gpu, `${label}.backward_dA`, { M: d.r, N: d.inF, K1: d.n, p1: g.du, q1: b.xLora ?? b.x, transP: true, c: g.dA, accumulate: true }),
     gemm(gpu, `${label}.backward_dB`, { M: d.outF, N: d.r, K1: d.n, p1: g.dy, q1: b.u, alpha1: d.scale, transP: true, c: g.dB, accumulate: true }),
   ];
   if (g.dx) {
+    if (b.xLora) throw new Error(`${label}: with a separate adapter input (dropout), dx is the caller's: dy·W plus dropout_backward(du·A)`);
     out.push(gemm(gpu, `${label}.backward_dx`, {
       M: d.n, N: d.inF, K1: d.outF, p1: g.dy, q1: b.W, K2: d.r, p2: g.du, q2: b.A, c: g.dx, accumulate: accumulateDx,
     }));

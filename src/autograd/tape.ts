@@ -64,6 +64,7 @@ export class Tape {
   private backwardFns: (() => void)[] = [];
   private grads = new Map<Tensor, Tensor>();
   private gradWritten = new Set<Tensor>();
+  private kept = new Set<Tensor>();
 
   constructor(readonly gpu: Gpu) {}
 
@@ -107,6 +108,17 @@ export class Tape {
     return g;
   }
 
+  /** Keep a virtual tensor's buffer to the end of the program, so it can be read afterwards. */
+  keep(t: Tensor): void {
+    this.kept.add(t);
+  }
+
+  /** Make `grad` the gradient of `t` (the starting point of a backward that is not the loss's; for tests). */
+  seedGrad(t: Tensor, grad: GPUBuffer): void {
+    this.grads.set(t, new Tensor(`${t.label}.grad`, t.shape, true, grad));
+    this.gradWritten.add(t);
+  }
+
   hasGrad(t: Tensor): boolean {
     return this.gradWritten.has(t);
   }
@@ -146,6 +158,7 @@ export class Tape {
         last.set(t, i);
       }
     });
+    for (const t of this.kept) if (last.has(t)) last.set(t, this.nodes.length - 1);
     const byFirst = new Map<number, Tensor[]>();
     const byLast = new Map<number, Tensor[]>();
     for (const [t, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(t);

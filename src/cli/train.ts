@@ -124,7 +124,6 @@ export async function trainCommand(args: string[], print: (line: string) => void
     checkAdapterSettings(adapter);
     tensors = initLora(config, adapter, seed);
   }
-  if (adapter.loraDropout > 0) throw new LoraStudioError('unsupported', 'LoRA dropout > 0 is not supported by the engine yet; use --dropout 0.');
   // Round-trip through PEFT's own config format now, so a bad setting fails before any training.
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
@@ -132,7 +131,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const model = new LlamaModel(gpu, config, weights);
   model.setAdapter(adapter, tensors);
   const T = rows[0].length;
-  const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm });
+  const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
   for (let s = 0; s < steps; s++) {
     const ids = new Int32Array(batchSize * T);

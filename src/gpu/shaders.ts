@@ -10,6 +10,7 @@ import swiglu from '../../shaders/swiglu.wgsl?raw';
 import crossEntropy from '../../shaders/cross_entropy.wgsl?raw';
 import optimizer from '../../shaders/optimizer.wgsl?raw';
 import elementwise from '../../shaders/elementwise.wgsl?raw';
+import dropout from '../../shaders/dropout.wgsl?raw';
 
 export const SHADERS = {
   lora_linear: loraLinear,
@@ -21,6 +22,7 @@ export const SHADERS = {
   cross_entropy: crossEntropy,
   optimizer,
   elementwise,
+  dropout,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

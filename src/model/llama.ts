@@ -20,6 +20,7 @@ import { ropeBackward, ropeForward } from '../autograd/rope';
 import { attentionBackward, attentionForward } from '../autograd/attention';
 import { swigluBackward, swigluForward } from '../autograd/swiglu';
 import { accumulate, addForward } from '../autograd/elementwise';
+import { dropoutBackward, dropoutForward } from '../autograd/dropout';
 import { crossEntropyBackward, crossEntropyForward, crossEntropyReduce, vocabChunks } from '../autograd/cross_entropy';
 import { loraKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { projectionDims, weightShapes, type ModelConfig } from './config';
@@ -28,6 +29,12 @@ import type { Weights } from './weights';
 export interface LoraParam {
   key: string; // PEFT name
   tensor: Tensor; // persistent, requiresGrad
+}
+
+/** LoRA dropout while training: the GPU step counter its masks hash, and a base seed. */
+export interface DropoutState {
+  counter: Tensor; // (1) u32, advanced once per step on the GPU
+  seed: number;
 }
 
 export interface StepTensors {
@@ -110,7 +117,7 @@ export class LlamaModel {
    * Record the loss of one (B, T) batch on `tape`. With `train`, the caller then runs tape.backward() to
    * record the gradients of every LoRA parameter (accumulated into their .grad buffers).
    */
-  recordLoss(tape: Tape, io: StepTensors, B: number, T: number): void {
+  recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
     const c = this.config;
     const N = B * T;
     const C = c.hidden, Q = c.heads * c.headDim, KVD = c.kvHeads * c.headDim;
@@ -123,19 +130,19 @@ export class LlamaModel {
       const p = `model.layers.${l}`;
       const xn = rmsnorm(tape, `${p}.input_layernorm`, x, this.w(tape, `${p}.input_layernorm.weight`), c.rmsEps);
       const bias = (n: string) => (c.attnBias ? this.w(tape, `${p}.self_attn.${n}.bias`) : undefined);
-      const q = linear(tape, `${p}.self_attn.q_proj`, xn, this.w(tape, `${p}.self_attn.q_proj.weight`), bias('q_proj'), Q, this.loraOf(l, 'q_proj'), this.adapter);
-      const k = linear(tape, `${p}.self_attn.k_proj`, xn, this.w(tape, `${p}.self_attn.k_proj.weight`), bias('k_proj'), KVD, this.loraOf(l, 'k_proj'), this.adapter);
-      const v = linear(tape, `${p}.self_attn.v_proj`, xn, this.w(tape, `${p}.self_attn.v_proj.weight`), bias('v_proj'), KVD, this.loraOf(l, 'v_proj'), this.adapter);
+      const q = linear(tape, `${p}.self_attn.q_proj`, xn, this.w(tape, `${p}.self_attn.q_proj.weight`), bias('q_proj'), Q, this.loraOf(l, 'q_proj'), this.adapter, dropout);
+      const k = linear(tape, `${p}.self_attn.k_proj`, xn, this.w(tape, `${p}.self_attn.k_proj.weight`), bias('k_proj'), KVD, this.loraOf(l, 'k_proj'), this.adapter, dropout);
+      const v = linear(tape, `${p}.self_attn.v_proj`, xn, this.w(tape, `${p}.self_attn.v_proj.weight`), bias('v_proj'), KVD, this.loraOf(l, 'v_proj'), this.adapter, dropout);
       const qr = rope(tape, `${p}.rope_q`, q, { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
       const kr = rope(tape, `${p}.rope_k`, k, { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
       const a = attention(tape, `${p}.self_attn`, qr, kr, v, { B, T, H: c.heads, KV: c.kvHeads, D: c.headDim });
-      const o = linear(tape, `${p}.self_attn.o_proj`, a, this.w(tape, `${p}.self_attn.o_proj.weight`), undefined, C, this.loraOf(l, 'o_proj'), this.adapter);
+      const o = linear(tape, `${p}.self_attn.o_proj`, a, this.w(tape, `${p}.self_attn.o_proj.weight`), undefined, C, this.loraOf(l, 'o_proj'), this.adapter, dropout);
       const h = add(tape, `${p}.residual1`, x, o);
       const hn = rmsnorm(tape, `${p}.post_attention_layernorm`, h, this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
-      const g = linear(tape, `${p}.mlp.gate_proj`, hn, this.w(tape, `${p}.mlp.gate_proj.weight`), undefined, c.intermediate, this.loraOf(l, 'gate_proj'), this.adapter);
-      const u = linear(tape, `${p}.mlp.up_proj`, hn, this.w(tape, `${p}.mlp.up_proj.weight`), undefined, c.intermediate, this.loraOf(l, 'up_proj'), this.adapter);
+      const g = linear(tape, `${p}.mlp.gate_proj`, hn, this.w(tape, `${p}.mlp.gate_proj.weight`), undefined, c.intermediate, this.loraOf(l, 'gate_proj'), this.adapter, dropout);
+      const u = linear(tape, `${p}.mlp.up_proj`, hn, this.w(tape, `${p}.mlp.up_proj.weight`), undefined, c.intermediate, this.loraOf(l, 'up_proj'), this.adapter, dropout);
       const m = swiglu(tape, `${p}.mlp.act`, g, u);
-      const d = linear(tape, `${p}.mlp.down_proj`, m, this.w(tape, `${p}.mlp.down_proj.weight`), undefined, C, this.loraOf(l, 'down_proj'), this.adapter);
+      const d = linear(tape, `${p}.mlp.down_proj`, m, this.w(tape, `${p}.mlp.down_proj.weight`), undefined, C, this.loraOf(l, 'down_proj'), this.adapter, dropout);
       x = add(tape, `${p}.residual2`, h, d);
     }
     const xf = rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
@@ -163,9 +170,9 @@ function rmsnorm(tape: Tape, label: string, x: Tensor, w: Tensor, eps: number): 
 }
 
 /** y = x·Wᵀ + bias (+ s·(x·Aᵀ)·Bᵀ with LoRA). W and bias frozen. */
-function linear(
+export function linear(
   tape: Tape, label: string, x: Tensor, W: Tensor, bias: Tensor | undefined, outF: number,
-  lora: { A: Tensor; B: Tensor } | undefined, adapter: AdapterConfig | undefined,
+  lora: { A: Tensor; B: Tensor } | undefined, adapter: AdapterConfig | undefined, dropout?: DropoutState,
 ): Tensor {
   const gpu = tape.gpu;
   const [n, inF] = x.shape;
@@ -187,19 +194,44 @@ function linear(
   const d = { n, inF, outF, r, scale: loraScale(adapter) };
   const { A, B } = lora;
   const u = tape.tensor(`${label}.u`, [n, r]);
-  tape.op(`${label}.forward`, [...frozen, A, B], [u, y], (b) =>
-    loraLinearForward(gpu, label, d, { x: b(x), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }));
+  // PEFT's lora_dropout acts on the adapter's input only: y = x·Wᵀ + s·B(A(dropout(x))).
+  const p = dropout ? adapter.loraDropout : 0;
+  const seed = dropout ? (dropout.seed ^ labelHash(label)) >>> 0 : 0;
+  const xd = p > 0 ? tape.tensor(`${label}.dropout`, [n, inF]) : undefined;
+  if (xd) {
+    tape.op(`${label}.dropout`, [dropout!.counter, x], [xd], (b) => dropoutForward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(x), b(xd)));
+  }
+  const adapterIn = xd ?? x;
+  tape.op(`${label}.forward`, [...frozen, adapterIn, A, B], [u, y], (b) =>
+    loraLinearForward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }));
   tape.onBackward(() => {
     if (!tape.hasGrad(y)) return;
     const dy = tape.grad(y);
     const du = tape.tensor(`${label}.du`, [n, r]);
     const dA = tape.gradSlot(A).grad, dB = tape.gradSlot(B).grad;
     const slot = x.requiresGrad ? tape.gradSlot(x) : undefined;
-    tape.op(`${label}.backward`, [x, W, A, B, u, dy], [du, dA, dB, ...(slot ? [slot.grad] : [])], (b) =>
-      loraLinearBackward(gpu, label, d, { x: b(x), W: b(W), A: b(A), B: b(B), u: b(u), y: b(y) },
-        { dy: b(dy), du: b(du), dx: slot && b(slot.grad), dA: b(dA), dB: b(dB) }, slot?.accumulate));
+    const fusedDx = slot && !xd ? slot : undefined;
+    tape.op(`${label}.backward`, [x, adapterIn, W, A, B, u, dy], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
+      loraLinearBackward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), A: b(A), B: b(B), u: b(u), y: b(y) },
+        { dy: b(dy), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate));
+    if (slot && xd) {
+      // dx = dy·W + dropout_backward(du·A): the dropout mask splits the fused dx GEMM in two.
+      const duA = tape.tensor(`${label}.duA`, [n, inF]);
+      tape.op(`${label}.backward_dx`, [dy, W, du, A], [slot.grad, duA], (b) => [
+        gemm(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
+        gemm(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
+        dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(duA), b(slot.grad)),
+      ]);
+    }
   });
   return y;
+}
+
+/** FNV-1a of a label: a distinct, stable dropout stream per layer and projection. */
+export function labelHash(label: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }
 
 function rope(tape: Tape, label: string, x: Tensor, d: { B: number; T: number; heads: number; D: number; theta: number }): Tensor {

@@ -8,6 +8,7 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { packUniform } from '../gpu/uniforms';
 import { Tape } from '../autograd/tape';
 import { fill } from '../autograd/elementwise';
+import { rngAdvance } from '../autograd/dropout';
 import { adamwParams, adamwStep, clipGradNorm, OPTIMIZER_PARAMS, sgdStep } from '../autograd/optimizer';
 import { IGNORE_INDEX } from '../autograd/cross_entropy';
 import type { LlamaModel, StepTensors } from '../model/llama';
@@ -73,11 +74,12 @@ export class Trainer {
   steps = 0;
   readonly transientBytes: number;
 
-  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number, readonly opt: OptimizerSettings) {
+  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0) {
     const gpu = model.gpu;
     const tape = new Tape(gpu);
     this.io = ioTensors(tape, gpu, B * T);
-    model.recordLoss(tape, this.io, B, T);
+    const counter = tape.persistent('dropout.step', [1], gpu.upload('dropout.step', new Uint32Array(1)));
+    model.recordLoss(tape, this.io, B, T, { counter, seed });
     tape.backward();
     const compiled = tape.compile();
     this.program = compiled.dispatches;
@@ -87,6 +89,7 @@ export class Trainer {
     const grads = params.map((p) => tape.grad(p).buffer!);
     model.lora.forEach((p, i) => this.grads.set(p.key, grads[i]));
     this.step0 = params.map((p, i) => fill(gpu, `${p.label}.zero_grad`, p.numel, grads[i], 0));
+    const advance = rngAdvance(gpu, 'dropout', counter.buffer!);
     if (opt.maxGradNorm && opt.maxGradNorm > 0) {
       this.update.push(...clipGradNorm(gpu, 'clip', params.map((p, i) => ({ n: p.numel, g: grads[i] })), opt.maxGradNorm));
     }
@@ -103,6 +106,7 @@ export class Trainer {
     });
     // Moments start at zero: run their fills once now, leave only the gradient zeroing in every step.
     gpu.run(this.step0.splice(params.length), 'train.init');
+    this.step0.push(advance);
   }
 
   private get hyper() {

@@ -85,7 +85,20 @@ describe('cli train / eval', () => {
     expect(Math.abs(base - out.loss)).toBeGreaterThan(1e-3);
   });
 
+  it('trains with LoRA dropout, rsLoRA, clipping and SGD, and records them in adapter_config.json', async () => {
+    const out = join(work, 'dropout');
+    const r = await cli(['train', '--model', model, '--data', data, '--steps', '3', '--batch-size', '1', '--dropout', '0.1', '--rslora',
+      '--optimizer', 'sgd', '--lr', '0.05', '--max-grad-norm', '1', '--targets', 'gate_proj,up_proj,down_proj', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const losses = r.stdout.trim().split('\n').map((l) => JSON.parse(l).loss);
+    expect(losses).toHaveLength(3);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ lora_dropout: 0.1, use_rslora: true, target_modules: ['gate_proj', 'up_proj', 'down_proj'] });
+  });
+
   const bad: [string, string[], RegExp][] = [
+    ['dropout 1', ['--dropout', '1'], /LoRA dropout must be in \[0, 1\) \(got 1\)/],
     ['rank 0', ['--rank', '0'], /LoRA rank r must be a positive integer \(got 0\)/],
     ['an unknown target', ['--targets', 'q_proj,qkv'], /unknown module "qkv"/],
     ['an unknown optimizer', ['--optimizer', 'lion'], /--optimizer must be adamw or sgd/],
