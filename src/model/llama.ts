@@ -120,10 +120,34 @@ export class LlamaModel {
   recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
     const c = this.config;
     const N = B * T;
+    const xf = this.recordHidden(tape, io.ids, B, T, dropout);
+    const head = this.w(tape, c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    lmHeadLoss(tape, xf, head, io, { n: N, c: c.hidden, v: c.vocab, chunk: logitsChunkWidth(N, c.vocab, c.hidden, this.maxLogitsBytes) });
+  }
+
+  /**
+   * Record the logits (T, V) of a (1, T) sequence, for generation: it records once at its longest length and
+   * reads the row of the last real token, since causal attention makes position t independent of the
+   * padding after it.
+   */
+  recordLogits(tape: Tape, ids: Tensor, T: number): Tensor {
+    const c = this.config;
+    const xf = this.recordHidden(tape, ids, 1, T);
+    const head = this.w(tape, c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    const logits = tape.persistent('generate.logits', [T, c.vocab], this.gpu.buffer('generate.logits', T * c.vocab * 4));
+    tape.op('generate.lm_head', [xf, head], [logits], (b) =>
+      gemm(this.gpu, 'generate.lm_head', { M: T, N: c.vocab, K1: c.hidden, p1: b(xf), q1: b(head), transQ: true, c: b(logits) }));
+    return logits;
+  }
+
+  /** The final-norm hidden states (N, C) of a (B, T) batch. */
+  private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState): Tensor {
+    const c = this.config;
+    const N = B * T;
     const C = c.hidden, Q = c.heads * c.headDim, KVD = c.kvHeads * c.headDim;
     const embedded = tape.tensor('embed', [N, C]);
     const table = this.w(tape, 'model.embed_tokens.weight');
-    tape.op('embed', [io.ids, table], [embedded], (b) => embeddingForward(this.gpu, 'embed', { n: N, c: C, v: c.vocab }, b(io.ids), b(table), b(embedded)));
+    tape.op('embed', [ids, table], [embedded], (b) => embeddingForward(this.gpu, 'embed', { n: N, c: C, v: c.vocab }, b(ids), b(table), b(embedded)));
     let x = embedded; // the residual stream; node closures must capture a const, never this variable
 
     for (let l = 0; l < c.layers; l++) {
@@ -145,9 +169,7 @@ export class LlamaModel {
       const d = linear(tape, `${p}.mlp.down_proj`, m, this.w(tape, `${p}.mlp.down_proj.weight`), undefined, C, this.loraOf(l, 'down_proj'), this.adapter, dropout);
       x = add(tape, `${p}.residual2`, h, d);
     }
-    const xf = rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
-    const head = this.w(tape, c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
-    lmHeadLoss(tape, xf, head, io, { n: N, c: C, v: c.vocab, chunk: logitsChunkWidth(N, c.vocab, C, this.maxLogitsBytes) });
+    return rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
   }
 }
 
