@@ -1,6 +1,7 @@
 // The studio shell: a header naming the GPU the engine opened, a banner when WebGPU is unavailable, and the
 // panels. Panels are self-contained sections reading the store; more (model, LoRA, data, train) slot in here.
 
+import { LibraryPanel } from './LibraryPanel';
 import { useStudio } from './store';
 import { TeachPanel } from './TeachPanel';
 
@@ -33,6 +34,7 @@ export function App() {
 
       <main id="main" className="panels" tabIndex={-1}>
         <TeachPanel />
+        <LibraryPanel />
       </main>
     </div>
   );

@@ -5,6 +5,8 @@
 
 import { create, type StateCreator } from 'zustand';
 import { WEBGPU_MISSING_MESSAGE } from '../gpu/errors';
+import { LoraStudioError } from '../io/errors';
+import { AdapterLibrary, type AdapterSummary, type ImportExpectation, type StorageEstimateLike } from '../io/library';
 import { EngineClient, EngineError } from '../worker/client';
 import type { EngineErrorCode, GpuInfo, ResponseFor } from '../worker/protocol';
 import { TEACH_EXAMPLES, type TeachExample, type TeachExampleId } from './teachExamples';
@@ -87,11 +89,118 @@ export const createTeachSlice: StateCreator<StudioState, [], [], TeachSlice> = (
   };
 };
 
+// ---- Library ---------------------------------------------------------------------------------------------
+// The adapter library lives in IndexedDB, not on the GPU, so the page talks to it directly (src/io/library.ts
+// serialises page and worker writes with Web Locks). Downloads are the panel's job: these actions only
+// return the bytes.
+
+export interface LibrarySlice {
+  library: {
+    status: 'idle' | 'loading' | 'ready' | 'error';
+    items: AdapterSummary[];
+    /** Browser storage in use and available to this site, when the browser says. */
+    storage: StorageEstimateLike | null;
+    importing: boolean;
+    error: Failure | null;
+    /** The last thing that went right, for a polite live region ("Imported …"). */
+    notice: string | null;
+  };
+  refreshLibrary: () => Promise<void>;
+  /**
+   * Imports a .zip or the two PEFT files. `expected` comes from the loaded model; with none loaded (today,
+   * always) the files are only checked against themselves and the shapes are checked when applied.
+   */
+  importAdapter: (files: File[], expected?: ImportExpectation) => Promise<void>;
+  renameAdapter: (id: string, name: string) => Promise<boolean>;
+  deleteAdapter: (id: string) => Promise<void>;
+  exportAdapter: (id: string) => Promise<Awaited<ReturnType<AdapterLibrary['exportPeft']>> | null>;
+  dismissLibraryMessage: () => void;
+}
+
+let adapterLibrary: AdapterLibrary | null = null;
+
+/** The page's handle on the IndexedDB library, opened on first use. */
+export function library(): AdapterLibrary {
+  return (adapterLibrary ??= new AdapterLibrary());
+}
+
+function libraryFailure(err: unknown): Failure {
+  if (err instanceof LoraStudioError) return { code: err.code, message: err.message };
+  return toFailure(err);
+}
+
+export const createLibrarySlice: StateCreator<StudioState, [], [], LibrarySlice> = (set, get) => {
+  const patch = (p: Partial<LibrarySlice['library']>) => set({ library: { ...get().library, ...p } });
+  /** Re-reads the list and the storage estimate; failures of the estimate are not worth a message. */
+  const reload = async () => {
+    const items = await library().list();
+    const storage = (await navigator.storage?.estimate?.().catch(() => null)) ?? null;
+    patch({ status: 'ready', items, storage });
+  };
+  const attempt = async (what: () => Promise<string | null>): Promise<boolean> => {
+    try {
+      const notice = await what();
+      patch({ error: null, notice });
+      return true;
+    } catch (err) {
+      patch({ error: libraryFailure(err), notice: null });
+      return false;
+    }
+  };
+  return {
+    library: { status: 'idle', items: [], storage: null, importing: false, error: null, notice: null },
+    refreshLibrary: async () => {
+      if (get().library.status === 'idle') patch({ status: 'loading' });
+      try {
+        await reload();
+      } catch (err) {
+        patch({ status: 'error', error: libraryFailure(err) });
+      }
+    },
+    importAdapter: async (files, expected) => {
+      patch({ importing: true });
+      await attempt(async () => {
+        const zip = files.length === 1 && /\.zip$/i.test(files[0].name) ? files[0] : null;
+        const entry = zip
+          ? await library().importPeft(new Uint8Array(await zip.arrayBuffer()), expected, { fileName: zip.name })
+          : await library().importPeft(new Map(await Promise.all(files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())] as const))), expected);
+        await reload();
+        return `Imported “${entry.name}”.`;
+      });
+      patch({ importing: false });
+    },
+    renameAdapter: (id, name) =>
+      attempt(async () => {
+        const renamed = await library().rename(id, name);
+        await reload();
+        return `Renamed to “${renamed.name}”.`;
+      }),
+    deleteAdapter: async (id) => {
+      const name = get().library.items.find((a) => a.id === id)?.name ?? 'the adapter';
+      await attempt(async () => {
+        await library().delete(id);
+        await reload();
+        return `Deleted “${name}”.`;
+      });
+    },
+    exportAdapter: async (id) => {
+      try {
+        return await library().exportPeft(id);
+      } catch (err) {
+        patch({ error: libraryFailure(err), notice: null });
+        return null;
+      }
+    },
+    dismissLibraryMessage: () => patch({ error: null, notice: null }),
+  };
+};
+
 // ---- the store -------------------------------------------------------------------------------------------
 
-export type StudioState = GpuSlice & TeachSlice;
+export type StudioState = GpuSlice & TeachSlice & LibrarySlice;
 
 export const useStudio = create<StudioState>()((...a) => ({
   ...createGpuSlice(...a),
   ...createTeachSlice(...a),
+  ...createLibrarySlice(...a),
 }));

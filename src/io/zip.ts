@@ -1,0 +1,255 @@
+// A minimal zip writer and reader for the adapter download and import: STORE method only (no
+// compression), CRC-32 checked, no Zip64, no encryption, no multi-disk archives. A PEFT adapter is two
+// files, one of them float weights that barely compress, so storing loses little.
+//
+// The issue allows "a zip is fine, through a well-kept zip library"; we cannot add a dependency right
+// now, so this file implements the part of APPNOTE.TXT (PKWARE's .ZIP File Format Specification, 6.3.x)
+// that stored archives need. Swap it for fflate or similar when dependencies open up: callers only see
+// writeZip and readZip. Archives made by `zip -0`, Python's zipfile (ZIP_STORED) and this writer read
+// back; compressed ones are refused with a message saying how to get a stored one.
+//
+// Layout (all integers little-endian):
+//   per file:  local header (30 bytes + name + extra) · data
+//   then:      central directory (46 bytes + name + extra + comment per file) · end record (22 bytes + comment)
+// The central directory is authoritative for sizes and CRC: writers that stream (general-purpose flag
+// bit 3) put zeros in the local header and the real values in a data descriptor after the data.
+
+import { FormatError, UnsupportedError } from './errors.ts';
+
+export interface ZipFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+const LOCAL_SIG = 0x04034b50;
+const CENTRAL_SIG = 0x02014b50;
+const END_SIG = 0x06054b50;
+const ZIP64_END_LOCATOR_SIG = 0x07064b50;
+const FLAG_ENCRYPTED = 1 << 0;
+const FLAG_UTF8 = 1 << 11;
+const METHOD_STORE = 0;
+const VERSION = 20; // 2.0: the version APPNOTE asks for when names may contain '/'
+const MAX_U32 = 0xffffffff;
+
+let crcTable: Uint32Array | undefined;
+
+/** CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zip, gzip and PNG use it. */
+export function crc32(bytes: Uint8Array): number {
+  if (crcTable === undefined) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let crc = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** MS-DOS date and time (2-second resolution, years 1980..2107), the only timestamp a plain zip entry has. */
+function dosDateTime(date: Date): { time: number; date: number } {
+  const year = Math.min(Math.max(date.getFullYear(), 1980), 2107);
+  return {
+    time: (date.getHours() << 11) | (date.getMinutes() << 5) | (date.getSeconds() >> 1),
+    date: ((year - 1980) << 9) | ((date.getMonth() + 1) << 5) | date.getDate(),
+  };
+}
+
+/** A stored (uncompressed) zip of `files`, names in UTF-8 with the language-encoding flag set. */
+export function writeZip(files: ZipFile[], options: { date?: Date } = {}): Uint8Array {
+  const encoder = new TextEncoder();
+  const stamp = dosDateTime(options.date ?? new Date());
+  const seen = new Set<string>();
+  const entries = files.map((f) => {
+    if (f.name === '' || f.name.startsWith('/') || f.name.includes('\\')) {
+      throw new Error(`writeZip: ${JSON.stringify(f.name)} is not a relative, '/'-separated file name.`);
+    }
+    if (seen.has(f.name)) throw new Error(`writeZip: two files are named ${JSON.stringify(f.name)}.`);
+    seen.add(f.name);
+    const name = encoder.encode(f.name);
+    if (name.length > 0xffff) throw new Error(`writeZip: the name ${JSON.stringify(f.name.slice(0, 40))}… is too long.`);
+    if (f.bytes.length >= MAX_U32) throw new Error(`writeZip: ${f.name} is 4 GiB or more, which needs Zip64.`);
+    return { name, bytes: f.bytes, crc: crc32(f.bytes), offset: 0 };
+  });
+  if (entries.length > 0xffff) throw new Error('writeZip: more than 65535 files needs Zip64.');
+
+  const localSize = entries.reduce((n, e) => n + 30 + e.name.length + e.bytes.length, 0);
+  const centralSize = entries.reduce((n, e) => n + 46 + e.name.length, 0);
+  if (localSize + centralSize + 22 > MAX_U32) throw new Error('writeZip: the archive would be 4 GiB or more, which needs Zip64.');
+  const out = new Uint8Array(localSize + centralSize + 22);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  const u16 = (v: number) => { view.setUint16(at, v, true); at += 2; };
+  const u32 = (v: number) => { view.setUint32(at, v, true); at += 4; };
+  const bytes = (b: Uint8Array) => { out.set(b, at); at += b.length; };
+
+  for (const e of entries) {
+    e.offset = at;
+    u32(LOCAL_SIG);
+    u16(VERSION); // version needed to extract
+    u16(FLAG_UTF8);
+    u16(METHOD_STORE);
+    u16(stamp.time);
+    u16(stamp.date);
+    u32(e.crc);
+    u32(e.bytes.length); // compressed size
+    u32(e.bytes.length); // uncompressed size
+    u16(e.name.length);
+    u16(0); // extra field length
+    bytes(e.name);
+    bytes(e.bytes);
+  }
+  const centralStart = at;
+  for (const e of entries) {
+    u32(CENTRAL_SIG);
+    u16((3 << 8) | VERSION); // version made by: Unix, so unzip honours the (zero) external attributes sanely
+    u16(VERSION);
+    u16(FLAG_UTF8);
+    u16(METHOD_STORE);
+    u16(stamp.time);
+    u16(stamp.date);
+    u32(e.crc);
+    u32(e.bytes.length);
+    u32(e.bytes.length);
+    u16(e.name.length);
+    u16(0); // extra
+    u16(0); // comment
+    u16(0); // disk number start
+    u16(0); // internal attributes
+    u32((0o100644 << 16) >>> 0); // external attributes: a regular file, rw-r--r--
+    u32(e.offset);
+    bytes(e.name);
+  }
+  const centralEnd = at;
+  u32(END_SIG);
+  u16(0); // this disk
+  u16(0); // disk with the central directory
+  u16(entries.length);
+  u16(entries.length);
+  u32(centralEnd - centralStart);
+  u32(centralStart);
+  u16(0); // comment length
+  return out;
+}
+
+/**
+ * The files of a stored zip, by name (directories skipped). Each value is a view into `bytes`, not a
+ * copy. Throws FormatError naming `fileName` for anything malformed, and UnsupportedError for
+ * compressed, encrypted, Zip64 or multi-disk archives.
+ */
+export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip'): Map<string, Uint8Array> {
+  const u8 = input instanceof Uint8Array ? input : new Uint8Array(input);
+  const view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+  const REDO = 'The file is damaged or was cut short: download or zip it again.';
+  const fail = (problem: string): never => {
+    throw new FormatError(fileName, `${fileName}: ${problem}`);
+  };
+  const unsupported = (problem: string): never => {
+    throw new UnsupportedError(fileName, `${fileName}: ${problem}`);
+  };
+
+  if (u8.length < 22) fail(`is only ${u8.length} bytes, too short to be a zip archive. ${REDO}`);
+  // The end record is the last 22 bytes plus a comment of up to 65535 bytes; scan back for its signature.
+  let end = -1;
+  for (let i = u8.length - 22; i >= Math.max(0, u8.length - 22 - 0xffff); i--) {
+    if (view.getUint32(i, true) === END_SIG && i + 22 + view.getUint16(i + 20, true) === u8.length) {
+      end = i;
+      break;
+    }
+  }
+  if (end < 0) {
+    const magic = u8.length >= 4 ? view.getUint32(0, true) : 0;
+    fail(
+      magic === LOCAL_SIG
+        ? `has no end-of-archive record, so it was cut short. ${REDO}`
+        : 'is not a zip archive (no end-of-archive record). Choose the .zip downloaded from LoRA Studio or the Hub, ' +
+            'or import adapter_config.json and adapter_model.safetensors directly.',
+    );
+  }
+  if (end >= 20 && view.getUint32(end - 20, true) === ZIP64_END_LOCATOR_SIG) {
+    unsupported('is a Zip64 archive, which LoRA Studio does not read. Re-zip it with `zip -0` or import the two files directly.');
+  }
+  const disk = view.getUint16(end + 4, true);
+  const cdDisk = view.getUint16(end + 6, true);
+  const countHere = view.getUint16(end + 8, true);
+  const count = view.getUint16(end + 10, true);
+  const cdSize = view.getUint32(end + 12, true);
+  const cdOffset = view.getUint32(end + 16, true);
+  if (disk !== 0 || cdDisk !== 0 || countHere !== count) {
+    unsupported('is one part of a split (multi-disk) archive. Join the parts into one zip, or import the two files directly.');
+  }
+  if (count === 0xffff || cdSize === MAX_U32 || cdOffset === MAX_U32) {
+    unsupported('is a Zip64 archive, which LoRA Studio does not read. Re-zip it with `zip -0` or import the two files directly.');
+  }
+  if (cdOffset + cdSize > end) {
+    fail(`its central directory (bytes ${cdOffset}..${cdOffset + cdSize}) runs past the end record at byte ${end}. ${REDO}`);
+  }
+
+  const files = new Map<string, Uint8Array>();
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let at = cdOffset;
+  for (let n = 0; n < count; n++) {
+    if (at + 46 > cdOffset + cdSize || view.getUint32(at, true) !== CENTRAL_SIG) {
+      fail(`central directory entry ${n + 1} of ${count} is missing or has a bad signature. ${REDO}`);
+    }
+    const flags = view.getUint16(at + 8, true);
+    const method = view.getUint16(at + 10, true);
+    const crc = view.getUint32(at + 16, true);
+    const compressed = view.getUint32(at + 20, true);
+    const size = view.getUint32(at + 24, true);
+    const nameLength = view.getUint16(at + 28, true);
+    const extraLength = view.getUint16(at + 30, true);
+    const commentLength = view.getUint16(at + 32, true);
+    const diskStart = view.getUint16(at + 34, true);
+    const localOffset = view.getUint32(at + 42, true);
+    const next = at + 46 + nameLength + extraLength + commentLength;
+    if (next > cdOffset + cdSize) fail(`central directory entry ${n + 1} runs past the end of the directory. ${REDO}`);
+    const rawName = u8.subarray(at + 46, at + 46 + nameLength);
+    let name: string;
+    try {
+      // Without the UTF-8 flag a name is officially CP437, but every writer we meet uses UTF-8 (Info-ZIP
+      // on Unix, macOS) or plain ASCII, where the two agree.
+      name = utf8.decode(rawName);
+    } catch {
+      name = String.fromCharCode(...rawName);
+      if (flags & FLAG_UTF8) fail(`entry ${n + 1} says its name is UTF-8 but it is not. ${REDO}`);
+    }
+    at = next;
+    const what = `entry ${JSON.stringify(name)}`;
+
+    if (diskStart !== 0) unsupported(`${what} is on another disk of a split archive. Join the parts into one zip.`);
+    if (flags & FLAG_ENCRYPTED) unsupported(`${what} is encrypted. Zip the adapter again without a password, or import the two files directly.`);
+    if (compressed === MAX_U32 || size === MAX_U32 || localOffset === MAX_U32) {
+      unsupported(`${what} uses Zip64 sizes, which LoRA Studio does not read. Re-zip it with \`zip -0\` or import the two files directly.`);
+    }
+    if (method !== METHOD_STORE) {
+      const how = method === 8 ? 'Deflate-compressed' : `compressed (method ${method})`;
+      unsupported(
+        `${what} is ${how}; LoRA Studio reads only uncompressed (stored) zips. Re-zip without compression ` +
+          '(`zip -0 adapter.zip adapter_config.json adapter_model.safetensors`) or import the two files directly.',
+      );
+    }
+    if (compressed !== size) fail(`${what} is stored uncompressed but lists ${compressed} stored and ${size} real bytes. ${REDO}`);
+
+    if (localOffset + 30 > cdOffset || view.getUint32(localOffset, true) !== LOCAL_SIG) {
+      fail(`${what} points at byte ${localOffset}, where there is no local file header. ${REDO}`);
+    }
+    const localName = view.getUint16(localOffset + 26, true);
+    const localExtra = view.getUint16(localOffset + 28, true);
+    const start = localOffset + 30 + localName + localExtra;
+    if (localName !== nameLength) fail(`${what} has a different name length in its local header. ${REDO}`);
+    if (start + size > cdOffset) fail(`${what} (${size} bytes at byte ${start}) runs into the central directory. ${REDO}`);
+    const data = u8.subarray(start, start + size);
+
+    if (name.endsWith('/')) {
+      if (size !== 0) fail(`${what} is a directory but holds ${size} bytes. ${REDO}`);
+      continue;
+    }
+    if (crc32(data) !== crc) fail(`${what} fails its CRC-32 check: its bytes were changed or damaged. ${REDO}`);
+    if (files.has(name)) fail(`holds two files named ${JSON.stringify(name)}; keep one and zip it again.`);
+    files.set(name, data);
+  }
+  return files;
+}
