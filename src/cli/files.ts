@@ -1,14 +1,15 @@
-// Node-side loading of a Hugging Face model folder (config.json + model.safetensors or shards via
-// model.safetensors.index.json), a PEFT adapter folder, and JSONL token rows. The parsing itself is the
-// engine's (src/io, src/model); this file only reads files, and names them in every error.
+// Node-side files for the CLI: a model folder on disk (or a Hub id) as a model source, a PEFT adapter folder,
+// and JSONL token rows. Parsing and model loading are the engine's (src/io, src/model): this file only
+// reads files, lazily and by name, and names them in every error.
 
 import { readFile, mkdir, writeFile, rename } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { LoraStudioError } from '../io/errors';
+import { hubSource, isHubId } from '../io/hub';
+import { loadModel, type LoadedModel, type ModelFiles } from '../io/model_source';
 import { readAdapter, writeAdapter, type AdapterConfig } from '../io/peft';
-import { parseModelConfig, projectionDims, type ModelConfig } from '../model/config';
-import { loadWeights, type Weights } from '../model/weights';
+import { projectionDims, type ModelConfig } from '../model/config';
 
 async function read(path: string): Promise<Uint8Array> {
   try {
@@ -18,23 +19,53 @@ async function read(path: string): Promise<Uint8Array> {
   }
 }
 
-export async function loadModelDir(dir: string): Promise<{ config: ModelConfig; weights: Weights }> {
-  const configPath = join(dir, 'config.json');
-  const config = parseModelConfig(new TextDecoder().decode(await read(configPath)), configPath);
-  const index = join(dir, 'model.safetensors.index.json');
-  let names = ['model.safetensors'];
-  if (!existsSync(join(dir, 'model.safetensors')) && existsSync(index)) {
-    let map: unknown;
-    try {
-      map = JSON.parse(new TextDecoder().decode(await read(index))).weight_map;
-    } catch (e) {
-      throw new LoraStudioError('bad-file', `${index}: not valid JSON (${(e as Error).message}).`, { file: index });
-    }
-    if (typeof map !== 'object' || map === null) throw new LoraStudioError('bad-file', `${index}: "weight_map" is missing.`, { file: index });
-    names = [...new Set(Object.values(map as Record<string, string>))].sort();
+export async function readText(path: string): Promise<string> {
+  return new TextDecoder().decode(await read(path));
+}
+
+/** The files under dir (hidden entries skipped, '/'-separated names), read from disk only when asked for. */
+export function nodeFolderSource(dir: string): ModelFiles {
+  let names: string[];
+  try {
+    names = (readdirSync(dir, { recursive: true }) as string[])
+      .filter((n) => !n.split(sep).some((p) => p.startsWith('.')) && statSync(join(dir, n)).isFile())
+      .map((n) => n.split(sep).join('/'))
+      .sort();
+  } catch (e) {
+    throw new LoraStudioError('bad-input', `${dir}: cannot read the model folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, { file: dir });
   }
-  const files = await Promise.all(names.map(async (n) => ({ name: join(dir, n), bytes: await read(join(dir, n)) })));
-  return { config, weights: loadWeights(config, files) };
+  const known = new Set(names);
+  return {
+    label: dir,
+    list: () => [...names],
+    has: (name) => known.has(name),
+    path: (name) => join(dir, name),
+    read: async (name, onProgress) => {
+      const bytes = await read(join(dir, name));
+      onProgress?.({ file: name, loaded: bytes.byteLength, total: bytes.byteLength, percent: 100 });
+      return bytes;
+    },
+  };
+}
+
+export async function loadModelDir(dir: string): Promise<LoadedModel> {
+  return loadModel(nodeFolderSource(dir));
+}
+
+/**
+ * --model: a folder when one exists at that path, else a Hub id (downloaded, not cached: the CLI keeps
+ * no cache of its own), with download progress on stderr.
+ */
+export async function loadModelArg(arg: string, log: (line: string) => void = () => {}): Promise<LoadedModel> {
+  if (existsSync(arg) || !isHubId(arg)) return loadModelDir(arg);
+  let last = '';
+  return loadModel(await hubSource(arg), {
+    onProgress: (p) => {
+      const pct = p.percent === undefined ? `${(p.loaded / 2 ** 20).toFixed(1)} MB` : `${Math.floor(p.percent / 10) * 10}%`;
+      const line = `${arg}/${p.file}: ${pct}`;
+      if (line !== last) log((last = line));
+    },
+  });
 }
 
 export function adapterExpectation(config: ModelConfig) {

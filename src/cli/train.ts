@@ -1,25 +1,32 @@
-// `eval` and `train` over a Hugging Face model folder and JSONL token rows, on the same engine as the studio.
+// `eval` and `train` over a Hugging Face model (a folder, or a Hub id where the network allows) and a dataset,
+// on the same engine as the studio.
 //
-//   eval  --model DIR [--adapter DIR] --data FILE.jsonl [--batch-size N]
+//   eval  --model DIR|ID [--adapter DIR] --data FILE [--batch-size N] [--seq-len N] [--pack]
 //         → {"loss": mean token cross-entropy over every row, "tokens": predicted tokens}
-//   train --model DIR --data FILE.jsonl [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
+//   train --model DIR|ID --data FILE [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
 //         [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
-//         [--weight-decay 0] [--max-grad-norm 0] [--seed S] --out DIR
+//         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] --out DIR
 //         → one {"step": i, "loss": L} line per step (the loss before that step's update), then the
 //           adapter in PEFT's layout in --out.
+// Data: JSONL {"input_ids": [...]} rows of one length are used as they are (T = their length, loss on every
+// next token), unless --seq-len or --pack is given. Anything else src/io/dataset.ts reads (plain text,
+// {"text"}, {"prompt", "completion"}, {"messages"}) is tokenized with the model's tokenizer.json into rows
+// of --seq-len tokens (default min(256, the model's context)), packed with --pack, padded otherwise.
 // Defaults keep runs comparable with PyTorch: constant learning rate, no warmup, no clipping, no dropout.
 
+import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
+import type { LoadedModel } from '../io/model_source';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
 import { LlamaModel } from '../model/llama';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { Evaluator, Trainer } from '../train/trainer';
-import { loadAdapterDir, loadModelDir, loadTokenRows, saveAdapterDir } from './files';
+import { loadAdapterDir, loadModelArg, loadTokenRows, readText, saveAdapterDir } from './files';
 
 type Flags = Map<string, string | true>;
 
-const BOOLEAN_FLAGS = new Set(['rslora']);
+const BOOLEAN_FLAGS = new Set(['rslora', 'pack']);
 
 export function parseFlags(args: string[], allowed: string[]): Flags {
   const flags: Flags = new Map();
@@ -52,17 +59,54 @@ function num(f: Flags, name: string, fallback: number, check: (v: number) => boo
 
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
 
-/** Consecutive batches of rows; the last one may be smaller. */
-function batches(rows: number[][], size: number): number[][][] {
-  const out = [];
-  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
-  return out;
+/** (T) ids and, for tokenized data, (T) targets; token rows leave targets to the trainer's shift. */
+interface DataRow {
+  ids: Int32Array;
+  targets?: Int32Array;
 }
 
+/** Rows of the data file, all of length T. */
+async function loadRows(f: Flags, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
+  const path = str(f, 'data', true)!;
+  const text = await readText(path);
+  const { config, tokenizer } = model;
+  const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
+  let tokenRows = false;
+  try {
+    tokenRows = Object.hasOwn(JSON.parse(first), 'input_ids');
+  } catch {
+    // not JSONL: plain text, which parseDataset reads
+  }
+  if (tokenRows && !f.has('seq-len') && !f.has('pack')) {
+    const rows = await loadTokenRows(path, config.vocab);
+    return { rows: rows.map((r) => ({ ids: Int32Array.from(r) })), T: rows[0].length };
+  }
+  const seqLen = num(f, 'seq-len', Math.min(256, config.maxPositions), posInt, 'a positive integer');
+  const data = parseDataset(text, path, tokenizer, {
+    seqLen, pack: f.get('pack') === true, validationShare: 0, seed, contextLength: config.maxPositions, vocabSize: config.vocab,
+  });
+  return { rows: data.train, T: seqLen };
+}
+
+/** Rows [from, from + size) of a wrapped walk over the rows, as (B·T) ids and targets. */
+function batch(rows: DataRow[], from: number, size: number, T: number): { ids: Int32Array; targets?: Int32Array } {
+  const ids = new Int32Array(size * T);
+  const targets = rows[0].targets ? new Int32Array(size * T) : undefined;
+  for (let b = 0; b < size; b++) {
+    const r = rows[(from + b) % rows.length];
+    ids.set(r.ids, b * T);
+    targets?.set(r.targets!, b * T);
+  }
+  return { ids, targets };
+}
+
+const progressLog = (line: string) => process.stderr.write(`${line}\n`);
+
 export async function evalCommand(args: string[]): Promise<string> {
-  const f = parseFlags(args, ['model', 'adapter', 'data', 'batch-size']);
-  const { config, weights } = await loadModelDir(str(f, 'model', true)!);
-  const rows = await loadTokenRows(str(f, 'data', true)!, config.vocab);
+  const f = parseFlags(args, ['model', 'adapter', 'data', 'batch-size', 'seq-len', 'pack']);
+  const loaded = await loadModelArg(str(f, 'model', true)!, progressLog);
+  const { config, weights } = loaded;
+  const { rows, T } = await loadRows(f, loaded, 0);
   const batchSize = num(f, 'batch-size', 8, posInt, 'a positive integer');
   const gpu = await createNodeGpu();
   const model = new LlamaModel(gpu, config, weights);
@@ -71,13 +115,15 @@ export async function evalCommand(args: string[]): Promise<string> {
     const a = await loadAdapterDir(adapterDir, config);
     model.setAdapter(a.config, a.weights);
   }
-  const T = rows[0].length;
   const evaluators = new Map<number, Evaluator>();
   let sum = 0, tokens = 0;
-  for (const batch of batches(rows, batchSize)) {
-    let ev = evaluators.get(batch.length);
-    if (!ev) evaluators.set(batch.length, (ev = new Evaluator(model, batch.length, T)));
-    const r = await ev.loss(Int32Array.from(batch.flat()));
+  // Consecutive batches; the last one may be smaller.
+  for (let i = 0; i < rows.length; i += batchSize) {
+    const size = Math.min(batchSize, rows.length - i);
+    let ev = evaluators.get(size);
+    if (!ev) evaluators.set(size, (ev = new Evaluator(model, size, T)));
+    const { ids, targets } = batch(rows, i, size, T);
+    const r = await ev.loss(ids, targets);
     sum += r.loss * r.tokens;
     tokens += r.tokens;
   }
@@ -87,11 +133,13 @@ export async function evalCommand(args: string[]): Promise<string> {
 
 export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
   const f = parseFlags(args, ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
-    'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out']);
+    'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack']);
   const modelDir = str(f, 'model', true)!;
   const out = str(f, 'out', true)!;
-  const { config, weights } = await loadModelDir(modelDir);
-  const rows = await loadTokenRows(str(f, 'data', true)!, config.vocab);
+  const seed = num(f, 'seed', 0, (v) => Number.isInteger(v), 'an integer');
+  const loaded = await loadModelArg(modelDir, progressLog);
+  const { config, weights } = loaded;
+  const { rows, T } = await loadRows(f, loaded, seed);
   const optimizer = str(f, 'optimizer') ?? 'adamw';
   if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new LoraStudioError('bad-input', `--optimizer must be adamw or sgd (got ${optimizer})`);
   const steps = num(f, 'steps', 100, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
@@ -99,7 +147,6 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const lr = num(f, 'lr', optimizer === 'sgd' ? 1e-2 : 1e-4, (v) => v >= 0, 'a non-negative number');
   const weightDecay = num(f, 'weight-decay', 0, (v) => v >= 0, 'a non-negative number');
   const maxGradNorm = num(f, 'max-grad-norm', 0, (v) => v >= 0, 'a non-negative number (0: no clipping)');
-  const seed = num(f, 'seed', 0, (v) => Number.isInteger(v), 'an integer');
 
   let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
   const from = str(f, 'adapter');
@@ -130,13 +177,11 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const gpu = await createNodeGpu();
   const model = new LlamaModel(gpu, config, weights);
   model.setAdapter(adapter, tensors);
-  const T = rows[0].length;
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
   for (let s = 0; s < steps; s++) {
-    const ids = new Int32Array(batchSize * T);
-    for (let b = 0; b < batchSize; b++) ids.set(rows[(s * batchSize + b) % rows.length], b * T);
-    const loss = await trainer.step(ids);
+    const { ids, targets } = batch(rows, s * batchSize, batchSize, T);
+    const loss = await trainer.step(ids, targets);
     print(JSON.stringify({ step: s, loss }));
     if (!Number.isFinite(loss)) throw new LoraStudioError('bad-input', `the loss became ${loss} at step ${s}: lower --lr (the adapter was not saved).`);
   }

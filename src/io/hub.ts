@@ -1,0 +1,194 @@
+// A model source on the Hugging Face Hub: the repository's file list from
+//   GET {endpoint}/api/models/{id}/revision/{revision}          → {"siblings": [{"rfilename": ...}, ...]}
+// and each file from
+//   GET {endpoint}/{id}/resolve/{revision}/{file}                (the Hub redirects large files to its CDN)
+// streamed with progress. A cache (the browser's Cache API by default, none in Node) makes a second load
+// need no network; downloads enter it only through `commit()`, i.e. after loadModel has validated them.
+// Cached files are not revalidated: a repository updated on the Hub under the same revision keeps its
+// cached copy until the cache is cleared (the studio's library does that).
+//
+// This file does not parse models (model_source.ts) and does not manage the studio's library or quota
+// (library.ts). Errors say what the user can do: accept a license, check the id, check the connection,
+// or open a local folder instead.
+
+import { FormatError, LoraStudioError } from './errors.ts';
+import { isSafeFileName, readStreamWithProgress, type ModelFiles, type OnProgress } from './model_source.ts';
+
+/** Bytes by URL. Implementations must treat a failed get as a miss. */
+export interface HubCache {
+  get(url: string): Promise<Uint8Array | undefined>;
+  put(url: string, bytes: Uint8Array): Promise<void>;
+}
+
+export interface HubOptions {
+  revision?: string;
+  endpoint?: string;
+  fetch?: (url: string, init?: RequestInit) => Promise<Response>;
+  /** undefined: the browser's Cache API where there is one; null: no cache. */
+  cache?: HubCache | null;
+  /** A Hugging Face access token, for gated or private models. */
+  token?: string;
+  /** A cache write failed (e.g. the storage quota is full); the model itself loaded. */
+  onCacheError?: (error: unknown) => void;
+}
+
+/** An HTTP or network failure talking to the Hub; `status` is the HTTP status, absent for network errors. */
+export class HubError extends LoraStudioError {
+  readonly status?: number;
+  constructor(file: string, message: string, status?: number, cause?: unknown) {
+    super('bad-input', message, { file, cause });
+    this.name = 'HubError';
+    if (status !== undefined) this.status = status;
+  }
+}
+
+export const HUB_CACHE_NAME = 'lora-studio-hub';
+
+/** The Cache API (window and workers), which keeps responses across reloads under the origin's quota. */
+export function browserHubCache(name = HUB_CACHE_NAME): HubCache {
+  const open = () => caches.open(name);
+  return {
+    get: async (url) => {
+      try {
+        const hit = await (await open()).match(url);
+        return hit ? new Uint8Array(await hit.arrayBuffer()) : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    put: async (url, bytes) => {
+      const body = new Uint8Array(bytes); // a copy the Response may own
+      await (await open()).put(url, new Response(body, { headers: { 'content-length': String(bytes.byteLength) } }));
+    },
+  };
+}
+
+/** "org/name" (or a legacy single name), the characters the Hub allows, no "..". */
+export function isHubId(id: string): boolean {
+  return /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(id) && !id.includes('..');
+}
+
+export async function hubSource(id: string, options: HubOptions = {}): Promise<ModelFiles> {
+  if (!isHubId(id)) {
+    throw new LoraStudioError('bad-input', `${JSON.stringify(id)} is not a Hugging Face model id; ids look like HuggingFaceTB/SmolLM2-135M.`);
+  }
+  const revision = options.revision ?? 'main';
+  const endpoint = (options.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const doFetch = options.fetch ?? ((url: string, init?: RequestInit) => globalThis.fetch(url, init));
+  const cache = options.cache === undefined ? (typeof caches === 'undefined' ? undefined : browserHubCache()) : (options.cache ?? undefined);
+  const headers: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+  const rev = encodeURIComponent(revision);
+  const label = revision === 'main' ? id : `${id}@${revision}`;
+  const path = (name: string) => `${label}/${name}`;
+  const pending = new Map<string, Uint8Array>();
+
+  const statusError = (status: number, name: string | undefined): HubError => {
+    const what = name === undefined ? `${label}` : path(name);
+    if (status === 401 || status === 403) {
+      return new HubError(
+        what,
+        `${what}: the Hub refused access (HTTP ${status}). This is a gated or private model: accept its license on huggingface.co and ` +
+          'load it with an access token, or download it and open the folder. (Check the id too: the Hub also answers 401 for ids that do not exist.)',
+        status,
+      );
+    }
+    if (status === 404) {
+      return new HubError(
+        what,
+        name === undefined
+          ? `${label}: no such model on ${endpoint} (HTTP 404): check the id (e.g. HuggingFaceTB/SmolLM2-135M) and the revision "${revision}".`
+          : `${what}: not found on the Hub (HTTP 404): the repository ${id} has no ${name} at revision "${revision}".`,
+        status,
+      );
+    }
+    return new HubError(what, `${what}: the Hub answered HTTP ${status}: try again later, or download the model and open it as a local folder.`, status);
+  };
+
+  /** GET url (name undefined: the file list), from the cache or pending downloads when there. */
+  const download = async (url: string, name: string | undefined, onProgress?: OnProgress): Promise<Uint8Array> => {
+    const what = name === undefined ? label : path(name);
+    const file = name ?? 'file list';
+    const cached = pending.get(url) ?? (await cache?.get(url).catch(() => undefined));
+    if (cached !== undefined) {
+      onProgress?.({ file, loaded: cached.byteLength, total: cached.byteLength, percent: 100 });
+      return cached;
+    }
+    const offline = (e: unknown): never => {
+      throw new HubError(
+        what,
+        `${what}: could not download ${name ?? 'the file list'} from ${endpoint} (${(e as Error).message}): check your internet connection, ` +
+          'or download the model and open it as a local folder.',
+        undefined,
+        e,
+      );
+    };
+    let res: Response;
+    try {
+      res = await doFetch(url, { headers });
+    } catch (e) {
+      return offline(e);
+    }
+    if (!res.ok) throw statusError(res.status, name);
+    // With a content-encoding, content-length counts compressed bytes and cannot check or scale progress.
+    const encoding = res.headers.get('content-encoding');
+    const length = Number(res.headers.get('content-length') ?? NaN);
+    const total = (!encoding || encoding === 'identity') && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+    let bytes: Uint8Array;
+    try {
+      bytes = res.body ? await readStreamWithProgress(res.body, file, total, onProgress) : new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      return offline(e);
+    }
+    if (total !== undefined && bytes.byteLength !== total) {
+      throw new HubError(what, `${what}: the download stopped after ${bytes.byteLength} of ${total} bytes: check your connection and try again.`);
+    }
+    if (total === undefined) onProgress?.({ file, loaded: bytes.byteLength, total: bytes.byteLength, percent: 100 });
+    pending.set(url, bytes);
+    return bytes;
+  };
+
+  // The file list, so that has() and list() need no request per file.
+  const listUrl = `${endpoint}/api/models/${id}/revision/${rev}`;
+  const listing = await download(listUrl, undefined);
+  const names = parseListing(listing, label);
+  const known = new Set(names);
+
+  return {
+    label,
+    list: () => [...names],
+    has: (name) => known.has(name),
+    path,
+    read: async (name, onProgress) => {
+      if (!known.has(name)) throw new HubError(path(name), `${path(name)}: the repository ${id} has no such file at revision "${revision}".`, 404);
+      const url = `${endpoint}/${id}/resolve/${rev}/${name.split('/').map(encodeURIComponent).join('/')}`;
+      return download(url, name, onProgress);
+    },
+    commit: async () => {
+      if (cache === undefined) return pending.clear();
+      try {
+        for (const [url, bytes] of pending) await cache.put(url, bytes);
+      } catch (e) {
+        options.onCacheError?.(e);
+      }
+      pending.clear();
+    },
+  };
+}
+
+function parseListing(bytes: Uint8Array, label: string): string[] {
+  const file = `${label} (file list)`;
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new FormatError(file, `${file}: the Hub's answer is not JSON (${(e as Error).message}); is the endpoint a Hugging Face Hub?`, e);
+  }
+  const siblings = (json as { siblings?: unknown })?.siblings;
+  if (!Array.isArray(siblings)) throw new FormatError(file, `${file}: the Hub's answer has no "siblings" list of files; is the endpoint a Hugging Face Hub?`);
+  const names: string[] = [];
+  for (const s of siblings) {
+    const name = (s as { rfilename?: unknown })?.rfilename;
+    if (typeof name === 'string' && isSafeFileName(name)) names.push(name);
+  }
+  return names.sort();
+}

@@ -1,0 +1,294 @@
+// Where a model's files come from, and loading a model from any of them. A source is a flat set of named
+// files (config.json, model.safetensors or shards, tokenizer.json, ...): a folder the user picked or dropped,
+// the Hub (hub.ts), the embedded default model, or a folder on disk in Node (src/cli/files.ts).
+// `loadModel` reads config.json, the weights (one file, or the shards model.safetensors.index.json lists)
+// and the tokenizer, validating each and naming the file in every error.
+//
+// This file does not fetch (hub.ts), does not touch the GPU and does not store anything: a source with a
+// cache writes it only through `commit()`, which loadModel calls after everything has parsed, so a model
+// that fails to load leaves nothing behind.
+
+import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from './errors.ts';
+import { parseSafetensors } from './safetensors.ts';
+import { loadTokenizer, type LoraTokenizer } from './tokenizer.ts';
+import { parseModelConfig, type ModelConfig } from '../model/config.ts';
+import { loadWeights, type Weights } from '../model/weights.ts';
+
+/** Progress of one file: bytes so far, and the total and percent when the size is known. */
+export interface ReadProgress {
+  file: string;
+  loaded: number;
+  total?: number;
+  percent?: number;
+}
+
+export type OnProgress = (p: ReadProgress) => void;
+
+export interface ModelFiles {
+  /** The folder name, path or Hub id, for messages. */
+  readonly label: string;
+  /** Every file name, relative to the model's root, '/'-separated. */
+  list(): string[];
+  has(name: string): boolean;
+  read(name: string, onProgress?: OnProgress): Promise<Uint8Array>;
+  /** How to name a file in messages: a path on disk, "folder/config.json", "org/model/config.json". */
+  path(name: string): string;
+  /** Persist what was read (a download cache); loadModel calls it only once the model has loaded. */
+  commit?(): Promise<void>;
+}
+
+export interface LoadedModel {
+  config: ModelConfig;
+  weights: Weights;
+  tokenizer?: LoraTokenizer;
+  files: string[];
+}
+
+// Generous bounds well above real files (SmolLM2's config.json is 1 KB, a 70B index 60 KB, Qwen2's
+// tokenizer.json 7 MB), so that a wrong file picked by mistake fails fast instead of filling memory.
+const MAX_CONFIG_BYTES = 1 << 20;
+const MAX_JSON_BYTES = 16 << 20;
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
+const INDEX = 'model.safetensors.index.json';
+
+/**
+ * A relative file name we are willing to open: '/'-separated, no empty, '.' or '..' segments, not
+ * absolute, no backslashes or drive letters. Shard names come from files strangers wrote.
+ */
+export function isSafeFileName(name: string): boolean {
+  if (name === '' || name.startsWith('/') || name.includes('\\') || name.includes('\0') || /^[A-Za-z]:/.test(name)) return false;
+  return name.split('/').every((s) => s !== '' && s !== '.' && s !== '..');
+}
+
+/** Reads a stream to one buffer, reporting progress per chunk (percent only when the total is known). */
+export async function readStreamWithProgress(stream: ReadableStream<Uint8Array>, file: string, total: number | undefined, onProgress?: OnProgress): Promise<Uint8Array> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.byteLength;
+    onProgress?.({ file, loaded, total, percent: total ? Math.min(100, (100 * loaded) / total) : undefined });
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * A source over files the browser already holds: a directory picker, a drop, an <input webkitdirectory>,
+ * or bytes built in memory (the embedded default model, tests). Keys are paths relative to the model root.
+ */
+export function folderSource(files: Map<string, File | Blob | Uint8Array>, label = 'folder'): ModelFiles {
+  const byName = new Map<string, File | Blob | Uint8Array>();
+  for (const [name, data] of files) byName.set(name.replace(/^\.\//, ''), data);
+  const path = (name: string) => `${label}/${name}`;
+  return {
+    label,
+    list: () => [...byName.keys()].sort(),
+    has: (name) => byName.has(name),
+    path,
+    read: async (name, onProgress) => {
+      const data = byName.get(name);
+      if (data === undefined) throw new FormatError(path(name), `${path(name)}: not found in the folder.`);
+      if (data instanceof Uint8Array) {
+        onProgress?.({ file: name, loaded: data.byteLength, total: data.byteLength, percent: 100 });
+        return data;
+      }
+      try {
+        return await readStreamWithProgress(data.stream(), name, data.size, onProgress);
+      } catch (e) {
+        throw new LoraStudioError('storage', `${path(name)}: the browser could not read it (${(e as Error).message}). Pick the folder again.`, { file: path(name), cause: e });
+      }
+    },
+  };
+}
+
+/**
+ * The files of an <input type="file" webkitdirectory> (or a multi-file drop), keyed by path inside the
+ * chosen folder: webkitRelativePath is "chosen-folder/sub/file", so the shared first segment is dropped.
+ */
+export function filesFromFileList(list: Iterable<File>): Map<string, File> {
+  const files = [...list];
+  const rel = files.map((f) => (f.webkitRelativePath || f.name).split('/'));
+  const top = rel[0]?.length > 1 ? rel[0][0] : undefined;
+  const stripTop = top !== undefined && rel.every((p) => p.length > 1 && p[0] === top);
+  const out = new Map<string, File>();
+  files.forEach((f, i) => {
+    const parts = stripTop ? rel[i].slice(1) : rel[i];
+    if (parts.some((p) => p.startsWith('.'))) return; // .git, .cache and other hidden entries
+    out.set(parts.join('/'), f);
+  });
+  return out;
+}
+
+/** The File System Access API's handles, structurally (showDirectoryPicker, DataTransferItem.getAsFileSystemHandle). */
+export interface DirectoryHandleLike {
+  kind: 'directory';
+  name: string;
+  values(): AsyncIterable<DirectoryHandleLike | { kind: 'file'; name: string; getFile(): Promise<File> }>;
+}
+
+/** Every file under a picked or dropped directory, hidden entries skipped, at most 4 levels deep. */
+export async function filesFromDirectory(dir: DirectoryHandleLike, prefix = '', depth = 0): Promise<Map<string, File>> {
+  const out = new Map<string, File>();
+  for await (const entry of dir.values()) {
+    if (entry.name.startsWith('.')) continue;
+    if (entry.kind === 'file') out.set(prefix + entry.name, await entry.getFile());
+    else if (depth < 4) for (const [k, v] of await filesFromDirectory(entry, `${prefix}${entry.name}/`, depth + 1)) out.set(k, v);
+  }
+  return out;
+}
+
+/** JSON.parse that also refuses "__proto__" keys: harmless in JSON.parse's output, dangerous once copied. */
+function parseJsonObject(text: string, file: string, what: string, fail: (problem: string, cause?: unknown) => never): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text, (key, v) => {
+      if (key === '__proto__') throw new Error(`a "__proto__" key, which no real ${what} has`);
+      return v;
+    });
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message}). Download the model's ${file.split('/').pop()} again.`, e);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(`must be a JSON object (got ${JSON.stringify(value)?.slice(0, 40)}).`);
+  return value as Record<string, unknown>;
+}
+
+async function readText(source: ModelFiles, name: string, maxBytes: number, onProgress?: OnProgress): Promise<string> {
+  const bytes = await source.read(name, onProgress);
+  const file = source.path(name);
+  if (bytes.byteLength > maxBytes) {
+    throw new FormatError(file, `${file}: ${bytes.byteLength} bytes, more than the ${maxBytes >> 20} MB a ${name} can reasonably be: this is not the right file.`);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch (e) {
+    throw new FormatError(file, `${file}: not UTF-8 text, so not a JSON file. Download it again.`, e);
+  }
+}
+
+/** The shard names an index lists, validated: every name safe and present, every tensor in one shard. */
+function parseIndex(text: string, source: ModelFiles): { shards: string[]; placement: Map<string, string> } {
+  const file = source.path(INDEX);
+  const fail = (problem: string, cause?: unknown): never => {
+    throw new FormatError(file, `${file}: ${problem}`, cause);
+  };
+  const index = parseJsonObject(text, file, 'shard index', fail);
+  const map = Object.hasOwn(index, 'weight_map') ? index.weight_map : undefined;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    fail('"weight_map" is missing or not an object of tensor name → shard file; the index cannot say where the weights are.');
+  }
+  const entries = Object.entries(map as Record<string, unknown>);
+  if (entries.length === 0) fail('"weight_map" is empty: it lists no tensors.');
+  const placement = new Map<string, string>();
+  for (const [tensor, shard] of entries) {
+    if (typeof shard !== 'string') fail(`"weight_map" puts ${JSON.stringify(tensor)} in ${JSON.stringify(shard)}, which is not a file name.`);
+    if (!isSafeFileName(shard as string)) {
+      fail(`"weight_map" names the shard ${JSON.stringify(shard)}, which is not a plain file name inside the model folder (no "..", no absolute paths); refusing to open it.`);
+    }
+    if (!(shard as string).endsWith('.safetensors')) fail(`"weight_map" names the shard ${JSON.stringify(shard)}; shards must be .safetensors files.`);
+    placement.set(tensor, shard as string);
+  }
+  const shards = [...new Set(placement.values())].sort();
+  for (const s of shards) {
+    if (!source.has(s)) fail(`lists the shard ${JSON.stringify(s)}, which is not in ${source.label}. Download every shard the index lists.`);
+  }
+  return { shards, placement };
+}
+
+/** The weight files to read: model.safetensors, else the shards of the index. */
+async function weightFiles(source: ModelFiles, onProgress?: OnProgress): Promise<{ shards: string[]; placement?: Map<string, string> }> {
+  if (source.has('model.safetensors')) return { shards: ['model.safetensors'] };
+  if (source.has(INDEX)) return parseIndex(await readText(source, INDEX, MAX_JSON_BYTES, onProgress), source);
+  const found = source.list();
+  const file = source.path('model.safetensors');
+  if (found.some((f) => f.endsWith('.bin') || f.endsWith('.pt') || f.endsWith('.pth'))) {
+    throw new UnsupportedError(
+      file,
+      `${file}: not found; ${source.label} has only PyTorch pickle weights (.bin/.pt), and LoRA Studio reads safetensors, which cannot run code. ` +
+        'Pick a repository revision with model.safetensors, or convert the weights to safetensors.',
+    );
+  }
+  throw new FormatError(
+    file,
+    `${file}: not found, and there is no ${INDEX} either (found: ${found.slice(0, 8).join(', ') || 'no files'}). Pick the folder that holds the model's weights.`,
+  );
+}
+
+/** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
+export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress } = {}): Promise<LoadedModel> {
+  const { onProgress } = options;
+  const configFile = source.path('config.json');
+  if (!source.has('config.json')) {
+    const found = source.list();
+    throw new ConfigError(
+      configFile,
+      `${configFile}: not found (found: ${found.slice(0, 8).join(', ') || 'no files'}). A Hugging Face model folder has config.json next to its weights.`,
+    );
+  }
+  const configText = await readText(source, 'config.json', MAX_CONFIG_BYTES, onProgress);
+  parseJsonObject(configText, configFile, 'config.json', (problem, cause) => {
+    throw new ConfigError(configFile, `${configFile}: ${problem}`, cause);
+  });
+  const config = parseModelConfig(configText, configFile);
+
+  // The small files first, so a bad index or tokenizer fails before gigabytes of weights are read.
+  const { shards, placement } = await weightFiles(source, onProgress);
+  const tokenizer = await readTokenizer(source, config, onProgress);
+
+  const files: { name: string; bytes: Uint8Array }[] = [];
+  for (const s of shards) files.push({ name: source.path(s), bytes: await source.read(s, onProgress) });
+  if (placement !== undefined) checkPlacement(files, shards, placement, source.path(INDEX));
+  const weights = loadWeights(config, files);
+  await source.commit?.();
+  return { config, weights, tokenizer, files: source.list() };
+}
+
+async function readTokenizer(source: ModelFiles, config: ModelConfig, onProgress?: OnProgress): Promise<LoraTokenizer | undefined> {
+  if (!source.has('tokenizer.json')) return undefined;
+  const json = await readText(source, 'tokenizer.json', MAX_TOKENIZER_BYTES, onProgress);
+  const cfg = source.has('tokenizer_config.json') ? await readText(source, 'tokenizer_config.json', MAX_JSON_BYTES, onProgress) : undefined;
+  // Newer transformers save the template beside tokenizer_config.json rather than inside it.
+  const chatTemplate = source.has('chat_template.jinja') ? await readText(source, 'chat_template.jinja', MAX_CONFIG_BYTES, onProgress) : undefined;
+  const names = { tokenizer: source.path('tokenizer.json'), config: source.path('tokenizer_config.json') };
+  const tokenizer = loadTokenizer(json, cfg, names, { chatTemplate });
+  if (tokenizer.vocabSize > config.vocab) {
+    throw new ShapeError(
+      names.tokenizer,
+      `${names.tokenizer}: produces ids up to ${tokenizer.vocabSize - 1}, but ${source.path('config.json')} has vocab_size ${config.vocab}: ` +
+        'the tokenizer belongs to another model.',
+    );
+  }
+  return tokenizer;
+}
+
+/** Each tensor the index places must be in that shard and in no other. */
+function checkPlacement(files: { name: string; bytes: Uint8Array }[], shards: string[], placement: Map<string, string>, indexFile: string): void {
+  const seen = new Map<string, string>();
+  files.forEach((f, i) => {
+    for (const tensor of parseSafetensors(f.bytes, f.name).tensors.keys()) {
+      if (seen.has(tensor)) {
+        throw new FormatError(f.name, `${f.name}: has ${tensor}, which ${seen.get(tensor)} also has; a tensor must be in exactly one shard.`);
+      }
+      seen.set(tensor, shards[i]);
+    }
+  });
+  for (const [tensor, shard] of placement) {
+    if (seen.get(tensor) !== shard) {
+      throw new FormatError(
+        indexFile,
+        `${indexFile}: says ${tensor} is in ${shard}, but ${seen.has(tensor) ? `it is in ${seen.get(tensor)}` : 'no shard has it'}. ` +
+          'The index and the shards do not belong together: download them again.',
+      );
+    }
+  }
+}
