@@ -103,7 +103,7 @@ function batch(rows: DataRow[], from: number, size: number, T: number): { ids: I
 const progressLog = (line: string) => process.stderr.write(`${line}\n`);
 
 export async function evalCommand(args: string[]): Promise<string> {
-  const f = parseFlags(args, ['model', 'adapter', 'data', 'batch-size', 'seq-len', 'pack']);
+  const f = parseFlags(args, ['model', 'adapter', 'alpha', 'data', 'batch-size', 'seq-len', 'pack']);
   const loaded = await loadModelArg(str(f, 'model', true)!, progressLog);
   const { config, weights } = loaded;
   const { rows, T } = await loadRows(f, loaded, 0);
@@ -113,7 +113,11 @@ export async function evalCommand(args: string[]): Promise<string> {
   const adapterDir = str(f, 'adapter');
   if (adapterDir) {
     const a = await loadAdapterDir(adapterDir, config);
-    model.setAdapter(a.config, a.weights);
+    // --alpha rescales the adapter (scale α/r): 0 switches it off and gives back the base model exactly.
+    const alpha = num(f, 'alpha', a.config.loraAlpha, () => true, 'a number');
+    model.setAdapter({ ...a.config, loraAlpha: alpha }, a.weights);
+  } else if (f.has('alpha')) {
+    throw new LoraStudioError('bad-input', '--alpha rescales an adapter: give --adapter DIR too');
   }
   const evaluators = new Map<number, Evaluator>();
   let sum = 0, tokens = 0;
