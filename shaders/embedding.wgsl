@@ -3,8 +3,12 @@
 // Glossary: N rows (tokens, B·T), V vocabulary size, C hidden size.
 //   ids (N) i32 in [0, V)   table (V, C)   out (N, C)
 //
-//   embedding_forward   out[n, c] = table[ids[n], c]        (an id outside [0, V) gives a zero row, never an
-//                                                            out-of-bounds read)
+//   embedding_forward   out[n, c] = table[ids[n] − v0, c]   for ids in this table chunk [v0, v0 + V); a table
+//                                                            bigger than one binding runs as several chunks.
+//                                                            The first chunk (v0 = 0) writes zero rows for ids
+//                                                            outside it, later chunks overwrite their own ids
+//                                                            only, so an id outside the vocabulary stays a zero
+//                                                            row and nothing reads out of bounds.
 //   embedding_backward  dtable[v, c] += Σ_{n: ids[n] = v} dout[n, c]
 // The table is frozen in LoRA training, so the trainer never runs the backward; it exists for completeness
 // and full fine-tuning experiments. It is deterministic (no float atomics, which WGSL lacks anyway): one thread
@@ -20,6 +24,7 @@ struct Params {
   N: u32,
   C: u32,
   V: u32,
+  v0: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -39,9 +44,11 @@ fn embedding_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
   let n = i / params.C;
   let c = i % params.C;
   let id = ids[n];
-  var v = 0.0;
-  if (id >= 0 && u32(id) < params.V) { v = table[u32(id) * params.C + c]; }
-  out[i] = v;
+  if (id >= i32(params.v0) && u32(id) - params.v0 < params.V) {
+    out[i] = table[(u32(id) - params.v0) * params.C + c];
+  } else if (params.v0 == 0u) {
+    out[i] = 0.0;
+  }
 }
 
 @compute @workgroup_size(WG)
@@ -49,7 +56,7 @@ fn embedding_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
                       @builtin(local_invocation_index) lid: u32) {
   let i = (wg.x + wg.y * nwg.x) * WG + lid;
   if (i >= params.V * params.C) { return; }
-  let v = i32(i / params.C);
+  let v = i32(i / params.C + params.v0);
   let c = i % params.C;
   var s = 0.0;
   for (var n = 0u; n < params.N; n++) {

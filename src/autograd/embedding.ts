@@ -8,12 +8,14 @@ import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid, WG } from './elementwise';
 
-export const EMBEDDING_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['V', 'u32']];
+export const EMBEDDING_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['V', 'u32'], ['v0', 'u32']];
 
 export interface EmbeddingDims {
   n: number; // N rows
   c: number; // C
-  v: number; // V
+  v: number; // V: rows of the table bound here
+  /** The table binding holds vocabulary rows [v0, v0 + V) (a chunk of a table too big for one binding). */
+  v0?: number;
 }
 
 function checkDims(d: EmbeddingDims): void {
@@ -23,10 +25,13 @@ function checkDims(d: EmbeddingDims): void {
   if (d.v * d.c > 0xffffffff || d.n * d.c > 0xffffffff) throw new RangeError(`embedding of ${d.v}×${d.c} over ${d.n} rows exceeds 2³² elements`);
 }
 
-/** out[n] = table[ids[n]] (a zero row for an id outside [0, V)).  ids (N) i32/u32, table (V, C), out (N, C). */
+/**
+ * out[n] = table[ids[n] − v0] for ids in [v0, v0 + V). With v0 = 0 every other row is zeroed, so run the
+ * chunk at v0 = 0 first and the others after it.  ids (N) i32/u32, table (V, C), out (N, C).
+ */
 export function embeddingForward(gpu: Gpu, label: string, d: EmbeddingDims, ids: Binding, table: Binding, out: Binding): Dispatch {
   checkDims(d);
-  const params = gpu.uniform(`${label}.embedding_forward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v });
+  const params = gpu.uniform(`${label}.embedding_forward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v, v0: d.v0 ?? 0 });
   const pipeline = gpu.pipeline('embedding', 'embedding_forward');
   return gpu.dispatch(`${label}.embedding_forward`, pipeline, [params, ids, table, out], grid(gpu, Math.ceil((d.n * d.c) / WG)));
 }
@@ -34,7 +39,7 @@ export function embeddingForward(gpu: Gpu, label: string, d: EmbeddingDims, ids:
 /** dtable[v] += Σ_{n: ids[n]=v} dout[n]; zero dtable first for a fresh gradient.  dout (N, C), dtable (V, C). */
 export function embeddingBackward(gpu: Gpu, label: string, d: EmbeddingDims, ids: Binding, dout: Binding, dtable: Binding): Dispatch {
   checkDims(d);
-  const params = gpu.uniform(`${label}.embedding_backward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v });
+  const params = gpu.uniform(`${label}.embedding_backward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v, v0: d.v0 ?? 0 });
   const pipeline = gpu.pipeline('embedding', 'embedding_backward');
   return gpu.dispatch(`${label}.embedding_backward`, pipeline, [params, ids, dout, dtable], grid(gpu, Math.ceil((d.v * d.c) / WG)));
 }

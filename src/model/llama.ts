@@ -45,6 +45,18 @@ export interface StepTensors {
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
+/** Rows of a (V, C) table per binding: at most `maxBytes`, a multiple of 256 / gcd(256, 4C) so offsets align. */
+export function tableChunkRows(c: number, maxBytes: number): number {
+  const align = 256 / gcd(256, 4 * c);
+  const rows = Math.floor(maxBytes / (4 * c));
+  return Math.max(align, rows - (rows % align));
+}
+
+/** Rows [v0, v0 + vc) of a persistent (V, C) weight, as a binding range. */
+function rowRange(t: Tensor, v0: number, vc: number, c: number): GPUBufferBinding {
+  return { buffer: t.buffer!, offset: v0 * c * 4, size: vc * c * 4 };
+}
+
 /**
  * Logit columns per chunk so that one (N, Vc) chunk stays within `maxBytes`. Each chunk binds rows
  * [v0, v0 + Vc) of the (V, C) head matrix at byte offset 4·v0·C, which must be a multiple of 256, so the
@@ -64,8 +76,15 @@ export class LlamaModel {
   adapter: AdapterConfig | undefined;
   /** Largest (N, Vc) logits chunk in bytes; smaller splits the LM head and the loss over the vocabulary. */
   maxLogitsBytes = 64 * 1024 * 1024;
+  /**
+   * Largest range of a weight bound to one kernel: the device's maxStorageBufferBindingSize. The (V, C)
+   * embedding and head of a large vocabulary (Qwen2.5's 151936 × 896 × 4 bytes = 545 MB) can exceed it, so
+   * both run in vocabulary chunks of at most this many bytes.
+   */
+  maxBindingBytes: number;
 
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights) {
+    this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
     for (const [name] of weightShapes(config)) {
       const w = weights.get(name);
       if (!w) throw new Error(`LlamaModel: weight ${name} missing (loadWeights checks this)`);
@@ -122,7 +141,8 @@ export class LlamaModel {
     const N = B * T;
     const xf = this.recordHidden(tape, io.ids, B, T, dropout);
     const head = this.w(tape, c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
-    lmHeadLoss(tape, xf, head, io, { n: N, c: c.hidden, v: c.vocab, chunk: logitsChunkWidth(N, c.vocab, c.hidden, this.maxLogitsBytes) });
+    const chunk = Math.min(logitsChunkWidth(N, c.vocab, c.hidden, this.maxLogitsBytes), tableChunkRows(c.hidden, this.maxBindingBytes));
+    lmHeadLoss(tape, xf, head, io, { n: N, c: c.hidden, v: c.vocab, chunk });
   }
 
   /**
@@ -135,8 +155,13 @@ export class LlamaModel {
     const xf = this.recordHidden(tape, ids, 1, T);
     const head = this.w(tape, c.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
     const logits = tape.persistent('generate.logits', [T, c.vocab], this.gpu.buffer('generate.logits', T * c.vocab * 4));
-    tape.op('generate.lm_head', [xf, head], [logits], (b) =>
-      gemm(this.gpu, 'generate.lm_head', { M: T, N: c.vocab, K1: c.hidden, p1: b(xf), q1: b(head), transQ: true, c: b(logits) }));
+    // Column offsets into the logits are binding offsets too: chunks start at multiples of 64 columns (256 bytes).
+    const rows = tableChunkRows(c.hidden, this.maxBindingBytes);
+    const chunks = vocabChunks(c.vocab, rows >= c.vocab ? c.vocab : Math.max(64, rows - (rows % 64)));
+    // Each chunk writes its columns [v0, v0 + vc) of the (T, V) logits: row stride V, column offset by binding.
+    tape.op('generate.lm_head', [xf, head], [logits], (b) => chunks.map(({ v0, vc }, i) =>
+      gemm(this.gpu, `generate.lm_head.chunk${i}`, { M: T, N: vc, K1: c.hidden, p1: b(xf), q1: rowRange(head, v0, vc, c.hidden), transQ: true,
+        c: { buffer: b(logits), offset: v0 * 4, size: ((T - 1) * c.vocab + vc) * 4 }, ldC: c.vocab })));
     return logits;
   }
 
@@ -147,7 +172,9 @@ export class LlamaModel {
     const C = c.hidden, Q = c.heads * c.headDim, KVD = c.kvHeads * c.headDim;
     const embedded = tape.tensor('embed', [N, C]);
     const table = this.w(tape, 'model.embed_tokens.weight');
-    tape.op('embed', [ids, table], [embedded], (b) => embeddingForward(this.gpu, 'embed', { n: N, c: C, v: c.vocab }, b(ids), b(table), b(embedded)));
+    const tableChunks = vocabChunks(c.vocab, tableChunkRows(C, this.maxBindingBytes));
+    tape.op('embed', [ids, table], [embedded], (b) => tableChunks.map(({ v0, vc }, i) =>
+      embeddingForward(this.gpu, `embed.chunk${i}`, { n: N, c: C, v: vc, v0 }, b(ids), rowRange(table, v0, vc, C), b(embedded))));
     let x = embedded; // the residual stream; node closures must capture a const, never this variable
 
     for (let l = 0; l < c.layers; l++) {

@@ -79,3 +79,18 @@ describe('generation', () => {
     expect(() => new Generator(model, 65)).toThrow(/exceeds the model's context of 64 tokens/);
   });
 });
+
+describe('generation with a vocabulary bigger than one binding', () => {
+  it('gives the same logits with the embedding and head split into chunks', async () => {
+    const { writeTinyModel } = await import('../cli/tiny-model');
+    const gpu = await testGpu();
+    const { config, weights } = await loadModelDir(writeTinyModel(4, { vocab_size: 200 }));
+    const whole = new LlamaModel(gpu, config, weights);
+    const split = new LlamaModel(gpu, config, weights);
+    split.maxBindingBytes = 70 * config.hidden * 4; // 70 rows per binding: head chunks of 64 columns, embedding of 70 rows
+    const prompt = [3, 150, 7, 199, 64, 65];
+    const a = await new Generator(whole, 8).nextLogits(prompt);
+    const b = await new Generator(split, 8).nextLogits(prompt);
+    expect(relMaxDiff(b, a)).toBe(0);
+  });
+});
