@@ -5,17 +5,21 @@ import { LoraStudioError } from '../io/errors';
 import { GpuError } from '../gpu/errors';
 import { loraLinearCommand } from './lora_linear';
 import { evalCommand, trainCommand } from './train';
+import { benchCommand } from './bench';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
 commands:
   lora-linear FILE.json   y = Wx + (α/r)·B(Ax) on the GPU; FILE holds {"W", "A", "B", "x", "alpha"[, "bias"]}
-  eval  --model DIR [--adapter DIR] --data FILE.jsonl [--batch-size N]
+  eval  --model DIR|HUB_ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack]
         prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row
-  train --model DIR --data FILE.jsonl --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
-        [--alpha 16] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
-        [--weight-decay 0] [--max-grad-norm 0] [--seed S]
-        prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out`;
+        (FILE: JSONL {"input_ids"}, {"text"}, {"prompt","completion"}, {"messages"} rows, or plain text)
+  train --model DIR|HUB_ID --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
+        [--alpha 16] [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
+        [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
+        prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
+  bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
+        [--matmul-size 4096] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)`;
 
 const print = (line: string) => process.stdout.write(line + '\n');
 
@@ -23,6 +27,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   'lora-linear': loraLinearCommand,
   eval: evalCommand,
   train: (args) => trainCommand(args, print),
+  bench: (args) => benchCommand(args, print),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -11,6 +11,7 @@ import crossEntropy from '../../shaders/cross_entropy.wgsl?raw';
 import optimizer from '../../shaders/optimizer.wgsl?raw';
 import elementwise from '../../shaders/elementwise.wgsl?raw';
 import dropout from '../../shaders/dropout.wgsl?raw';
+import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
 
 export const SHADERS = {
   lora_linear: loraLinear,
@@ -23,6 +24,7 @@ export const SHADERS = {
   optimizer,
   elementwise,
   dropout,
+  matmul_fast: matmulFast,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;
