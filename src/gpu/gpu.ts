@@ -25,7 +25,8 @@ export type Binding = GPUBuffer | GPUBufferBinding;
 export type TypedArray = Float32Array | Uint32Array | Int32Array;
 
 const STORAGE = 0x0080 | 0x0004 | 0x0008; // STORAGE | COPY_SRC | COPY_DST (numeric so this file needs no globals at import)
-const UNIFORM = 0x0040 | 0x0008; // UNIFORM | COPY_DST
+const UNIFORM_USAGE = 0x0040; // GPUBufferUsage.UNIFORM
+const UNIFORM = UNIFORM_USAGE | 0x0008; // UNIFORM | COPY_DST
 
 export class Gpu {
   readonly device: GPUDevice;
@@ -154,7 +155,7 @@ export class Gpu {
       layout: pipeline.getBindGroupLayout(0),
       entries: buffers.map((b, binding) => ({ binding, resource: 'buffer' in b ? b : { buffer: b } })),
     });
-    const uniforms = buffers.filter((b): b is GPUBuffer => !('buffer' in b) && (b.usage & UNIFORM) !== 0);
+    const uniforms = buffers.filter((b): b is GPUBuffer => !('buffer' in b) && (b.usage & UNIFORM_USAGE) !== 0);
     return { label, pipeline, bindGroup, workgroups, uniforms };
   }
 

@@ -138,3 +138,18 @@ describe('lora_linear on WebGPU', () => {
       .toThrow(/rank r must be a positive integer \(got 0\)/);
   });
 });
+
+describe('one-off evaluation returns only its own buffers to the pool', () => {
+  it('gives the same answer on repeated calls (a storage buffer released twice would be handed out twice)', async () => {
+    const { runLoraLinear } = await import('../../src/autograd/lora_linear');
+    const gpu = await testGpu();
+    const c = randomCase(11, 4, 16, 16, 4, 8, true);
+    const want = reference(c);
+    const data = { x: new Float32Array(c.x), W: new Float32Array(c.W), A: new Float32Array(c.A), B: new Float32Array(c.B), bias: new Float32Array(c.bias!) };
+    for (let i = 0; i < 6; i++) {
+      const { y } = await runLoraLinear(gpu, c.d, data);
+      const d = relMaxDiff(y, want.y);
+      expect(d, `call ${i}: maxdiff ${d}`).toBeLessThan(TOL);
+    }
+  });
+});
