@@ -21,6 +21,7 @@ import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget }
 import { createNodeGpu } from '../gpu/node';
 import { LlamaModel } from '../model/llama';
 import { initLora, checkAdapterSettings } from '../model/lora';
+import { batchAt, type DataRow } from '../train/batches';
 import { Evaluator, Trainer } from '../train/trainer';
 import { loadAdapterDir, loadModelArg, loadTokenRows, readText, saveAdapterDir } from './files';
 
@@ -59,12 +60,6 @@ function num(f: Flags, name: string, fallback: number, check: (v: number) => boo
 
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
 
-/** (T) ids and, for tokenized data, (T) targets; token rows leave targets to the trainer's shift. */
-interface DataRow {
-  ids: Int32Array;
-  targets?: Int32Array;
-}
-
 /** Rows of the data file, all of length T. */
 async function loadRows(f: Flags, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
   const path = str(f, 'data', true)!;
@@ -86,18 +81,6 @@ async function loadRows(f: Flags, model: LoadedModel, seed: number): Promise<{ r
     seqLen, pack: f.get('pack') === true, validationShare: 0, seed, contextLength: config.maxPositions, vocabSize: config.vocab,
   });
   return { rows: data.train, T: seqLen };
-}
-
-/** Rows [from, from + size) of a wrapped walk over the rows, as (B·T) ids and targets. */
-function batch(rows: DataRow[], from: number, size: number, T: number): { ids: Int32Array; targets?: Int32Array } {
-  const ids = new Int32Array(size * T);
-  const targets = rows[0].targets ? new Int32Array(size * T) : undefined;
-  for (let b = 0; b < size; b++) {
-    const r = rows[(from + b) % rows.length];
-    ids.set(r.ids, b * T);
-    targets?.set(r.targets!, b * T);
-  }
-  return { ids, targets };
 }
 
 const progressLog = (line: string) => process.stderr.write(`${line}\n`);
@@ -126,7 +109,7 @@ export async function evalCommand(args: string[]): Promise<string> {
     const size = Math.min(batchSize, rows.length - i);
     let ev = evaluators.get(size);
     if (!ev) evaluators.set(size, (ev = new Evaluator(model, size, T)));
-    const { ids, targets } = batch(rows, i, size, T);
+    const { ids, targets } = batchAt(rows, i, size, T);
     const r = await ev.loss(ids, targets);
     sum += r.loss * r.tokens;
     tokens += r.tokens;
@@ -184,7 +167,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
   for (let s = 0; s < steps; s++) {
-    const { ids, targets } = batch(rows, s * batchSize, batchSize, T);
+    const { ids, targets } = batchAt(rows, s * batchSize, batchSize, T);
     const loss = await trainer.step(ids, targets);
     print(JSON.stringify({ step: s, loss }));
     if (!Number.isFinite(loss)) throw new LoraStudioError('bad-input', `the loss became ${loss} at step ${s}: lower --lr (the adapter was not saved).`);

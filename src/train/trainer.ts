@@ -2,12 +2,21 @@
 // once on the tape and replayed as ONE command buffer per step; the only CPU read-back is the loss, once per
 // step (or less often). Evaluation records the forward alone.
 //
-// Shapes: B batch, T sequence, N = B·T.
+// Per-step learning rate: the optimizer's uniforms are rewritten before each step (a queue write), as AdamW's
+// bias corrections already were, so a schedule (schedule.ts) costs no re-recording.
+// Gradient accumulation over K micro-batches: the backward adds into the LoRA gradients (+=), so the step
+// zeroes them once, runs forward/backward K times on different ids, scales the sum by 1/K (the gradient of
+// the mean of the K micro-batch losses) and then clips and updates. The reported loss is that mean.
+// Last good adapter: with `keepLastGood`, each step first copies the parameters into one of two GPU slots,
+// so after a non-finite loss at step k the parameters of step k − 2 (whose loss, at step k − 1, was finite)
+// can be put back without a read-back per step.
+//
+// Shapes: B batch, T sequence, N = B·T, K micro-batches per optimizer step.
 
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import { packUniform } from '../gpu/uniforms';
 import { Tape } from '../autograd/tape';
-import { fill } from '../autograd/elementwise';
+import { accumulate, addForward, fill, scale } from '../autograd/elementwise';
 import { rngAdvance } from '../autograd/dropout';
 import { adamwParams, adamwStep, clipGradNorm, OPTIMIZER_PARAMS, sgdStep } from '../autograd/optimizer';
 import { IGNORE_INDEX } from '../autograd/cross_entropy';
@@ -64,18 +73,36 @@ export class Evaluator {
   }
 }
 
+export interface TrainerOptions {
+  /** K: micro-batches of (B, T) per optimizer step (gradient accumulation); 1 by default. */
+  gradAccum?: number;
+  /** Keep the parameters of the last two steps on the GPU, for restoreLastGood() after a non-finite loss. */
+  keepLastGood?: boolean;
+}
+
 export class Trainer {
   private io: StepTensors;
-  private step0: Dispatch[]; // zero the LoRA gradients
+  private zero: Dispatch[]; // zero the LoRA gradients (and the loss sum)
+  private advance: Dispatch; // the dropout step counter
   private program: Dispatch[]; // forward, loss, backward
-  private update: Dispatch[] = []; // clipping and the optimizer
+  private sumLoss: Dispatch; // lossSum += loss of this micro-batch
+  private lossSum: GPUBuffer; // (1)
+  private update: Dispatch[] = []; // 1/K, clipping and the optimizer
   private adamw: { dispatch: Dispatch; n: number }[] = [];
+  private sgd: { dispatch: Dispatch; n: number }[] = [];
+  /** backup[s]: copy every parameter into slot s; restore[s]: copy slot s back. */
+  private backup: Dispatch[][] = [];
+  private restore: Dispatch[][] = [];
   /** Optimizer steps taken so far (AdamW's t). */
   steps = 0;
+  readonly gradAccum: number;
   readonly transientBytes: number;
 
-  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0) {
+  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0, options: TrainerOptions = {}) {
     const gpu = model.gpu;
+    const K = options.gradAccum ?? 1;
+    if (!Number.isInteger(K) || K < 1) throw new RangeError(`gradient accumulation must be a whole number of micro-batches ≥ 1 (got ${K})`);
+    this.gradAccum = K;
     const tape = new Tape(gpu);
     this.io = ioTensors(tape, gpu, B * T);
     const counter = tape.persistent('dropout.step', [1], gpu.upload('dropout.step', new Uint32Array(1)));
@@ -88,30 +115,44 @@ export class Trainer {
     const params = model.lora.map((p) => p.tensor);
     const grads = params.map((p) => tape.grad(p).buffer!);
     model.lora.forEach((p, i) => this.grads.set(p.key, grads[i]));
-    this.step0 = params.map((p, i) => fill(gpu, `${p.label}.zero_grad`, p.numel, grads[i], 0));
-    const advance = rngAdvance(gpu, 'dropout', counter.buffer!);
+    this.lossSum = gpu.buffer('train.loss_sum', 4);
+    this.zero = params.map((p, i) => fill(gpu, `${p.label}.zero_grad`, p.numel, grads[i], 0));
+    this.zero.push(fill(gpu, 'train.loss_sum.zero', 1, this.lossSum, 0));
+    this.sumLoss = accumulate(gpu, 'train.loss_sum', 1, this.lossSum, this.io.result.buffer!);
+    this.advance = rngAdvance(gpu, 'dropout', counter.buffer!);
+    if (K > 1) params.forEach((p, i) => this.update.push(scale(gpu, `${p.label}.grad_mean`, p.numel, grads[i], 1 / K)));
     if (opt.maxGradNorm && opt.maxGradNorm > 0) {
       this.update.push(...clipGradNorm(gpu, 'clip', params.map((p, i) => ({ n: p.numel, g: grads[i] })), opt.maxGradNorm));
     }
+    const init: Dispatch[] = [];
     params.forEach((p, i) => {
       if (opt.kind === 'sgd') {
-        this.update.push(sgdStep(gpu, `${p.label}.sgd`, p.numel, p.buffer!, grads[i], opt.lr));
+        const dispatch = sgdStep(gpu, `${p.label}.sgd`, p.numel, p.buffer!, grads[i], opt.lr);
+        this.update.push(dispatch);
+        this.sgd.push({ dispatch, n: p.numel });
       } else {
         const m = gpu.buffer(`${p.label}.adam_m`, p.bytes), v = gpu.buffer(`${p.label}.adam_v`, p.bytes);
-        this.step0.push(fill(gpu, `${p.label}.adam_m.init`, p.numel, m, 0), fill(gpu, `${p.label}.adam_v.init`, p.numel, v, 0));
-        const dispatch = adamwStep(gpu, `${p.label}.adamw`, p.numel, { p: p.buffer!, g: grads[i], m, v }, this.hyper, 1);
+        init.push(fill(gpu, `${p.label}.adam_m.init`, p.numel, m, 0), fill(gpu, `${p.label}.adam_v.init`, p.numel, v, 0));
+        const dispatch = adamwStep(gpu, `${p.label}.adamw`, p.numel, { p: p.buffer!, g: grads[i], m, v }, this.hyper(opt.lr), 1);
         this.update.push(dispatch);
         this.adamw.push({ dispatch, n: p.numel });
       }
     });
+    if (options.keepLastGood) {
+      for (let s = 0; s < 2; s++) {
+        const slots = params.map((p) => gpu.buffer(`${p.label}.last_good${s}`, p.bytes));
+        // out = ½·(p + p) is an exact copy in f32 (elementwise.ts).
+        this.backup.push(params.map((p, i) => addForward(gpu, `${p.label}.backup${s}`, p.numel, p.buffer!, p.buffer!, slots[i], 0.5)));
+        this.restore.push(params.map((p, i) => addForward(gpu, `${p.label}.restore${s}`, p.numel, slots[i], slots[i], p.buffer!, 0.5)));
+      }
+    }
     // Moments start at zero: run their fills once now, leave only the gradient zeroing in every step.
-    gpu.run(this.step0.splice(params.length), 'train.init');
-    this.step0.push(advance);
+    if (init.length > 0) gpu.run(init, 'train.init');
   }
 
-  private get hyper() {
+  private hyper(lr: number) {
     const o = this.opt;
-    return { lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
+    return { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
   }
 
   /** Gradient buffers of the LoRA parameters by PEFT key (valid after a backward; for tests). */
@@ -119,18 +160,50 @@ export class Trainer {
 
   /**
    * One optimizer step on one (B, T) batch: one command buffer, then one read of the loss (computed before
-   * the update, as in PyTorch's loop).
+   * the update, as in PyTorch's loop). Needs gradAccum = 1; see stepBatches.
    */
-  async step(ids: Int32Array, targets = shiftTargets(ids, this.B, this.T)): Promise<number> {
+  async step(ids: Int32Array, targets = shiftTargets(ids, this.B, this.T), lr = this.opt.lr): Promise<number> {
+    return this.stepBatches([{ ids, targets }], lr);
+  }
+
+  /**
+   * One optimizer step on K = gradAccum micro-batches of (B, T), at learning rate `lr`: K command buffers
+   * (the ids change between them), one read of the mean loss.
+   */
+  async stepBatches(batches: readonly { ids: Int32Array; targets?: Int32Array }[], lr = this.opt.lr): Promise<number> {
+    const K = this.gradAccum;
+    if (batches.length !== K) throw new RangeError(`this trainer accumulates ${K} micro-batch(es) per step; got ${batches.length}`);
+    if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`the learning rate must be a finite number ≥ 0 (got ${lr})`);
     const gpu = this.model.gpu;
     this.steps++;
-    // AdamW's bias corrections depend on t: rewrite its uniforms (a queue write, not a read-back).
-    for (const a of this.adamw) gpu.device.queue.writeBuffer(a.dispatch.uniforms[0], 0, packUniform(OPTIMIZER_PARAMS, adamwParams(a.n, this.hyper, this.steps)));
-    gpu.write(this.io.ids.buffer!, ids);
-    gpu.write(this.io.targets.buffer!, targets);
-    gpu.run([...this.step0, ...this.program, ...this.update], 'train.step');
-    const [loss] = await gpu.read(this.io.result.buffer!, 1);
-    return loss;
+    // The uniforms depend on the step's lr and (AdamW's bias corrections) on t: a queue write, not a read-back.
+    for (const a of this.adamw) gpu.device.queue.writeBuffer(a.dispatch.uniforms[0], 0, packUniform(OPTIMIZER_PARAMS, adamwParams(a.n, this.hyper(lr), this.steps)));
+    // sgd_step reads only n and lr; the other fields take AdamW's (harmless) values.
+    for (const s of this.sgd) gpu.device.queue.writeBuffer(s.dispatch.uniforms[0], 0, packUniform(OPTIMIZER_PARAMS, adamwParams(s.n, this.hyper(lr), 1)));
+    const backup = this.backup[this.steps % 2] ?? [];
+    batches.forEach((b, k) => {
+      gpu.write(this.io.ids.buffer!, b.ids);
+      gpu.write(this.io.targets.buffer!, b.targets ?? shiftTargets(b.ids, this.B, this.T));
+      const head = k === 0 ? [...backup, ...this.zero] : [];
+      const tail = k === K - 1 ? this.update : [];
+      gpu.run([...head, this.advance, ...this.program, this.sumLoss, ...tail], 'train.step');
+    });
+    const [sum] = await gpu.read(this.lossSum, 1);
+    return sum / K;
+  }
+
+  /**
+   * After a non-finite loss at the latest step k: put back the parameters from before step k − 1, the last
+   * ones whose loss was finite (before step 1 when k = 1), and return how many updates they have had.
+   * Needs keepLastGood. The optimizer moments are not restored: stop training after this.
+   */
+  restoreLastGood(): number {
+    if (this.restore.length === 0) throw new Error('restoreLastGood: construct the Trainer with keepLastGood');
+    if (this.steps === 0) return 0;
+    const k = this.steps;
+    const slot = k === 1 ? 1 : (k - 1) % 2;
+    this.model.gpu.run(this.restore[slot], 'train.restore');
+    return Math.max(0, k - 2);
   }
 
   /** Forward and backward only (no update): fills the LoRA gradients, returns the loss. For tests. */
@@ -138,7 +211,7 @@ export class Trainer {
     const gpu = this.model.gpu;
     gpu.write(this.io.ids.buffer!, ids);
     gpu.write(this.io.targets.buffer!, targets);
-    gpu.run([...this.step0, ...this.program], 'train.grads');
+    gpu.run([...this.zero, this.advance, ...this.program], 'train.grads');
     const [loss] = await gpu.read(this.io.result.buffer!, 1);
     return loss;
   }

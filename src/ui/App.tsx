@@ -1,7 +1,13 @@
 // The studio shell: a header naming the GPU the engine opened, a banner when WebGPU is unavailable, and the
-// panels. Panels are self-contained sections reading the store; more (model, LoRA, data, train) slot in here.
+// panels. Panels are self-contained sections reading the store: the main flow (model, data, settings, train,
+// try it) in a two-column grid, then the library and the teaching panel.
 
+import { DataPanel } from './DataPanel';
 import { LibraryPanel } from './LibraryPanel';
+import { LoraPanel } from './LoraPanel';
+import { ModelPanel } from './ModelPanel';
+import { TrainPanel } from './TrainPanel';
+import { TryPanel } from './TryPanel';
 import { useStudio } from './store';
 import { TeachPanel } from './TeachPanel';
 
@@ -33,6 +39,13 @@ export function App() {
       )}
 
       <main id="main" className="panels" tabIndex={-1}>
+        <div className="studio-grid">
+          <ModelPanel />
+          <DataPanel />
+          <LoraPanel />
+          <TrainPanel />
+          <TryPanel />
+        </div>
         <TeachPanel />
         <LibraryPanel />
       </main>

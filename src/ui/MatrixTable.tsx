@@ -1,5 +1,6 @@
 // A small matrix as an accessible table: a caption with its name and shape, one cell per entry.
-// Meant for teaching-sized matrices (a few rows and columns); big tensors will get a heatmap instead.
+// Meant for teaching-sized matrices: the worked examples show theirs this way, and the playground draws its
+// 16×16 ones as heatmaps (teach/Heatmap.tsx) with these tables as their full text alternative.
 
 import type { Matrix } from '../worker/protocol';
 

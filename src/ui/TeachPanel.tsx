@@ -1,9 +1,13 @@
-// "Teach: the LoRA linear": one click loads a worked example, the engine computes it on the GPU, and the
-// panel shows inputs, the scale α/r, parameter counts and the outputs y, ΔW and W + ΔW.
-// Later: rank and α sliders, heatmaps for bigger matrices.
+// "Teach: the LoRA linear", in three modes: the playground (a 16×16 layer with live rank, α and seed
+// controls, drawn as heatmaps: ./teach/Playground.tsx) and two worked examples, each one click away, whose
+// inputs and GPU outputs are shown as small tables with the scale α/r and the parameter counts.
+// The mode and the playground settings live in the URL hash (./teach/url.ts), so a lesson can link to them;
+// this component restores them on hashchange and asks the store to compute once the GPU is ready.
 
+import { useEffect } from 'react';
 import { MatrixTable, tidyMatrix } from './MatrixTable';
 import { useStudio } from './store';
+import { Playground } from './teach/Playground';
 import { TEACH_EXAMPLES, type TeachExampleId } from './teachExamples';
 
 const EXAMPLE_IDS: TeachExampleId[] = [1, 2];
@@ -11,8 +15,19 @@ const EXAMPLE_IDS: TeachExampleId[] = [1, 2];
 export function TeachPanel() {
   const gpuStatus = useStudio((s) => s.gpu.status);
   const gpuReady = gpuStatus === 'ready';
-  const { example, result, running, error } = useStudio((s) => s.teach);
+  const { mode, example, result, running, error } = useStudio((s) => s.teach);
   const loadExample = useStudio((s) => s.loadExample);
+  const openPlayground = useStudio((s) => s.openPlayground);
+  const restoreTeach = useStudio((s) => s.restoreTeach);
+  const syncTeach = useStudio((s) => s.syncTeach);
+
+  useEffect(() => {
+    if (gpuReady) syncTeach();
+  }, [gpuReady, syncTeach]);
+  useEffect(() => {
+    window.addEventListener('hashchange', restoreTeach);
+    return () => window.removeEventListener('hashchange', restoreTeach);
+  }, [restoreTeach]);
 
   return (
     <section className="panel" aria-labelledby="teach-title">
@@ -23,14 +38,20 @@ export function TeachPanel() {
         <span className="formula">y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ</span>.
       </p>
 
-      <div className="toolbar" role="group" aria-label="Worked examples">
+      <div className="toolbar" role="group" aria-label="Playground and worked examples">
+        <div className="toolbar-item">
+          <button type="button" onClick={openPlayground} aria-pressed={mode === 'playground'} aria-describedby="teach-playground-blurb">
+            Playground
+          </button>
+          <span id="teach-playground-blurb" className="muted">16×16 layer, live r and α</span>
+        </div>
         {EXAMPLE_IDS.map((id) => (
           <div className="toolbar-item" key={id}>
             <button
               type="button"
               onClick={() => void loadExample(id)}
               disabled={!gpuReady}
-              aria-pressed={example?.id === id}
+              aria-pressed={mode === `example${id}`}
               aria-describedby={`teach-example-${id}-blurb`}
             >
               Load example {id}
@@ -43,7 +64,9 @@ export function TeachPanel() {
         )}
       </div>
 
-      {example && (
+      {mode === 'playground' && <Playground />}
+
+      {mode !== 'playground' && example && (
         <div className="teach-body">
           <h3>{example.title}</h3>
           <div className="teach-grid">

@@ -10,6 +10,20 @@ import { AdapterLibrary, type AdapterSummary, type ImportExpectation, type Stora
 import { EngineClient, EngineError } from '../worker/client';
 import type { EngineErrorCode, GpuInfo, ResponseFor } from '../worker/protocol';
 import { TEACH_EXAMPLES, type TeachExample, type TeachExampleId } from './teachExamples';
+import {
+  createDataSlice,
+  createModelSlice,
+  createSettingsSlice,
+  createTrainSlice,
+  createTrySlice,
+  type DataSlice,
+  type ModelSlice,
+  type SettingsSlice,
+  type TrainSlice,
+  type TrySlice,
+} from './studioSlices';
+import { clampSettings, DEFAULT_PLAYGROUND, playgroundLayer, sameSettings, type PlaygroundSettings } from './teach/playground';
+import { readTeachUrl, writeTeachUrl, type TeachMode } from './teach/url';
 
 export interface Failure {
   code: EngineErrorCode;
@@ -23,7 +37,7 @@ export function engine(): EngineClient {
   return (client ??= new EngineClient());
 }
 
-function toFailure(err: unknown): Failure {
+export function toFailure(err: unknown): Failure {
   if (err instanceof EngineError) return { code: err.code, message: err.message };
   return { code: 'internal', message: err instanceof Error ? err.message : String(err) };
 }
@@ -60,31 +74,132 @@ export const createGpuSlice: StateCreator<StudioState, [], [], GpuSlice> = (set,
 });
 
 // ---- Teach -----------------------------------------------------------------------------------------------
+// Three modes: the two worked examples and the playground (a seeded 16×16 layer with r, α and seed
+// controls; src/ui/teach/playground.ts). Mode and settings live in the URL hash (src/ui/teach/url.ts): they
+// are read once here, when the store is made, and again on hashchange; every change writes them back.
 
 export type LoraLinearResult = ResponseFor<'loraLinear'>;
 
-export interface TeachSlice {
-  teach: { example: TeachExample | null; result: LoraLinearResult | null; running: boolean; error: Failure | null };
-  /** Show an example's inputs at once and its outputs when the GPU answers. */
-  loadExample: (id: TeachExampleId) => Promise<void>;
+export interface PlaygroundState {
+  settings: PlaygroundSettings;
+  /** The GPU's answer for `result.settings`, which trail `settings` while a newer request is on its way. */
+  result: (LoraLinearResult & { settings: PlaygroundSettings }) | null;
+  /** A request is in flight or waiting for one to return. */
+  running: boolean;
+  error: Failure | null;
 }
 
-export const createTeachSlice: StateCreator<StudioState, [], [], TeachSlice> = (set) => {
-  // Only the latest click may write its result: an earlier, slower answer is dropped.
+export interface TeachSlice {
+  teach: {
+    mode: TeachMode;
+    /** The worked example on show (mode example1/example2) and its GPU result. */
+    example: TeachExample | null;
+    result: LoraLinearResult | null;
+    running: boolean;
+    error: Failure | null;
+    playground: PlaygroundState;
+  };
+  /** Show an example's inputs at once and its outputs when the GPU answers. */
+  loadExample: (id: TeachExampleId) => Promise<void>;
+  openPlayground: () => void;
+  /** Change r, α or seed (clamped to their ranges); the GPU recomputes, coalescing a dragged slider. */
+  setPlayground: (patch: Partial<PlaygroundSettings>) => void;
+  /** Take mode and settings from the URL hash, if it is a teach link, and compute what they show. */
+  restoreTeach: () => void;
+  /** Compute what the current mode shows if nothing has been asked of the GPU for it yet (call when it is ready). */
+  syncTeach: () => void;
+}
+
+const exampleOf = (mode: TeachMode): TeachExample | null =>
+  mode === 'example1' ? TEACH_EXAMPLES[1] : mode === 'example2' ? TEACH_EXAMPLES[2] : null;
+
+export const createTeachSlice: StateCreator<StudioState, [], [], TeachSlice> = (set, get) => {
+  const patch = (p: Partial<TeachSlice['teach']>) => set({ teach: { ...get().teach, ...p } });
+  const patchPlayground = (p: Partial<PlaygroundState>) => patch({ playground: { ...get().teach.playground, ...p } });
+  const saveUrl = () => writeTeachUrl({ mode: get().teach.mode, ...get().teach.playground.settings });
+
+  // Only the latest example click may write its result: an earlier, slower answer is dropped.
   let latest = 0;
+
+  // The playground keeps at most one request in flight. Changes made meanwhile only update `settings`;
+  // when the answer comes back, the latest settings (if they moved) go next, so a dragged slider costs a
+  // handful of GPU calls, not one per pixel.
+  let inFlight = false;
+  let sent: PlaygroundSettings | undefined;
+  const computePlayground = async (): Promise<void> => {
+    const { settings } = get().teach.playground;
+    if (inFlight || get().gpu.status !== 'ready' || sameSettings(sent, settings)) return;
+    inFlight = true;
+    sent = settings;
+    patchPlayground({ running: true });
+    let outcome: Partial<PlaygroundState>;
+    try {
+      const { W, A, B, x } = playgroundLayer(settings.seed, settings.r);
+      const res = await engine().request({ type: 'loraLinear', W, A, B, x, alpha: settings.alpha });
+      outcome = { result: { ...res, settings }, error: null };
+    } catch (err) {
+      outcome = { error: toFailure(err) };
+    }
+    inFlight = false;
+    const moved = !sameSettings(settings, get().teach.playground.settings);
+    patchPlayground({ ...outcome, running: moved });
+    if (moved) void computePlayground();
+  };
+
+  const fromUrl = readTeachUrl();
+  const mode = fromUrl?.mode ?? 'playground';
   return {
-    teach: { example: null, result: null, running: false, error: null },
+    teach: {
+      mode,
+      example: exampleOf(mode),
+      result: null,
+      running: false,
+      error: null,
+      playground: { settings: fromUrl ? clampSettings(fromUrl) : DEFAULT_PLAYGROUND, result: null, running: false, error: null },
+    },
     loadExample: async (id) => {
       const example = TEACH_EXAMPLES[id];
       const ticket = ++latest;
-      set({ teach: { example, result: null, running: true, error: null } });
+      patch({ mode: `example${id}`, example, result: null, running: true, error: null });
+      saveUrl();
       try {
         const { W, A, B, x, alpha } = example;
         const result = await engine().request({ type: 'loraLinear', W, A, B, x, alpha });
-        if (ticket === latest) set({ teach: { example, result, running: false, error: null } });
+        if (ticket === latest) patch({ result, running: false, error: null });
       } catch (err) {
-        if (ticket === latest) set({ teach: { example, result: null, running: false, error: toFailure(err) } });
+        if (ticket === latest) patch({ result: null, running: false, error: toFailure(err) });
       }
+    },
+    openPlayground: () => {
+      latest++; // an example still computing must not write over the panel
+      patch({ mode: 'playground', example: null, result: null, running: false, error: null });
+      saveUrl();
+      void computePlayground();
+    },
+    setPlayground: (p) => {
+      const settings = clampSettings({ ...get().teach.playground.settings, ...p });
+      if (sameSettings(get().teach.playground.settings, settings)) return;
+      patchPlayground({ settings });
+      saveUrl();
+      void computePlayground();
+    },
+    restoreTeach: () => {
+      const state = readTeachUrl();
+      if (!state) return;
+      const { mode: next, ...settings } = state;
+      const { teach } = get();
+      if (!sameSettings(teach.playground.settings, settings)) patchPlayground({ settings });
+      if (next !== teach.mode) {
+        latest++;
+        patch({ mode: next, example: exampleOf(next), result: null, running: false, error: null });
+      }
+      get().syncTeach();
+    },
+    syncTeach: () => {
+      const { teach, gpu, loadExample } = get();
+      if (gpu.status !== 'ready') return;
+      if (teach.mode === 'playground') void computePlayground();
+      else if (!teach.result && !teach.running && !teach.error) void loadExample(teach.mode === 'example1' ? 1 : 2);
     },
   };
 };
@@ -197,10 +312,18 @@ export const createLibrarySlice: StateCreator<StudioState, [], [], LibrarySlice>
 
 // ---- the store -------------------------------------------------------------------------------------------
 
-export type StudioState = GpuSlice & TeachSlice & LibrarySlice;
+export type StudioState = GpuSlice & TeachSlice & LibrarySlice & StudioFlowState;
+
+/** The main flow's slices (studioSlices.ts): model, settings, data, training, "Try it". */
+type StudioFlowState = ModelSlice & SettingsSlice & DataSlice & TrainSlice & TrySlice;
 
 export const useStudio = create<StudioState>()((...a) => ({
   ...createGpuSlice(...a),
   ...createTeachSlice(...a),
   ...createLibrarySlice(...a),
+  ...createModelSlice(...a),
+  ...createSettingsSlice(...a),
+  ...createDataSlice(...a),
+  ...createTrainSlice(...a),
+  ...createTrySlice(...a),
 }));

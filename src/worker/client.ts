@@ -1,9 +1,10 @@
 // EngineClient: the UI's handle on the engine worker. It starts the worker, numbers requests, and resolves
 // each one with the response carrying its id, typed by the request (protocol.ts: ResponseFor). An `error`
 // response rejects with an EngineError carrying the worker's code, so callers handle failures in `catch`.
+// Events a request streams before its response (progress, training steps, tokens) go to its `onEvent`.
 // It imports no engine code: the worker bundle is built separately by Vite from the URL below.
 
-import type { EngineErrorCode, EngineRequest, EngineRequestBody, EngineResponse, ResponseFor } from './protocol';
+import { EVENT_TYPES, type EngineErrorCode, type EngineEvent, type EngineRequest, type EngineRequestBody, type EngineResponse, type EventFor, type ResponseFor } from './protocol';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
@@ -17,12 +18,15 @@ export class EngineError extends Error {
 interface Pending {
   resolve: (res: EngineResponse) => void;
   reject: (err: EngineError) => void;
+  onEvent?: (ev: EngineEvent) => void;
   timer?: ReturnType<typeof setTimeout>;
 }
 
-export interface RequestOptions {
+export interface RequestOptions<E = never> {
   /** Reject with code `timeout` if no answer comes within this long (the worker's work is not cancelled). */
   timeoutMs?: number;
+  /** Called with each event the request streams, before its response. */
+  onEvent?: (ev: E) => void;
 }
 
 export class EngineClient {
@@ -32,7 +36,11 @@ export class EngineClient {
 
   constructor() {
     this.worker = new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module', name: 'LoraStudio.engine' });
-    this.worker.onmessage = (ev: MessageEvent<EngineResponse>) => this.settle(ev.data);
+    this.worker.onmessage = (ev: MessageEvent<EngineResponse | EngineEvent>) => {
+      const msg = ev.data;
+      if (EVENT_TYPES.has(msg.type)) this.pending.get(msg.id)?.onEvent?.(msg as EngineEvent);
+      else this.settle(msg as EngineResponse);
+    };
     // A worker that fails to load or throws outside a handler leaves every request unanswered.
     this.worker.onerror = (ev: ErrorEvent) => {
       ev.preventDefault();
@@ -40,10 +48,10 @@ export class EngineClient {
     };
   }
 
-  request<B extends EngineRequestBody>(body: B, opts: RequestOptions = {}): Promise<ResponseFor<B['type']>> {
+  request<B extends EngineRequestBody>(body: B, opts: RequestOptions<EventFor<B['type']>> = {}): Promise<ResponseFor<B['type']>> {
     const id = this.nextId++;
     return new Promise<ResponseFor<B['type']>>((resolve, reject) => {
-      const p: Pending = { resolve: resolve as (res: EngineResponse) => void, reject };
+      const p: Pending = { resolve: resolve as (res: EngineResponse) => void, reject, onEvent: opts.onEvent as ((ev: EngineEvent) => void) | undefined };
       if (opts.timeoutMs !== undefined) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);

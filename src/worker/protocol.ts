@@ -1,19 +1,106 @@
 // The messages between the UI thread and the engine worker: one union of requests, one of responses
-// (as web-llm's message.ts). Every request carries an `id`; the worker answers it with exactly one response
-// with the same `id`, either the request's own result type (see ResponseFor) or an `error`.
-// This file holds types only, so the UI can import it without pulling the engine into its bundle.
+// (as web-llm's message.ts), and one of events. Every request carries an `id`; the worker answers it with
+// exactly one response with the same `id`, either the request's own result type (see ResponseFor) or an
+// `error`. Long requests (loadModel, train, generate) also stream events carrying their request's `id`
+// before that response (see EventFor); the worker posts them as they happen and never waits for the UI.
+// This file holds types (and the list of event names) only, so the UI can import it without pulling the
+// engine into its bundle.
 //
-// Matrices cross the boundary as number[][] (rows); they are tiny here (teaching examples). Model-sized
-// tensors will travel as transferable ArrayBuffers in their own message types.
+// Matrices cross the boundary as number[][] (rows); they are tiny here (teaching examples). Model files
+// cross as Blobs (structured clone shares them, it does not copy the bytes).
 
 import type { GpuInfo } from '../gpu/device';
 import type { GpuErrorCode } from '../gpu/errors';
+import type { DatasetFormat, DatasetStats, PreviewRow } from '../io/dataset';
 import type { ErrorCode } from '../io/errors';
+import type { LoraTarget } from '../io/peft';
+import type { ScheduleKind } from '../train/schedule';
 
-export type { GpuInfo };
+export type { GpuInfo, LoraTarget, ScheduleKind };
 
 /** Rows of a matrix: m[i][j] is row i, column j. */
 export type Matrix = number[][];
+
+// ---- settings shared by several requests --------------------------------------------------------------
+
+/** Where a model comes from. */
+export type ModelSourceSpec =
+  /** The embedded moby-llama, served under `${baseUrl}models/moby-llama/` (baseUrl: the page's base URL). */
+  | { kind: 'default'; baseUrl: string }
+  /** A Hugging Face Hub repository, downloaded with progress and kept in the Cache API. */
+  | { kind: 'hub'; id: string; revision?: string; token?: string }
+  /** A folder the user picked or dropped: paths relative to the model's root ("config.json", "sub/x"). */
+  | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
+
+/** PEFT's LoRA settings (src/io/peft.ts AdapterConfig, in the studio's words). */
+export interface LoraSettings {
+  targets: LoraTarget[];
+  r: number;
+  alpha: number;
+  dropout: number;
+  rslora: boolean;
+}
+
+/** The optimizer run: AdamW (β 0.9/0.999, ε 1e-8, no weight decay) with a learning-rate schedule. */
+export interface OptimSettings {
+  lr: number;
+  schedule: ScheduleKind;
+  warmupSteps: number;
+  /** Optimizer steps. */
+  steps: number;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per optimizer step (gradient accumulation). */
+  gradAccum: number;
+  /** Global gradient-norm clipping; 0: off. */
+  maxGradNorm: number;
+  seed: number;
+}
+
+/** What the studio shows about a loaded model. */
+export interface ModelFacts {
+  /** The folder name, Hub id or "moby-llama": also the adapter's base_model_name_or_path. */
+  name: string;
+  architecture: string;
+  /** Parameters of the base model. */
+  params: number;
+  layers: number;
+  vocab: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+  contextLength: number;
+  /** How the weights were stored (they are F32 on the GPU). */
+  dtype: string;
+  tiedEmbeddings: boolean;
+  hasTokenizer: boolean;
+}
+
+export interface TrainableFacts {
+  /** LoRA parameters for the settings: Σ over layers and targets of r·(in + out). */
+  params: number;
+  /** params / the base model's parameters. */
+  share: number;
+}
+
+export interface MemoryEstimate {
+  /** Everything the run needs on the GPU at once, in bytes. */
+  bytes: number;
+  /** The budget the studio allows itself on this GPU (WebGPU does not report the GPU's memory). */
+  limitBytes: number;
+  breakdown: { weights: number; adapter: number; optimizer: number; activations: number };
+  /** The largest single buffer the run needs, against the device's maxBufferSize. */
+  largestBuffer: number;
+  maxBufferSize: number;
+  /** Whether the activations came from a trainer built with these shapes (else a formula). */
+  measured: boolean;
+  trainable: TrainableFacts;
+  /** null when it fits; else what to change, for the disabled Start button. */
+  refusal: string | null;
+}
+
+export type TrainStopReason = 'done' | 'stopped' | 'nan' | 'device-lost';
 
 // ---- requests -----------------------------------------------------------------------------------------
 
@@ -25,6 +112,25 @@ export type EngineRequest = { id: number } & (
    *   W (OUT, IN) frozen, A (R, IN), B (OUT, R), x (N, IN), bias (OUT); r is A's row count.
    */
   | { type: 'loraLinear'; W: Matrix; A: Matrix; B: Matrix; x: Matrix; alpha: number; bias?: number[] }
+  /** Load a model (replacing the loaded one, its data and adapter). Streams `progress`; answered by `modelLoaded`. */
+  | { type: 'loadModel'; source: ModelSourceSpec; lora?: LoraSettings }
+  /** Tokenize training data with the loaded model's tokenizer. Answered by `datasetLoaded`. */
+  | { type: 'loadDataset'; text: string; fileName: string; seqLen: number; validationShare: number; pack: boolean; seed?: number }
+  /** GPU memory a run with these settings needs. Answered by `memoryEstimate`. */
+  | { type: 'estimateMemory'; lora: LoraSettings; optim: OptimSettings; seqLen: number }
+  /** Train a fresh adapter on the loaded data. Streams `trainProgress`; answered by `trainStopped` when it ends. */
+  | { type: 'train'; lora: LoraSettings; optim: OptimSettings }
+  /** Pause, resume or stop the running training. Answered by `trainState`. */
+  | { type: 'pause' }
+  | { type: 'resume' }
+  | { type: 'stop' }
+  /**
+   * Continue a prompt with the base model or with the adapter (its scale multiplied by alphaScale, default 1).
+   * temperature 0: greedy; topK 0: no cut. Streams `token`; answered by `generated`.
+   */
+  | { type: 'generate'; prompt: string; maxTokens: number; temperature: number; topK: number; withAdapter: boolean; alphaScale?: number; seed?: number }
+  /** Store the current adapter, its steps and loss history in the adapter library. Answered by `adapterSaved`. */
+  | { type: 'saveAdapter'; name: string }
 );
 
 export type EngineRequestType = EngineRequest['type'];
@@ -51,6 +157,31 @@ export type EngineResponse = { id: number } & (
       /** Trainable numbers: LoRA r·(IN + OUT), versus full fine-tuning of W, IN·OUT. */
       params: { lora: number; full: number };
     }
+  | { type: 'modelLoaded'; model: ModelFacts; trainable: TrainableFacts | null; seconds: number }
+  | {
+      type: 'datasetLoaded';
+      format: DatasetFormat;
+      stats: DatasetStats;
+      preview: PreviewRow[];
+      /** The first row's first tokens, each decoded on its own: how the tokenizer cuts the text. */
+      firstTokens: string[];
+      trainRows: number;
+      validationRows: number;
+      seqLen: number;
+    }
+  | ({ type: 'memoryEstimate' } & MemoryEstimate)
+  | {
+      type: 'trainStopped';
+      reason: TrainStopReason;
+      /** Optimizer steps the kept adapter has had. */
+      steps: number;
+      lastLoss: number | null;
+      /** What happened and what was kept, for the user. */
+      message: string;
+    }
+  | { type: 'trainState'; state: 'idle' | 'running' | 'paused' | 'stopping' }
+  | { type: 'generated'; text: string; tokens: number; seconds: number }
+  | { type: 'adapterSaved'; adapterId: string; name: string; steps: number }
   | { type: 'error'; code: EngineErrorCode; message: string }
 );
 
@@ -58,9 +189,59 @@ export type EngineResponse = { id: number } & (
 export interface ResponseTypeFor {
   init: 'ready';
   loraLinear: 'loraLinearResult';
+  loadModel: 'modelLoaded';
+  loadDataset: 'datasetLoaded';
+  estimateMemory: 'memoryEstimate';
+  train: 'trainStopped';
+  pause: 'trainState';
+  resume: 'trainState';
+  stop: 'trainState';
+  generate: 'generated';
+  saveAdapter: 'adapterSaved';
 }
 
 export type ResponseFor<T extends EngineRequestType> = Extract<EngineResponse, { type: ResponseTypeFor[T] }>;
 
 /** A response as a handler returns it: the worker entry adds the id. */
 export type ResponseBody<T extends EngineRequestType> = Omit<ResponseFor<T>, 'id'>;
+
+// ---- events -------------------------------------------------------------------------------------------
+
+export type EngineEvent = { id: number } & (
+  /** Bytes of one model file read so far (percent when its size is known). */
+  | { type: 'progress'; file: string; loaded: number; total?: number; percent?: number }
+  | {
+      type: 'trainProgress';
+      /** Optimizer steps done, 1-based; `steps` in all. */
+      step: number;
+      steps: number;
+      /** Mean training loss of this step (before its update). */
+      loss: number;
+      /** Mean loss over (up to a few batches of) the validation rows, on the steps that measure it. */
+      valLoss?: number;
+      lr: number;
+      tokensPerSec: number;
+      etaSec: number;
+      /** Seconds spent training, pauses excluded. */
+      elapsedSec: number;
+    }
+  /** The continuation so far (decoded whole, so multi-byte characters come out right). */
+  | { type: 'token'; tokenId: number; text: string }
+);
+
+export type EngineEventType = EngineEvent['type'];
+
+/** The names of event messages, so the client can tell them from responses. */
+export const EVENT_TYPES: ReadonlySet<string> = new Set<EngineEventType>(['progress', 'trainProgress', 'token']);
+
+/** Which event type a request streams. */
+export interface EventTypeFor {
+  loadModel: 'progress';
+  train: 'trainProgress';
+  generate: 'token';
+}
+
+export type EventFor<T extends EngineRequestType> = T extends keyof EventTypeFor ? Extract<EngineEvent, { type: EventTypeFor[T] }> : never;
+
+/** An event as a handler emits it: the worker entry adds the id. */
+export type EventBody<T extends EngineRequestType> = Omit<EventFor<T>, 'id'>;

@@ -1,0 +1,173 @@
+// "1. Model": the embedded moby-llama (loaded as soon as the GPU is ready), a Hugging Face Hub id, or a local
+// folder (picked with <input webkitdirectory> or dropped); a progress bar while files are read; the loaded
+// model's facts and the adapter's trainable parameters for the current LoRA settings.
+
+import { useEffect, useId, useState, type DragEvent, type FormEvent } from 'react';
+import { filesFromDirectory, filesFromFileList, type DirectoryHandleLike } from '../io/model_source';
+import { useStudio } from './store';
+import type { ModelChoice } from './studioSlices';
+
+export const count = new Intl.NumberFormat('en-US');
+
+/** 1967808 → "1.97 M" */
+export function compact(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return String(n);
+}
+
+export function megabytes(bytes: number): string {
+  return bytes < 1e6 ? `${(bytes / 1e3).toFixed(0)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+type Kind = ModelChoice['kind'];
+
+export function ModelPanel() {
+  const gpuStatus = useStudio((s) => s.gpu.status);
+  const { status, label, progress, facts, seconds, error } = useStudio((s) => s.model);
+  const trainable = useStudio((s) => s.memory.trainable);
+  const running = useStudio((s) => s.train.status === 'running' || s.train.status === 'paused' || s.train.status === 'starting' || s.train.status === 'stopping');
+  const loadModel = useStudio((s) => s.loadModel);
+  const [kind, setKind] = useState<Kind>('default');
+  const [hubId, setHubId] = useState('HuggingFaceTB/SmolLM2-135M');
+  const [revision, setRevision] = useState('');
+  const [dragging, setDragging] = useState(false);
+  const id = useId();
+
+  // The embedded model loads as soon as the GPU is up (the action ignores repeats).
+  useEffect(() => {
+    if (gpuStatus === 'ready' && useStudio.getState().model.status === 'idle') void loadModel({ kind: 'default' });
+  }, [gpuStatus, loadModel]);
+
+  const disabled = gpuStatus !== 'ready' || status === 'loading' || running;
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (kind === 'default') void loadModel({ kind: 'default' });
+    if (kind === 'hub') void loadModel({ kind: 'hub', id: hubId.trim(), revision: revision.trim() || undefined });
+  };
+
+  const loadFiles = (files: Map<string, File>, folder: string) => {
+    setKind('files');
+    void loadModel({ kind: 'files', label: folder, files: [...files].map(([path, blob]) => ({ path, blob })) });
+  };
+
+  const onPick = (list: FileList | null) => {
+    const files = [...(list ?? [])];
+    if (files.length === 0) return;
+    const folder = files[0].webkitRelativePath.split('/')[0] || 'folder';
+    loadFiles(filesFromFileList(files), folder);
+  };
+
+  const onDrop = async (e: DragEvent) => {
+    e.preventDefault();
+    setDragging(false);
+    if (disabled) return;
+    const items = [...e.dataTransfer.items].filter((i) => i.kind === 'file');
+    // A dropped folder arrives as a directory handle (Chrome); loose files as files.
+    const handles = await Promise.all(items.map((i) => (i as DataTransferItem & { getAsFileSystemHandle?: () => Promise<unknown> }).getAsFileSystemHandle?.()));
+    const dir = handles.find((h): h is DirectoryHandleLike => (h as { kind?: string } | undefined)?.kind === 'directory');
+    if (dir) loadFiles(await filesFromDirectory(dir), dir.name);
+    else if (e.dataTransfer.files.length > 0) loadFiles(filesFromFileList(e.dataTransfer.files), 'dropped files');
+  };
+
+  return (
+    <section className="panel" aria-labelledby="model-title" data-testid="model-panel">
+      <h2 id="model-title"><span className="step-no" aria-hidden="true">1</span>Model</h2>
+      <form className="model-form" onSubmit={submit}>
+        <fieldset className="choice-group" disabled={disabled}>
+          <legend className="visually-hidden">Where the model comes from</legend>
+          <label className="choice">
+            <input type="radio" name={`${id}-kind`} checked={kind === 'default'} onChange={() => setKind('default')} />
+            <span>
+              <strong>moby-llama</strong> <span className="muted">(built in: a 2M-parameter Llama that has read only Moby-Dick)</span>
+            </span>
+          </label>
+          <label className="choice">
+            <input type="radio" name={`${id}-kind`} checked={kind === 'hub'} onChange={() => setKind('hub')} />
+            <span>Hugging Face Hub</span>
+          </label>
+          {kind === 'hub' && (
+            <div className="field-row indent">
+              <label className="field">
+                <span>Model id</span>
+                <input value={hubId} onChange={(e) => setHubId(e.target.value)} spellCheck={false} placeholder="HuggingFaceTB/SmolLM2-135M" required />
+              </label>
+              <label className="field narrow">
+                <span>Revision</span>
+                <input value={revision} onChange={(e) => setRevision(e.target.value)} spellCheck={false} placeholder="main" />
+              </label>
+            </div>
+          )}
+          <label className="choice">
+            <input type="radio" name={`${id}-kind`} checked={kind === 'files'} onChange={() => setKind('files')} />
+            <span>A folder on this computer</span>
+          </label>
+          {kind === 'files' && (
+            <div
+              className="drop-zone indent"
+              data-dragging={dragging}
+              onDragOver={(e) => { e.preventDefault(); setDragging(true); }}
+              onDragLeave={() => setDragging(false)}
+              onDrop={(e) => void onDrop(e)}
+            >
+              <label htmlFor={`${id}-folder`}>Choose the model folder</label>
+              <input
+                id={`${id}-folder`}
+                type="file"
+                multiple
+                {...{ webkitdirectory: '' }}
+                onChange={(e) => { onPick(e.target.files); e.target.value = ''; }}
+              />
+              <span className="muted">or drop it here (config.json, model.safetensors, tokenizer.json)</span>
+            </div>
+          )}
+        </fieldset>
+        {kind !== 'files' && (
+          <button type="submit" disabled={disabled}>
+            {facts && kind === 'default' && facts.name === 'moby-llama' ? 'Reload' : 'Load'}
+          </button>
+        )}
+      </form>
+
+      <div aria-live="polite" className="status-line">
+        {status === 'loading' && (
+          <div className="load-progress">
+            <span>Loading {label}{progress ? `: ${progress.file}` : '…'}</span>
+            <progress
+              max={100}
+              value={progress?.percent ?? undefined}
+              aria-label={`Loading ${label}`}
+              data-testid="model-progress"
+            />
+            <span className="muted mono">{progress ? (progress.percent !== undefined ? `${progress.percent.toFixed(0)}%` : megabytes(progress.loaded)) : ''}</span>
+          </div>
+        )}
+        {gpuStatus === 'starting' && <span className="muted">Waiting for the GPU…</span>}
+      </div>
+      {error && <p className="inline-error" role="alert" data-testid="model-error">{error.message}</p>}
+
+      {facts && (
+        <dl className="facts model-facts" data-testid="model-facts">
+          <div><dt>model</dt><dd data-testid="model-name">{facts.name}</dd></div>
+          <div><dt>architecture</dt><dd>{facts.architecture}</dd></div>
+          <div><dt>parameters</dt><dd data-testid="model-params">{compact(facts.params)}</dd></div>
+          <div><dt>layers</dt><dd>{facts.layers}</dd></div>
+          <div><dt>hidden</dt><dd>{facts.hidden}</dd></div>
+          <div><dt>heads / kv</dt><dd>{facts.heads} / {facts.kvHeads}</dd></div>
+          <div><dt>vocabulary</dt><dd>{count.format(facts.vocab)}</dd></div>
+          <div><dt>context</dt><dd>{facts.contextLength}</dd></div>
+          <div><dt>weights</dt><dd>{facts.dtype} (F32 on the GPU)</dd></div>
+          {seconds !== null && <div><dt>loaded in</dt><dd>{seconds.toFixed(1)} s</dd></div>}
+          {trainable && (
+            <div className="facts-wide" data-testid="trainable">
+              <dt>LoRA trains</dt>
+              <dd>{count.format(trainable.params)} parameters ({(100 * trainable.share).toFixed(2)}% of the model)</dd>
+            </div>
+          )}
+        </dl>
+      )}
+    </section>
+  );
+}
