@@ -116,12 +116,12 @@ describe('Teach playground in Chromium with WebGPU', () => {
     await page.goto(`${baseUrl}#teach?r=3&alpha=6&seed=2`);
     await waitForGpu();
 
-    const rank = page.getByRole('slider', { name: 'rank r' });
-    const alpha = page.getByRole('slider', { name: 'α (alpha)' });
+    const rank = page.getByRole('slider', { name: 'rank r', exact: true });
+    const alpha = page.getByRole('slider', { name: 'α (alpha)', exact: true });
     await expect(rank.inputValue()).resolves.toBe('3');
     await expect(alpha.inputValue()).resolves.toBe('6');
     await expect(page.getByRole('spinbutton', { name: 'rank r, exact value' }).inputValue()).resolves.toBe('3');
-    await expect(page.getByRole('spinbutton', { name: 'seed' }).inputValue()).resolves.toBe('2');
+    await expect(page.getByRole('spinbutton', { name: 'seed', exact: true }).inputValue()).resolves.toBe('2');
     await expect(page.getByRole('button', { name: 'Playground' }).getAttribute('aria-pressed')).resolves.toBe('true');
 
     console.log(`y (r=3, α=6, seed 2) OK, maxdiff = ${(await expectY({ r: 3, alpha: 6, seed: 2 })).toExponential(2)}`);
@@ -147,7 +147,7 @@ describe('Teach playground in Chromium with WebGPU', () => {
 
     // α and seed through their number boxes.
     await page.getByRole('spinbutton', { name: 'α (alpha), exact value' }).fill('20');
-    await page.getByRole('spinbutton', { name: 'seed' }).fill('7');
+    await page.getByRole('spinbutton', { name: 'seed', exact: true }).fill('7');
     await page.keyboard.press('Enter');
     await expectY({ r: 10, alpha: 20, seed: 7 });
     await expect(alpha.inputValue()).resolves.toBe('20');
@@ -182,13 +182,13 @@ describe('Teach playground in Chromium with WebGPU', () => {
     await expect.poll(() => page.evaluate(() => location.hash)).toBe('#teach?mode=example2&r=5&alpha=10&seed=3');
 
     await page.getByRole('button', { name: 'Playground' }).click();
-    await expect(page.getByRole('slider', { name: 'rank r' }).inputValue()).resolves.toBe('5');
+    await expect(page.getByRole('slider', { name: 'rank r', exact: true }).inputValue()).resolves.toBe('5');
     await expectY({ r: 5, alpha: 10, seed: 3 });
     await expect.poll(() => page.evaluate(() => location.hash)).toBe('#teach?r=5&alpha=10&seed=3');
 
     // A lesson's link to another state on the same page (a hashchange, not a load).
     await page.evaluate(() => { location.hash = '#teach?r=2&alpha=4&seed=9'; });
-    await expect.poll(() => page.getByRole('slider', { name: 'rank r' }).inputValue()).toBe('2');
+    await expect.poll(() => page.getByRole('slider', { name: 'rank r', exact: true }).inputValue()).toBe('2');
     await expectY({ r: 2, alpha: 4, seed: 9 });
   });
 });
@@ -204,7 +204,7 @@ describe('Teach playground without WebGPU', () => {
     await bare.getByRole('group', { name: /^A, 5 by 16, values from/ }).waitFor();
     await expect(bare.getByRole('status').filter({ hasText: 'WebGPU is not available' }).count()).resolves.toBe(1);
 
-    const alpha = bare.getByRole('slider', { name: 'α (alpha)' });
+    const alpha = bare.getByRole('slider', { name: 'α (alpha)', exact: true });
     await alpha.focus();
     await bare.keyboard.press('ArrowLeft');
     await expect(alpha.inputValue()).resolves.toBe('11');
