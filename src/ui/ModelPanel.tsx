@@ -18,6 +18,7 @@ export function compact(n: number): string {
 }
 
 export function megabytes(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
   return bytes < 1e6 ? `${(bytes / 1e3).toFixed(0)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
@@ -81,7 +82,7 @@ export function ModelPanel() {
           <label className="choice">
             <input type="radio" name={`${id}-kind`} checked={kind === 'default'} onChange={() => setKind('default')} />
             <span>
-              <strong>moby-llama</strong> <span className="muted">(built in: a 2M-parameter Llama that has read only Moby-Dick)</span>
+              <strong>moby-llama</strong> <span className="muted">(built in: a tiny Llama that has read only Moby-Dick)</span>
             </span>
           </label>
           <label className="choice">

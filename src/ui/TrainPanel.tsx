@@ -82,7 +82,7 @@ export function TrainPanel() {
       </div>
       {train.error && <p className="inline-error" role="alert" data-testid="train-error">{train.error.message}</p>}
 
-      {train.adapterSteps !== null && train.status !== 'starting' && <SaveForm />}
+      {train.adapterSteps !== null && (train.status === 'finished' || train.status === 'paused' || train.status === 'error') && <SaveForm />}
     </section>
   );
 }
@@ -111,8 +111,11 @@ function Readout({ steps, status }: { steps: number; status: string }) {
 }
 
 function SaveForm() {
-  const { saving, saved, adapterSteps } = useStudio((s) => s.train);
-  const active = useStudio((s) => s.train.status === 'running' || s.train.status === 'stopping');
+  const { saving, saved, adapterSteps, status } = useStudio((s) => s.train);
+  const active = status === 'running' || status === 'stopping';
+  // While paused the run's own count is the live one.
+  const live = useThrottled(trainLive, selectLast, 250);
+  const steps = status === 'paused' ? (live?.step ?? 0) : adapterSteps;
   const modelName = useStudio((s) => s.model.facts?.name ?? 'model');
   const saveAdapter = useStudio((s) => s.saveAdapter);
   const [name, setName] = useState(() => `${modelName.split('/').pop()} adapter`);
@@ -128,7 +131,7 @@ function SaveForm() {
       <button type="submit" disabled={saving || active || name.trim() === ''}>
         {saving ? 'Saving…' : 'Save to library'}
       </button>
-      <span className="muted">{adapterSteps} step{adapterSteps === 1 ? '' : 's'} trained</span>
+      <span className="muted">{steps} step{steps === 1 ? '' : 's'} trained{status === 'paused' ? ' so far (paused)' : ''}</span>
       <span aria-live="polite" className="notice" data-testid="save-notice">{saved ? `Saved “${saved.name}” to the library.` : ''}</span>
     </form>
   );

@@ -112,7 +112,7 @@ describe('studio main flow in Chromium', () => {
     await page.getByLabel('Sequence length', { exact: true }).fill('32');
     await expect.poll(() => page.getByTestId('data-stats').textContent()).toContain('rows of 32');
     await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits')).toBe('true');
-    expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/Needs about [\d.]+ MB of GPU memory; this GPU allows [\d.]+ MB/);
+    expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/^Needs about [\d.]+ [kMG]B of GPU memory; this GPU allows [\d.]+ [MG]B \(weights /);
     await page.emulateMedia({ colorScheme: 'light' });
     for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shoot(page, id, name);
 
