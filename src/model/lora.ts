@@ -5,24 +5,16 @@
 import { loraKey, type AdapterConfig } from '../io/peft';
 import { LoraStudioError } from '../io/errors';
 import { projectionDims, type ModelConfig } from './config';
+import { mulberry32 } from '../util/random';
+
+// Re-exported: a seed gives the same adapter everywhere (generation and the bench draw from it too).
+export { mulberry32 };
 
 export function checkAdapterSettings(s: AdapterConfig): void {
   if (!Number.isInteger(s.r) || s.r < 1) throw new LoraStudioError('bad-input', `LoRA rank r must be a positive integer (got ${s.r}): use r ≥ 1, typically 4–64.`);
   if (!Number.isFinite(s.loraAlpha)) throw new LoraStudioError('bad-input', `LoRA alpha must be a finite number (got ${s.loraAlpha}).`);
   if (!(s.loraDropout >= 0 && s.loraDropout < 1)) throw new LoraStudioError('bad-input', `LoRA dropout must be in [0, 1) (got ${s.loraDropout}).`);
   if (s.targetModules.length === 0) throw new LoraStudioError('bad-input', 'Choose at least one target module (q_proj and v_proj are the usual start).');
-}
-
-/** Deterministic uniform [0, 1) generator (mulberry32), so a seed gives the same adapter everywhere. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -1,19 +1,9 @@
-// Tiny seeded PRNG helpers for deterministic tests.
-//
-// mulberry32: a 32-bit-state generator, good enough for test data and fully reproducible across
-// platforms (only 32-bit integer arithmetic via Math.imul and >>> 0).
+// Seeded random test data: normal, uniform and integer samples drawn from the engine's own mulberry32
+// (src/util/random.ts), so a test's inputs are the same on every platform.
 
-/** Returns a function yielding uniform floats in [0, 1), deterministic for a given 32-bit seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/util/random';
+
+export { mulberry32 };
 
 /** n normal samples with mean 0 and standard deviation `std` (Box–Muller over `rng`). */
 export function randn(rng: () => number, n: number, std = 1): Float64Array {

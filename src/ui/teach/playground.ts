@@ -7,6 +7,7 @@
 // Dimensions, as in the LoRA paper: D = out features (rows of W), K = in features, r = rank.
 
 import type { Matrix } from '../../worker/protocol';
+import { mulberry32 } from '../../util/random';
 
 export const D = 16;
 export const K = 16;
@@ -30,18 +31,6 @@ export interface PlaygroundLayer {
   A: Matrix; // (r, K)
   B: Matrix; // (D, r)
   x: Matrix; // (1, K)
-}
-
-/** mulberry32: a tiny 32-bit PRNG, good enough for pictures and identical in every JS engine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
