@@ -41,6 +41,9 @@ export interface GemmSpec {
   batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
 }
 
+/** A GEMM builder: `gemm` below (version 1) or matmul_fast's `gemmFast`; see src/autograd/matmul.ts. */
+export type GemmFn = (gpu: Gpu, label: string, s: GemmSpec) => Dispatch;
+
 /** One dispatch of the tiled two-segment GEMM. */
 export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
   const K2 = s.K2 ?? 0;
@@ -92,12 +95,12 @@ export interface LoraLinearBuffers {
   xLora?: GPUBuffer;
 }
 
-/** u = x·Aᵀ; y = x·Wᵀ + bias + s·u·Bᵀ. */
-export function loraLinearForward(gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers): Dispatch[] {
+/** u = x·Aᵀ; y = x·Wᵀ + bias + s·u·Bᵀ. `mm`: the GEMM kernel (version 1 unless the caller picks another). */
+export function loraLinearForward(gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers, mm: GemmFn = gemm): Dispatch[] {
   checkLoraDims(d);
   return [
-    gemm(gpu, `${label}.down`, { M: d.n, N: d.r, K1: d.inF, p1: b.xLora ?? b.x, q1: b.A, transQ: true, c: b.u }),
-    gemm(gpu, `${label}.forward`, {
+    mm(gpu, `${label}.down`, { M: d.n, N: d.r, K1: d.inF, p1: b.xLora ?? b.x, q1: b.A, transQ: true, c: b.u }),
+    mm(gpu, `${label}.forward`, {
       M: d.n, N: d.outF, K1: d.inF, p1: b.x, q1: b.W,
       K2: d.r, p2: b.u, q2: b.B, alpha2: d.scale, bias: b.bias, transQ: true, c: b.y,
     }),
@@ -118,16 +121,17 @@ export interface LoraLinearGradBuffers {
  */
 export function loraLinearBackward(
   gpu: Gpu, label: string, d: LoraLinearDims, b: LoraLinearBuffers, g: LoraLinearGradBuffers, accumulateDx = false,
+  mm: GemmFn = gemm,
 ): Dispatch[] {
   checkLoraDims(d);
   const out = [
-    gemm(gpu, `${label}.backward_du`, { M: d.n, N: d.r, K1: d.outF, p1: g.dy, q1: b.B, alpha1: d.scale, c: g.du }),
-    gemm(gpu, `${label}.backward_dA`, { M: d.r, N: d.inF, K1: d.n, p1: g.du, q1: b.xLora ?? b.x, transP: true, c: g.dA, accumulate: true }),
-    gemm(gpu, `${label}.backward_dB`, { M: d.outF, N: d.r, K1: d.n, p1: g.dy, q1: b.u, alpha1: d.scale, transP: true, c: g.dB, accumulate: true }),
+    mm(gpu, `${label}.backward_du`, { M: d.n, N: d.r, K1: d.outF, p1: g.dy, q1: b.B, alpha1: d.scale, c: g.du }),
+    mm(gpu, `${label}.backward_dA`, { M: d.r, N: d.inF, K1: d.n, p1: g.du, q1: b.xLora ?? b.x, transP: true, c: g.dA, accumulate: true }),
+    mm(gpu, `${label}.backward_dB`, { M: d.outF, N: d.r, K1: d.n, p1: g.dy, q1: b.u, alpha1: d.scale, transP: true, c: g.dB, accumulate: true }),
   ];
   if (g.dx) {
     if (b.xLora) throw new Error(`${label}: with a separate adapter input (dropout), dx is the caller's: dy·W plus dropout_backward(du·A)`);
-    out.push(gemm(gpu, `${label}.backward_dx`, {
+    out.push(mm(gpu, `${label}.backward_dx`, {
       M: d.n, N: d.inF, K1: d.outF, p1: g.dy, q1: b.W, K2: d.r, p2: g.du, q2: b.A, c: g.dx, accumulate: accumulateDx,
     }));
   }

@@ -1,6 +1,6 @@
 // The register-blocked, vectorised GEMM of shaders/matmul_fast.wgsl, behind the same GemmSpec as `gemm`
-// (src/autograd/lora_linear.ts, "version 1", which it is tested against). Not used by the model yet: the
-// bench (src/cli/bench.ts) measures both so that switching is decided on a real GPU.
+// (src/autograd/lora_linear.ts, "version 1", which it is tested against). The model runs it by default
+// (src/autograd/matmul.ts picks the kernel per device); the bench (src/cli/bench.ts) measures both.
 //
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 

@@ -13,7 +13,8 @@
 
 import type { Gpu } from '../gpu/gpu';
 import { Tape, Tensor } from '../autograd/tape';
-import { gemm, loraLinearBackward, loraLinearForward } from '../autograd/lora_linear';
+import { loraLinearBackward, loraLinearForward } from '../autograd/lora_linear';
+import { matmul } from '../autograd/matmul';
 import { rmsnormBackward, rmsnormForward } from '../autograd/rmsnorm';
 import { embeddingForward } from '../autograd/embedding';
 import { ropeBackward, ropeForward } from '../autograd/rope';
@@ -160,7 +161,7 @@ export class LlamaModel {
     const chunks = vocabChunks(c.vocab, rows >= c.vocab ? c.vocab : Math.max(64, rows - (rows % 64)));
     // Each chunk writes its columns [v0, v0 + vc) of the (T, V) logits: row stride V, column offset by binding.
     tape.op('generate.lm_head', [xf, head], [logits], (b) => chunks.map(({ v0, vc }, i) =>
-      gemm(this.gpu, `generate.lm_head.chunk${i}`, { M: T, N: vc, K1: c.hidden, p1: b(xf), q1: rowRange(head, v0, vc, c.hidden), transQ: true,
+      matmul(this.gpu, `generate.lm_head.chunk${i}`, { M: T, N: vc, K1: c.hidden, p1: b(xf), q1: rowRange(head, v0, vc, c.hidden), transQ: true,
         c: { buffer: b(logits), offset: v0 * 4, size: ((T - 1) * c.vocab + vc) * 4 }, ldC: c.vocab })));
     return logits;
   }
@@ -229,13 +230,13 @@ export function linear(
   const frozen = bias ? [x, W, bias] : [x, W];
   if (!lora || !adapter) {
     tape.op(`${label}.forward`, frozen, [y], (b) =>
-      gemm(gpu, `${label}.forward`, { M: n, N: outF, K1: inF, p1: b(x), q1: b(W), transQ: true, bias: bias && b(bias), c: b(y) }));
+      matmul(gpu, `${label}.forward`, { M: n, N: outF, K1: inF, p1: b(x), q1: b(W), transQ: true, bias: bias && b(bias), c: b(y) }));
     tape.onBackward(() => {
       if (!x.requiresGrad || !tape.hasGrad(y)) return;
       const dy = tape.grad(y);
       const { grad: dx, accumulate: acc } = tape.gradSlot(x);
       tape.op(`${label}.backward_dx`, [dy, W], [dx], (b) =>
-        gemm(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(dx), accumulate: acc }));
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(dx), accumulate: acc }));
     });
     return y;
   }
@@ -252,7 +253,7 @@ export function linear(
   }
   const adapterIn = xd ?? x;
   tape.op(`${label}.forward`, [...frozen, adapterIn, A, B], [u, y], (b) =>
-    loraLinearForward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }));
+    loraLinearForward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }, matmul));
   tape.onBackward(() => {
     if (!tape.hasGrad(y)) return;
     const dy = tape.grad(y);
@@ -262,13 +263,13 @@ export function linear(
     const fusedDx = slot && !xd ? slot : undefined;
     tape.op(`${label}.backward`, [x, adapterIn, W, A, B, u, dy], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
       loraLinearBackward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), A: b(A), B: b(B), u: b(u), y: b(y) },
-        { dy: b(dy), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate));
+        { dy: b(dy), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate, matmul));
     if (slot && xd) {
       // dx = dy·W + dropout_backward(du·A): the dropout mask splits the fused dx GEMM in two.
       const duA = tape.tensor(`${label}.duA`, [n, inF]);
       tape.op(`${label}.backward_dx`, [dy, W, du, A], [slot.grad, duA], (b) => [
-        gemm(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
-        gemm(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
+        matmul(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
         dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(duA), b(slot.grad)),
       ]);
     }
@@ -370,7 +371,7 @@ function lmHeadLoss(tape: Tape, xf: Tensor, E: Tensor, io: StepTensors, d: { n: 
   const logitsOf = (i: number, v0: number, vc: number, phase: string) => {
     const t = tape.tensor(`lm_head.logits${i}.${phase}`, [d.n, vc]);
     tape.op(`lm_head.chunk${i}.${phase}`, [xf, E], [t], (b) =>
-      gemm(gpu, `lm_head.chunk${i}.${phase}`, { M: d.n, N: vc, K1: d.c, p1: b(xf), q1: rowsOf(v0, vc), transQ: true, c: b(t) }));
+      matmul(gpu, `lm_head.chunk${i}.${phase}`, { M: d.n, N: vc, K1: d.c, p1: b(xf), q1: rowsOf(v0, vc), transQ: true, c: b(t) }));
     return t;
   };
   const kept: Tensor[] = [];
@@ -393,7 +394,7 @@ function lmHeadLoss(tape: Tape, xf: Tensor, E: Tensor, io: StepTensors, d: { n: 
           { logits: b(logits), v0, vc }, b(dlogits)));
       const slot = tape.gradSlot(xf);
       tape.op(`lm_head.backward${i}`, [dlogits, E], [slot.grad], (b) =>
-        gemm(gpu, `lm_head.backward${i}`, { M: d.n, N: d.c, K1: vc, p1: b(dlogits), q1: rowsOf(v0, vc), c: b(slot.grad), accumulate: slot.accumulate }));
+        matmul(gpu, `lm_head.backward${i}`, { M: d.n, N: d.c, K1: vc, p1: b(dlogits), q1: rowsOf(v0, vc), c: b(slot.grad), accumulate: slot.accumulate }));
     });
   });
 }
