@@ -18,7 +18,9 @@
 // example before them (no block-diagonal mask), as in transformers' run_clm.
 //
 // Masked boundaries come from tokenizing the prefix before each boundary and matching it against the whole
-// text's tokens (as TRL does), so they are exact even when a tokenizer merges across the boundary.
+// text's tokens (as TRL does), so they are exact even when a tokenizer merges across the boundary. For chat
+// rows the character boundaries come from the tokenizer (chatSegments: what each assistant turn adds to
+// the rendered conversation), so they hold for any chat template, not only ones we know.
 //
 // The validation split shuffles examples (blocks for plain text) with a seeded generator, so the same
 // seed gives the same split, and no example is split between training and validation.
@@ -26,7 +28,8 @@
 // This file does not read files or touch the GPU.
 
 import { FormatError, LoraStudioError } from './errors.ts';
-import { CHAT_ROLES, type ChatMessage, type LoraTokenizer } from './tokenizer.ts';
+import { CHAT_ROLES, type ChatMessage, type ChatSegment, type LoraTokenizer } from './tokenizer.ts';
+import { mulberry32 } from '../util/random';
 
 /** PyTorch's ignore_index, as src/autograd/cross_entropy.ts reads it (not imported: src/io stays GPU-free). */
 export const IGNORE_INDEX = -100;
@@ -104,18 +107,6 @@ function show(value: unknown): string {
 
 function shorten(text: string, max = 200): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
-}
-
-/** mulberry32: a tiny 32-bit generator, identical on every platform. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function commonPrefix(a: number[], b: number[]): number {
@@ -276,7 +267,7 @@ function splitUnits<T>(units: T[], o: DatasetOptions, fileName: string): { train
     );
   }
   const order = units.map((_, i) => i);
-  const random = seededRandom(o.seed);
+  const random = mulberry32(o.seed);
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];
@@ -337,7 +328,7 @@ function readJsonl(
     } else if (shape !== format) {
       bad(`is ${SHAPE_NAMES[shape!]} but line ${firstLine} is ${SHAPE_NAMES[format]}; use one row shape per file.`);
     }
-    examples.push(readRow(shape!, obj, line, bad, o, needTokenizer));
+    examples.push(readRow(shape!, obj, line, at, bad, o, needTokenizer));
   });
   if (format === undefined) throw new FormatError(fileName, `${fileName}: the dataset is empty: no rows. ${SHAPES}.`);
   return { format, examples };
@@ -347,6 +338,7 @@ function readRow(
   shape: DatasetFormat,
   obj: Record<string, unknown>,
   line: number,
+  at: string,
   bad: (problem: string) => never,
   o: DatasetOptions,
   needTokenizer: (what: string) => LoraTokenizer,
@@ -387,8 +379,17 @@ function readRow(
     case 'chat': {
       const tok = needTokenizer('chat {"messages"} rows');
       const messages = readMessages(obj.messages, bad);
-      if (tok.chatSegments === undefined) bad(`chat rows need a chat template: ${tok.chatProblem}`);
-      const segments = tok.chatSegments!(messages);
+      // No usable template is the tokenizer's problem, not this row's: its error names the file to fix.
+      if (tok.chatSegments === undefined) throw tok.chatError ?? new LoraStudioError('unsupported', 'This tokenizer cannot render chats.');
+      let segments: ChatSegment[];
+      try {
+        segments = tok.chatSegments(messages);
+      } catch (e) {
+        if (!(e instanceof LoraStudioError)) throw e;
+        // The template refusing this conversation (raise_exception) is fixed in the data; anything else in the template.
+        if (e.code === 'bad-input') bad(e.message);
+        throw new LoraStudioError(e.code, `${at}: ${e.message}`, { file: e.file, cause: e });
+      }
       const text = segments.map((s) => s.text).join('');
       const ids = tok.encode(text, { addSpecialTokens: false });
       // Token k is trainable when it starts inside a trainable segment; boundaries from prefix tokenization.

@@ -259,7 +259,7 @@ async function readTokenizer(source: ModelFiles, config: ModelConfig, onProgress
   const cfg = source.has('tokenizer_config.json') ? await readText(source, 'tokenizer_config.json', MAX_JSON_BYTES, onProgress) : undefined;
   // Newer transformers save the template beside tokenizer_config.json rather than inside it.
   const chatTemplate = source.has('chat_template.jinja') ? await readText(source, 'chat_template.jinja', MAX_CONFIG_BYTES, onProgress) : undefined;
-  const names = { tokenizer: source.path('tokenizer.json'), config: source.path('tokenizer_config.json') };
+  const names = { tokenizer: source.path('tokenizer.json'), config: source.path('tokenizer_config.json'), chatTemplate: source.path('chat_template.jinja') };
   const tokenizer = loadTokenizer(json, cfg, names, { chatTemplate });
   if (tokenizer.vocabSize > config.vocab) {
     throw new ShapeError(

@@ -9,9 +9,11 @@
 //
 // This file is not the LoRA math (src/model) and does not read files (callers pass text and
 // bytes). It refuses, with a typed error naming the file, every PEFT option whose weights we
-// would silently misapply (DoRA, per-layer ranks, partial layers, extra saved modules).
+// would silently misapply (DoRA, per-layer ranks, partial layers, extra saved modules), and says
+// (checkAdapterFitsModel) every reason an adapter does not fit a loaded model.
 
-import { ConfigError, FormatError, ShapeError, UnsupportedError } from './errors.ts';
+import { projectionDims, type ModelConfig } from '../model/config.ts';
+import { ConfigError, FormatError, type LoraStudioError, ShapeError, UnsupportedError } from './errors.ts';
 import { parseSafetensors, writeSafetensors } from './safetensors.ts';
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
@@ -80,9 +82,9 @@ export function parseLoraKey(key: string): { layer: number; target: LoraTarget; 
   return { layer: Number(m[1]), target, which: m[4] as 'A' | 'B' };
 }
 
-function show(value: unknown): string {
+function show(value: unknown, max = 60): string {
   const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
 /** Throws ConfigError unless cfg is something we can train or apply. `where` prefixes messages. */
@@ -321,4 +323,112 @@ export function writeAdapter(
   const tensors = [...canonical].map(([name, key]) => ({ name, shape: shapes.get(key)!, data: weights.get(key)! }));
   // PEFT writes this metadata; some transformers loaders check it before trusting the file.
   return { configJson, weights: writeSafetensors(tensors, { format: 'pt' }) };
+}
+
+/** Whether an adapter fits a model: the refusals say why it cannot be applied; warnings do not stop it. */
+export interface AdapterFit {
+  fits: boolean;
+  /** Every reason the adapter cannot be applied to the model, as typed errors naming the adapter file at fault. */
+  refusals: LoraStudioError[];
+  /** What the user should know although the adapter can be applied (a different base_model_name_or_path). */
+  warnings: string[];
+}
+
+/**
+ * Whether an adapter (its parsed adapter_config.json and the tensor shapes of adapter_model.safetensors,
+ * e.g. parseSafetensors(bytes).tensors) can be applied to a model (parseModelConfig of its config.json).
+ * Unlike readAdapter, which stops at the first problem, this lists every one, once per kind:
+ *   - tensors that are not LoRA weights of a listed target (a module the model lacks, such as GPT-2's
+ *     c_attn, is not a LoRA weight here; parseAdapterConfig already refuses such names in target_modules,
+ *     and every supported architecture has all seven projections);
+ *   - weights for layers the model does not have, or layers of the model with no weights;
+ *   - a rank in the weights other than the config's r (the two files do not belong together);
+ *   - lora_A / lora_B in / out features other than the model's projection sizes (another model).
+ * A base_model_name_or_path naming another model is a warning, not a refusal: the name is often a local
+ * path or a copy's name, and an adapter whose every shape fits (e.g. trained on a base model, applied to
+ * its Instruct tune) runs; only the user can tell whether it means anything on these weights.
+ */
+export function checkAdapterFitsModel(
+  adapter: AdapterConfig,
+  tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
+  model: ModelConfig,
+  options: { modelName?: string; files?: AdapterFileNames } = {},
+): AdapterFit {
+  const { config: cFile, weights: wFile } = options.files ?? DEFAULT_NAMES;
+  const modelName = options.modelName ? `“${options.modelName}”` : 'this model';
+  const refusals = new Map<string, LoraStudioError>(); // keyed by kind, so 28 layers with one wrong shape say it once
+  const refuse = (kind: string, error: () => LoraStudioError) => {
+    if (!refusals.has(kind)) refusals.set(kind, error());
+  };
+  const seen = new Set<string>();
+  let deepest = -1;
+  for (const [key, { shape }] of tensors) {
+    const p = parseLoraKey(key);
+    if (p === null || !adapter.targetModules.includes(p.target)) {
+      refuse(`key ${p?.target ?? 'other'}`, () => new FormatError(wFile, p === null
+        ? `${wFile}: ${show(key, 200)} is not a LoRA weight of a Llama projection, so LoRA Studio cannot apply it.`
+        : `${wFile}: ${show(key, 200)} adapts ${p.target}, which ${cFile} does not list in target_modules: the two files do not belong together.`));
+      continue;
+    }
+    seen.add(loraKey(p.layer, p.target, p.which));
+    deepest = Math.max(deepest, p.layer);
+    if (p.layer >= model.layers) continue; // said once below
+    const { inFeatures, outFeatures } = projectionDims(model, p.target);
+    const factor = `lora_${p.which} of ${p.target}`;
+    if (shape.length !== 2) {
+      refuse(`matrix ${p.target}.${p.which}`, () => new FormatError(wFile, `${wFile}: ${key} has shape [${shape.join(', ')}]; a LoRA factor is a matrix.`));
+      continue;
+    }
+    // A is [r, in_features], B is [out_features, r].
+    const [rank, size, want, what] = p.which === 'A' ? [shape[0], shape[1], inFeatures, 'in_features'] : [shape[1], shape[0], outFeatures, 'out_features'];
+    if (rank !== adapter.r) {
+      refuse(`rank ${p.target}.${p.which}`, () => new ShapeError(wFile,
+        `${wFile}: ${factor} has rank ${rank} (shape [${shape.join(', ')}]), but ${cFile} says r = ${adapter.r}: the two files do not belong together.`));
+    }
+    if (size !== want) {
+      refuse(`size ${p.target}.${p.which}`, () => new ShapeError(wFile,
+        `${wFile}: ${factor} has ${what} ${size} (shape [${shape.join(', ')}]), but ${modelName}'s ${p.target} has ${what} ${want}: ` +
+          'the adapter was trained for another model.'));
+    }
+  }
+  if (deepest >= model.layers) {
+    refuse('deeper', () => new ShapeError(wFile,
+      `${wFile}: has weights for ${deepest + 1} layers, but ${modelName} has ${model.layers} (num_hidden_layers): the adapter was trained for another model.`));
+  }
+  for (let layer = 0; layer < model.layers; layer++) {
+    for (const target of adapter.targetModules) {
+      for (const which of ['A', 'B'] as const) {
+        if (seen.has(loraKey(layer, target, which))) continue;
+        if (deepest >= 0 && layer > deepest) {
+          refuse('shallower', () => new ShapeError(wFile,
+            `${wFile}: has weights for only ${deepest + 1} layers, but ${modelName} has ${model.layers} (num_hidden_layers): the adapter was trained for another model.`));
+        } else {
+          refuse(`missing ${target}.${which}`, () => new FormatError(wFile,
+            `${wFile}: has no ${loraKey(layer, target, which)}: ${cFile} lists ${target}, so every layer needs lora_A and lora_B. The file is incomplete.`));
+        }
+      }
+    }
+  }
+
+  const warnings: string[] = [];
+  if (adapter.baseModel !== '' && options.modelName !== undefined && !sameBaseModel(adapter.baseModel, options.modelName)) {
+    warnings.push(
+      `${cFile}: the adapter was trained on “${adapter.baseModel}”, not ${modelName}. Where its shapes fit it can be applied, ` +
+        'but it only does what it learned on the weights it was trained with.',
+    );
+  }
+  return { fits: refusals.size === 0, refusals: [...refusals.values()], warnings };
+}
+
+/**
+ * Whether an adapter's base_model_name_or_path names the loaded model. PEFT writes whatever the base was
+ * loaded from, often a local folder ("./models/Qwen2.5-0.5B"), so the last path segment may stand for a
+ * Hub id ("Qwen/Qwen2.5-0.5B"); case and trailing slashes are ignored.
+ */
+export function sameBaseModel(adapterBase: string, loaded: string): boolean {
+  const norm = (s: string) => s.trim().replace(/[\\/]+$/, '').toLowerCase();
+  const last = (s: string) => norm(s).split(/[\\/]/).pop() ?? '';
+  const a = norm(adapterBase);
+  const b = norm(loaded);
+  return a === b || last(a) === last(b);
 }

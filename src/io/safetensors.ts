@@ -277,9 +277,15 @@ export function parseSafetensors(
   };
 }
 
-/** Copies bytes into a fresh (hence aligned) buffer, in the host's byte order. */
+/**
+ * Copies bytes into a fresh (hence aligned) buffer, in the host's byte order. Not `u8.slice()`: on a Node
+ * Buffer (a Uint8Array subclass, e.g. from fs.readFile or a pooled Buffer.from) slice() returns a view,
+ * not a copy, and its `.buffer` is the whole underlying pool, so the typed array built on it would read
+ * from the pool's start instead of the tensor's.
+ */
 function hostOrderCopy(u8: Uint8Array, begin: number, end: number, itemBytes: number): ArrayBuffer {
-  const copy = u8.slice(begin, end);
+  const copy = new Uint8Array(end - begin);
+  copy.set(u8.subarray(begin, end));
   if (!HOST_IS_LITTLE_ENDIAN) swapBytes(copy, itemBytes);
   return copy.buffer;
 }

@@ -1,23 +1,36 @@
 // The tokenizer: a model's tokenizer.json + tokenizer_config.json (the files transformers reads) through
-// @huggingface/tokenizers, plus the chat formats we can render without a Jinja engine.
+// @huggingface/tokenizers, and its chat template through @huggingface/jinja.
 //
-// Chat templates: tokenizer_config.json's "chat_template" is Jinja, and neither @huggingface/tokenizers nor
-// anything else installed runs Jinja (@huggingface/jinja is not a dependency). So we recognise the two
-// template families our supported models use and render them in TS, with the same text transformers'
-// apply_chat_template produces:
-//   ChatML (Qwen2/2.5, SmolLM2):  <|im_start|>{role}\n{content}<|im_end|>\n   (+ the template's default
-//                                 system prompt when the first message is not a system message)
-//   Zephyr (TinyLlama-Chat):      <|{role}|>\n{content}{eos}\n
-// Any other template is refused for chat data (with the reason); plain text and prompt/completion still work.
+// Ids: tests/io/tokenizer.test.ts checks @huggingface/tokenizers against Hugging Face's Rust `tokenizers`
+// (what transformers runs) on tokenizers in each supported family's layout; they agree on every sample.
+//
+// Chat: tokenizer_config.json's "chat_template" (or chat_template.jinja beside it) is rendered as
+// transformers' apply_chat_template renders it: Jinja with trim_blocks and lstrip_blocks, given messages,
+// add_generation_prompt, tools = documents = None, the special tokens (bos_token, eos_token, ...) and the
+// raise_exception and strftime_now functions. Only a tokenizer without any template falls back to plain
+// ChatML, and only when its vocabulary has ChatML's tokens. The public templates of SmolLM2, Qwen2.5,
+// TinyLlama-Chat and Llama 3.2 render exactly as Python's Jinja2 does (tests/io/tokenizer.test.ts).
+// @huggingface/jinja differs from Python where a template prints a non-string value itself: `{{ x is none }}`
+// prints "true" (Python: "True"), None prints "" ("None"), a list prints as JSON (Python's repr). Real chat
+// templates print strings, and tojson for the rest.
+//
+// Loss masking (chatSegments): which characters of the rendered chat are an assistant's turn is found by
+// rendering prefixes of the conversation, not by knowing the template: assistant turn i is what
+// render(messages[..i]) adds to render(messages[..i-1], add_generation_prompt=True), i.e. the reply as
+// the model must generate it after the prompt it is given at inference, ending with the turn's end
+// marker (whitespace after that marker is left out: generation stops at the marker).
 //
 // This file does not split data into training rows (dataset.ts) and does not read files (callers pass text).
 
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { FormatError, LoraStudioError, UnsupportedError } from './errors.ts';
+import { ConfigError, FormatError, LoraStudioError, UnsupportedError } from './errors.ts';
 
 export interface TokenizerFileNames {
   tokenizer: string;
   config: string;
+  /** Where options.chatTemplate came from, for messages (default chat_template.jinja). */
+  chatTemplate?: string;
 }
 
 export type ChatRole = 'system' | 'user' | 'assistant';
@@ -34,7 +47,8 @@ export interface ChatSegment {
   trainable: boolean;
 }
 
-export type ChatFormat = 'chatml' | 'zephyr';
+/** 'template': the model's own chat_template; 'chatml': no template, so plain ChatML (the vocabulary has its tokens). */
+export type ChatFormat = 'template' | 'chatml';
 
 export interface LoraTokenizer {
   /** 1 + the largest id the tokenizer can produce; must not exceed the model's vocab_size. */
@@ -43,15 +57,20 @@ export interface LoraTokenizer {
   readonly eosId?: number;
   /** Padding id: tokenizer_config's pad_token, else EOS, else 0. Padded positions never carry loss. */
   readonly padId: number;
-  /** The chat format we render, or undefined with `chatProblem` saying why chat data cannot be used. */
+  /** How chat is rendered, or undefined with `chatError` saying why chat data cannot be used. */
   readonly chatFormat?: ChatFormat;
-  readonly chatProblem?: string;
+  /** Why chats cannot be rendered, naming the file to fix (tokenizer_config.json or chat_template.jinja). */
+  readonly chatError?: LoraStudioError;
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: ArrayLike<number>, options?: { skipSpecialTokens?: boolean }): string;
   tokenId(token: string): number | undefined;
-  /** The chat as the model's template renders it; undefined when chatFormat is. */
+  /**
+   * The chat as the model's template renders it; undefined when chatFormat is. Throws a LoraStudioError
+   * naming the template's file when the template fails ('bad-config') or refuses the messages through
+   * raise_exception ('bad-input').
+   */
   applyChatTemplate?(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
-  /** The same text cut into pieces that do or do not carry the loss. */
+  /** applyChatTemplate(messages) cut into pieces that do or do not carry the loss; throws as it does. */
   chatSegments?(messages: ChatMessage[]): ChatSegment[];
 }
 
@@ -159,7 +178,6 @@ export function loadTokenizer(
   const bosId = special('bos_token');
   const eosId = special('eos_token');
   const padId = special('pad_token') ?? eosId ?? 0;
-  const eosText = tokenText(config.eos_token);
 
   const encode = (text: string, opts: { addSpecialTokens?: boolean } = {}): number[] => {
     const { ids, tokens } = tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true });
@@ -171,18 +189,189 @@ export function loadTokenizer(
   };
   const decode = (ids: ArrayLike<number>, opts: { skipSpecialTokens?: boolean } = {}): string =>
     ids.length === 0 ? '' : tok.decode(Array.from(ids), { skip_special_tokens: opts.skipSpecialTokens ?? false });
-
-  const chat = chatFormatOf(options.chatTemplate ?? templateText(config.chat_template), (t) => tok.token_to_id(t) !== undefined, eosText, cFile);
   const base: LoraTokenizer = { vocabSize, bosId, eosId, padId, encode, decode, tokenId: (t) => tok.token_to_id(t) };
-  if (chat.format === undefined) return { ...base, chatProblem: chat.problem };
-  const segments = (messages: ChatMessage[]) => renderChat(chat.format!, messages, chat.defaultSystem, eosText ?? '');
+
+  const fromOverride = options.chatTemplate !== undefined;
+  const templateFile = fromOverride ? (fileNames.chatTemplate ?? 'chat_template.jinja') : cFile;
+  const source = fromOverride ? options.chatTemplate : templateText(config.chat_template);
+  let format: ChatFormat = 'template';
+  let template: Template;
+  if (source === undefined) {
+    if (tok.token_to_id('<|im_start|>') === undefined || tok.token_to_id('<|im_end|>') === undefined) {
+      const chatError = new UnsupportedError(
+        cFile,
+        `${cFile} has no chat_template, so chat {"messages"} rows cannot be rendered for this model; ` +
+          'use {"prompt", "completion"} or {"text"} rows, or add the chat_template of the model this one was tuned from.',
+      );
+      return { ...base, chatError };
+    }
+    format = 'chatml';
+    template = new Template(CHATML_TEMPLATE);
+  } else {
+    try {
+      template = new Template(source);
+    } catch (e) {
+      const chatError = new ConfigError(
+        templateFile,
+        `${templateFile}: the chat_template is not a template LoRA Studio's Jinja engine (@huggingface/jinja) can parse ` +
+          `(${(e as Error).message}). The model and its tokenizer are loaded; only chat {"messages"} rows need the template: ` +
+          'fix it, or use {"prompt", "completion"} rows.',
+        e,
+      );
+      return { ...base, chatError };
+    }
+  }
+
+  // transformers passes every special token tokenizer_config.json sets, as text.
+  const variables: Record<string, unknown> = { tools: null, documents: null };
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
+    const text = tokenText(config[key]);
+    if (text !== undefined) variables[key] = text;
+  }
+  if (Array.isArray(config.additional_special_tokens)) {
+    variables.additional_special_tokens = config.additional_special_tokens.map(tokenText).filter((t) => t !== undefined);
+  }
+  const render = (messages: ChatMessage[], addGenerationPrompt: boolean, now: Date): string => {
+    for (const m of messages) {
+      if (!CHAT_ROLES.includes(m.role)) throw new LoraStudioError('bad-input', `chat role ${show(m.role)} is not one of ${CHAT_ROLES.join(', ')}.`);
+    }
+    try {
+      return renderJinja(template, {
+        ...variables,
+        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        add_generation_prompt: addGenerationPrompt,
+        raise_exception: (message: unknown) => {
+          throw new TemplateRefusal(String(message));
+        },
+        strftime_now: (fmt: unknown) => strftime(now, String(fmt)),
+      });
+    } catch (e) {
+      if (e instanceof TemplateRefusal) {
+        throw new LoraStudioError('bad-input', `${templateFile}: the chat_template refuses this conversation: ${e.message}`, { file: templateFile, cause: e });
+      }
+      throw new ConfigError(
+        templateFile,
+        `${templateFile}: the chat_template failed while rendering a conversation of ${messages.length} message(s) ` +
+          `(${(e as Error).message}). Fix the template, or use {"prompt", "completion"} rows.`,
+        e,
+      );
+    }
+  };
+  const specials = addedSpecialTexts(json);
   return {
     ...base,
-    chatFormat: chat.format,
-    chatSegments: segments,
-    applyChatTemplate: (messages, opts = {}) =>
-      segments(messages).map((s) => s.text).join('') + (opts.addGenerationPrompt ? generationPrompt(chat.format!) : ''),
+    chatFormat: format,
+    applyChatTemplate: (messages, opts = {}) => render(messages, opts.addGenerationPrompt ?? false, new Date()),
+    chatSegments: (messages) => {
+      const now = new Date(); // one date for every prefix, so a template that prints it renders them alike
+      return assistantSegments(messages, (m, gen) => render(m, gen, now), specials, templateFile);
+    },
   };
+}
+
+/** ChatML, for a tokenizer without a chat template whose vocabulary has <|im_start|> and <|im_end|>. */
+const CHATML_TEMPLATE =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** What a template's raise_exception(...) throws, told apart from the template's own failures. */
+class TemplateRefusal extends Error {}
+
+/**
+ * Template.render, with our raise_exception and strftime_now: render() declares the library's own (which
+ * throw a plain Error, and format months in the browser's locale) and refuses to redeclare them. So this
+ * declares the other globals render() declares (@huggingface/jinja 0.5: the constants and range) itself.
+ */
+function renderJinja(template: Template, variables: Record<string, unknown>): string {
+  const env = new Environment();
+  const globals = { true: true, false: false, none: null, True: true, False: false, None: null, range: pythonRange };
+  for (const [name, value] of Object.entries({ ...globals, ...variables })) env.set(name, value);
+  return String(new Interpreter(env).run(template.parsed).value);
+}
+
+/** Python's range(stop) / range(start, stop[, step]). */
+function pythonRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() arg 3 must not be zero');
+  const out: number[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+  return out;
+}
+
+/** The text of tokenizer.json's added tokens marked special (turn-end markers among them). */
+function addedSpecialTexts(json: Record<string, unknown>): string[] {
+  const added = Array.isArray(json.added_tokens) ? json.added_tokens : [];
+  return added.filter((t) => isObject(t) && t.special === true && typeof t.content === 'string' && t.content !== '').map((t) => (t as { content: string }).content);
+}
+
+/**
+ * The rendered chat cut at its assistant turns: turn i spans from where render(messages[..i]) departs from
+ * render(messages[..i-1]) + generation prompt to its end (less whitespace after a final special token).
+ * Refuses templates whose rendering of earlier turns changes once later turns follow.
+ */
+function assistantSegments(
+  messages: ChatMessage[],
+  render: (messages: ChatMessage[], addGenerationPrompt: boolean) => string,
+  specials: string[],
+  templateFile: string,
+): ChatSegment[] {
+  const full = render(messages, false);
+  const spans: [number, number][] = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'assistant') return;
+    const through = render(messages.slice(0, i + 1), false);
+    if (!full.startsWith(through)) {
+      throw new UnsupportedError(
+        templateFile,
+        `${templateFile}: the chat_template renders assistant turn ${i + 1} differently once later messages follow it ` +
+          '(as templates that drop earlier reasoning do), so LoRA Studio cannot tell which tokens are that turn. ' +
+          'Give each row only one assistant turn, as its last message.',
+      );
+    }
+    const prompt = render(messages.slice(0, i), true);
+    let start = 0;
+    while (start < prompt.length && start < through.length && prompt[start] === through[start]) start++;
+    let end = through.length;
+    const trimmed = through.slice(start).trimEnd();
+    if (specials.some((s) => trimmed.endsWith(s))) end = start + trimmed.length;
+    const previous = spans.at(-1)?.[1] ?? 0;
+    if (end > start && start >= previous) spans.push([start, end]);
+  });
+  const out: ChatSegment[] = [];
+  let at = 0;
+  for (const [start, end] of spans) {
+    if (start > at) out.push({ text: full.slice(at, start), trainable: false });
+    out.push({ text: full.slice(start, end), trainable: true });
+    at = end;
+  }
+  if (at < full.length) out.push({ text: full.slice(at), trainable: false });
+  return out;
+}
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+/**
+ * Python's datetime.strftime for the codes chat templates use (Llama 3.x prints "%d %b %Y"), with the
+ * C locale's English names as Python gives them, whatever the browser's locale.
+ */
+function strftime(d: Date, format: string): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const codes: Record<string, () => string> = {
+    Y: () => String(d.getFullYear()),
+    y: () => pad(d.getFullYear() % 100),
+    m: () => pad(d.getMonth() + 1),
+    d: () => pad(d.getDate()),
+    B: () => MONTHS[d.getMonth()],
+    b: () => MONTHS[d.getMonth()].slice(0, 3),
+    A: () => DAYS[d.getDay()],
+    a: () => DAYS[d.getDay()].slice(0, 3),
+    H: () => pad(d.getHours()),
+    M: () => pad(d.getMinutes()),
+    S: () => pad(d.getSeconds()),
+    '%': () => '%',
+  };
+  return format.replace(/%(.)/g, (whole, c: string) => codes[c]?.() ?? whole);
 }
 
 /** chat_template is a string, or a list of named templates of which "default" is the chat one. */
@@ -193,53 +382,4 @@ function templateText(v: unknown): string | undefined {
     return named?.template;
   }
   return undefined;
-}
-
-function chatFormatOf(
-  template: string | undefined,
-  hasToken: (t: string) => boolean,
-  eosText: string | undefined,
-  cFile: string,
-): { format?: ChatFormat; defaultSystem?: string; problem?: string } {
-  const chatml = hasToken('<|im_start|>') && hasToken('<|im_end|>');
-  if (template === undefined) {
-    if (chatml) return { format: 'chatml' };
-    return { problem: `${cFile} has no chat_template and the vocabulary has no ChatML tokens, so chat rows cannot be rendered; use prompt/completion rows.` };
-  }
-  if (template.includes('<|im_start|>')) {
-    if (!chatml) return { problem: `${cFile}'s chat_template uses <|im_start|>/<|im_end|>, which are not in the vocabulary.` };
-    // The literal default system turn, as Qwen2.5 and SmolLM2 write it: '<|im_start|>system\n…<|im_end|>\n'.
-    const m = /<\|im_start\|>system(?:\\n|\n)([^'"{}<]+)<\|im_end\|>/.exec(template);
-    return { format: 'chatml', defaultSystem: m?.[1] };
-  }
-  if (template.includes('<|user|>') && template.includes('<|assistant|>')) {
-    if (eosText === undefined) return { problem: `${cFile}'s chat_template ends each turn with eos_token, but eos_token is not set.` };
-    return { format: 'zephyr' };
-  }
-  return {
-    problem:
-      `${cFile}'s chat_template is neither ChatML nor Zephyr, the two chat formats LoRA Studio renders without a Jinja ` +
-      'engine; use prompt/completion rows for this model.',
-  };
-}
-
-function renderChat(format: ChatFormat, messages: ChatMessage[], defaultSystem: string | undefined, eos: string): ChatSegment[] {
-  const out: ChatSegment[] = [];
-  const turn = (role: string, content: string, trainable: boolean) => {
-    if (format === 'chatml') {
-      out.push({ text: `<|im_start|>${role}\n`, trainable: false }, { text: `${content}<|im_end|>`, trainable }, { text: '\n', trainable: false });
-    } else {
-      out.push({ text: `<|${role}|>\n`, trainable: false }, { text: `${content}${eos}`, trainable }, { text: '\n', trainable: false });
-    }
-  };
-  if (format === 'chatml' && defaultSystem !== undefined && messages[0]?.role !== 'system') turn('system', defaultSystem, false);
-  for (const m of messages) {
-    if (!CHAT_ROLES.includes(m.role)) throw new LoraStudioError('bad-input', `chat role ${show(m.role)} is not one of ${CHAT_ROLES.join(', ')}.`);
-    turn(m.role, m.content, m.role === 'assistant');
-  }
-  return out;
-}
-
-function generationPrompt(format: ChatFormat): string {
-  return format === 'chatml' ? '<|im_start|>assistant\n' : '<|assistant|>';
 }

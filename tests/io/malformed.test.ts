@@ -221,7 +221,10 @@ describe('malformed tokenizer files', () => {
 
 describe('malformed datasets', () => {
   const tok = loadTokenizer(fixtureText('bytelevel', 'tokenizer.json'), fixtureText('bytelevel', 'tokenizer_config.json'));
-  const noChat = loadTokenizer(fixtureText('bytelevel', 'tokenizer.json'), JSON.stringify({ chat_template: '[INST] {{ messages }} [/INST]' }));
+  const userFirst = loadTokenizer(
+    fixtureText('bytelevel', 'tokenizer.json'),
+    JSON.stringify({ chat_template: "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversations must start with a user message.') }}{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}" }),
+  );
   const opts = (o: Partial<DatasetOptions> = {}): DatasetOptions => ({ seqLen: 16, pack: false, validationShare: 0, seed: 0, contextLength: 64, vocabSize: TOKENIZER_VOCAB, ...o });
   const rows = (...r: unknown[]) => r.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join('\n');
   const chat = (...messages: unknown[]) => ({ messages });
@@ -244,7 +247,7 @@ describe('malformed datasets', () => {
     ['a chat message with an unknown role', rows(chat({ role: 'tool', content: 'x' }, { role: 'assistant', content: 'y' })), {}, /^data\/train\.jsonl:1: message 1 has role "tool"; roles are system, user, assistant/, tok],
     ['chat content that is not a string', rows(chat({ role: 'user', content: 3 }, { role: 'assistant', content: 'y' })), {}, /^data\/train\.jsonl:1: message 1 has content 3, not a string/, tok],
     ['"messages" that is not a list', rows({ messages: 'hi' }), {}, /^data\/train\.jsonl:1: "messages" must be a non-empty list/, tok],
-    ['chat rows for a template we cannot render', rows(chat({ role: 'user', content: 'x' }, { role: 'assistant', content: 'y' })), {}, /^data\/train\.jsonl:1: chat rows need a chat template: .*neither ChatML nor Zephyr/, noChat],
+    ['a chat the model\'s template refuses', rows(chat({ role: 'user', content: 'x' }, { role: 'assistant', content: 'y' }), chat({ role: 'assistant', content: 'y' })), {}, /^data\/train\.jsonl:2: tokenizer_config\.json: the chat_template refuses this conversation: Conversations must start with a user message\.$/, userFirst],
     ['a token id outside the vocabulary', rows({ input_ids: [1, 2, 999] }), {}, /^data\/train\.jsonl:1: token id 999 is not an integer in \[0, 379\)/, undefined],
     ['input_ids with one token', rows({ input_ids: [1] }), {}, /^data\/train\.jsonl:1: "input_ids" must be an array of at least 2 token ids/, undefined],
     ['text rows without a tokenizer', rows({ text: 'a' }), {}, /^data\/train\.jsonl: \{"text"\} rows needs the model's tokenizer/, undefined],

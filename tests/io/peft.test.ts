@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from '../../src/io/errors.ts';
 import {
   adapterConfigToJson,
+  checkAdapterFitsModel,
   LORA_TARGETS,
   loraKey,
   loraScale,
@@ -13,12 +14,14 @@ import {
   parseAdapterConfig,
   parseLoraKey,
   readAdapter,
+  sameBaseModel,
   writeAdapter,
   type AdapterConfig,
   type AdapterExpectation,
   type LoraTarget,
 } from '../../src/io/peft.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
+import { parseModelConfig, projectionDims } from '../../src/model/config.ts';
 
 // A tiny Llama: hidden 32, 2 KV heads of 8 (so k/v project to 16), MLP 48, 2 layers.
 const MODEL: AdapterExpectation = {
@@ -304,5 +307,110 @@ describe('malformed adapters', () => {
 
   it('names a custom config file name', () => {
     expect(() => parseAdapterConfig('{}', 'my-adapter/adapter_config.json')).toThrow(/^my-adapter\/adapter_config\.json: has no peft_type/);
+  });
+});
+
+describe('checkAdapterFitsModel', () => {
+  // The same tiny Llama as MODEL, as its config.json: q 4×8 = 32, k/v 2×8 = 16, MLP 48, 2 layers.
+  const llama = (o: Record<string, unknown> = {}) =>
+    parseModelConfig(JSON.stringify({
+      architectures: ['LlamaForCausalLM'], hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_key_value_heads: 2,
+      head_dim: 8, num_hidden_layers: 2, vocab_size: 64, ...o,
+    }));
+  const shapesOf = (shapes: Map<string, number[]>) => new Map([...shapes].map(([k, shape]) => [k, { shape }]));
+  const ALL: AdapterConfig = { ...CONFIG, targetModules: [...LORA_TARGETS] };
+  const check = (cfg: AdapterConfig, shapes: Map<string, number[]>, model = llama(), modelName?: string) =>
+    checkAdapterFitsModel(cfg, shapesOf(shapes), model, { modelName });
+  const messages = (fit: ReturnType<typeof check>) => fit.refusals.map((e) => e.message);
+
+  it('fits an adapter made for the model, every target, from the tensors of its safetensors file', () => {
+    for (const t of LORA_TARGETS) expect(projectionDims(llama(), t)).toEqual(MODEL.shapes(t));
+    const file = parseSafetensors(weightsFile(adapterShapes(ALL)));
+    const fit = checkAdapterFitsModel(ALL, file.tensors, llama(), { modelName: './models/SmolLM2-135M/' });
+    expect(fit).toEqual({ fits: true, refusals: [], warnings: [] });
+  });
+
+  it('refuses weights whose rank is not the config\'s r, once per factor whatever the layer count', () => {
+    const fit = check(CONFIG, adapterShapes({ ...CONFIG, r: 8 }));
+    expect(fit.fits).toBe(false);
+    expect(fit.refusals.every((e) => e instanceof ShapeError && e.file === 'adapter_model.safetensors')).toBe(true);
+    expect(messages(fit)).toEqual([
+      'adapter_model.safetensors: lora_A of q_proj has rank 8 (shape [8, 32]), but adapter_config.json says r = 4: the two files do not belong together.',
+      'adapter_model.safetensors: lora_B of q_proj has rank 8 (shape [32, 8]), but adapter_config.json says r = 4: the two files do not belong together.',
+      'adapter_model.safetensors: lora_A of v_proj has rank 8 (shape [8, 32]), but adapter_config.json says r = 4: the two files do not belong together.',
+      'adapter_model.safetensors: lora_B of v_proj has rank 8 (shape [16, 8]), but adapter_config.json says r = 4: the two files do not belong together.',
+    ]);
+  });
+
+  it('refuses in/out features of another model, naming the model and the sizes', () => {
+    // An adapter trained on a model with hidden 64 (so q/o and the MLP's input are 64 wide).
+    const wide = llama({ hidden_size: 64, head_dim: 16 });
+    const shapes = new Map<string, number[]>();
+    for (let layer = 0; layer < 2; layer++) {
+      for (const t of ['q_proj', 'down_proj'] as const) {
+        const { inFeatures, outFeatures } = projectionDims(wide, t);
+        shapes.set(loraKey(layer, t, 'A'), [4, inFeatures]);
+        shapes.set(loraKey(layer, t, 'B'), [outFeatures, 4]);
+      }
+    }
+    const fit = check({ ...CONFIG, targetModules: ['q_proj', 'down_proj'] }, shapes, llama(), 'tiny-llama');
+    expect(messages(fit)).toEqual([
+      'adapter_model.safetensors: lora_A of q_proj has in_features 64 (shape [4, 64]), but “tiny-llama”\'s q_proj has in_features 32: the adapter was trained for another model.',
+      'adapter_model.safetensors: lora_B of q_proj has out_features 64 (shape [64, 4]), but “tiny-llama”\'s q_proj has out_features 32: the adapter was trained for another model.',
+      'adapter_model.safetensors: lora_B of down_proj has out_features 64 (shape [64, 4]), but “tiny-llama”\'s down_proj has out_features 32: the adapter was trained for another model.',
+    ]);
+  });
+
+  it('refuses an adapter for more layers, or fewer, than the model has', () => {
+    const deeper = check(CONFIG, adapterShapes(CONFIG, { ...MODEL, numLayers: 3 }));
+    expect(messages(deeper)).toEqual([
+      'adapter_model.safetensors: has weights for 3 layers, but this model has 2 (num_hidden_layers): the adapter was trained for another model.',
+    ]);
+    const shallower = check(CONFIG, adapterShapes(CONFIG), llama({ num_hidden_layers: 4 }));
+    expect(messages(shallower)).toEqual([
+      'adapter_model.safetensors: has weights for only 2 layers, but this model has 4 (num_hidden_layers): the adapter was trained for another model.',
+    ]);
+    const holed = adapterShapes(CONFIG);
+    holed.delete(loraKey(0, 'v_proj', 'B'));
+    expect(messages(check(CONFIG, holed))).toEqual([
+      'adapter_model.safetensors: has no base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight: adapter_config.json lists v_proj, ' +
+        'so every layer needs lora_A and lora_B. The file is incomplete.',
+    ]);
+  });
+
+  it('refuses targets the model lacks: in the config (refused on parsing) and in the weights', () => {
+    // GPT-2's fused attention and the output head are not Llama projections LoRA Studio can adapt.
+    expect(() => parseAdapterConfig(configText({ target_modules: ['q_proj', 'c_attn'] }))).toThrow(UnsupportedError);
+    expect(() => parseAdapterConfig(configText({ target_modules: ['lm_head'] }))).toThrow(/target_modules includes "lm_head"/);
+    const shapes = adapterShapes(CONFIG);
+    shapes.set('base_model.model.model.layers.0.self_attn.c_attn.lora_A.weight', [4, 32]);
+    shapes.set(loraKey(0, 'gate_proj', 'A'), [4, 32]);
+    const fit = check(CONFIG, shapes);
+    expect(fit.refusals.map((e) => e.constructor)).toEqual([FormatError, FormatError]);
+    expect(messages(fit)).toEqual([
+      'adapter_model.safetensors: "base_model.model.model.layers.0.self_attn.c_attn.lora_A.weight" is not a LoRA weight of a Llama projection, so LoRA Studio cannot apply it.',
+      'adapter_model.safetensors: "base_model.model.model.layers.0.mlp.gate_proj.lora_A.weight" adapts gate_proj, which adapter_config.json ' +
+        'does not list in target_modules: the two files do not belong together.',
+    ]);
+  });
+
+  it('warns, without refusing, when base_model_name_or_path names another model whose shapes fit', () => {
+    const fit = check(CONFIG, adapterShapes(CONFIG), llama(), 'HuggingFaceTB/SmolLM2-135M-Instruct');
+    expect(fit.fits).toBe(true);
+    expect(fit.warnings).toEqual([
+      'adapter_config.json: the adapter was trained on “HuggingFaceTB/SmolLM2-135M”, not “HuggingFaceTB/SmolLM2-135M-Instruct”. ' +
+        'Where its shapes fit it can be applied, but it only does what it learned on the weights it was trained with.',
+    ]);
+    // No warning without a name on either side, or for the same model under a local path.
+    expect(check({ ...CONFIG, baseModel: '' }, adapterShapes(CONFIG), llama(), 'anything').warnings).toEqual([]);
+    expect(check(CONFIG, adapterShapes(CONFIG)).warnings).toEqual([]);
+    expect(sameBaseModel('/content/models/smollm2-135m/', 'HuggingFaceTB/SmolLM2-135M')).toBe(true);
+  });
+
+  it('names the files the caller read the adapter from', () => {
+    const files = { config: 'up/adapter_config.json', weights: 'up/adapter_model.safetensors' };
+    const fit = checkAdapterFitsModel(CONFIG, shapesOf(adapterShapes({ ...CONFIG, r: 2 })), llama(), { files });
+    expect(fit.refusals[0].file).toBe(files.weights);
+    expect(fit.refusals[0].message).toMatch(/^up\/adapter_model\.safetensors: .* but up\/adapter_config\.json says r = 4/);
   });
 });

@@ -74,6 +74,47 @@ describe('writeSafetensors → parseSafetensors', () => {
     expect(file.bytes('x').byteLength).toBe(12);
   });
 
+  // Regression: readF32 copied with u8.slice(), which on a Node Buffer is a view of the same memory, then
+  // built the typed array on the view's `.buffer`, i.e. from the start of the whole pool.
+  it('reads every dtype from a Node Buffer that is a misaligned view into a larger (pooled) buffer', () => {
+    const f32 = new Float32Array([1.5, -2.25, 3, 1e-3]);
+    const f64 = new Float64Array([1 / 3, -7.5]);
+    const i32 = new Int32Array([-7, 123456]);
+    const i64 = new BigInt64Array([-5n, 1n << 40n]);
+    const half = [0x3c00, 0xc000, 0x3555]; // F16 1, -2, 0.333...
+    const bf = [0x3f80, 0xc040]; // BF16 1, -3
+    const data = new Uint8Array([
+      ...new Uint8Array(f32.buffer), ...new Uint8Array(f64.buffer), ...new Uint8Array(i32.buffer),
+      ...new Uint8Array(i64.buffer), ...u16Bytes(half), ...u16Bytes(bf),
+    ]);
+    const header = JSON.stringify({
+      f: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+      d: { dtype: 'F64', shape: [2], data_offsets: [16, 32] },
+      i: { dtype: 'I32', shape: [2], data_offsets: [32, 40] },
+      l: { dtype: 'I64', shape: [2], data_offsets: [40, 56] },
+      h: { dtype: 'F16', shape: [3], data_offsets: [56, 62] },
+      b: { dtype: 'BF16', shape: [2], data_offsets: [62, 66] },
+    });
+    const file = raw(header, data);
+    const want = {
+      f: [...f32], d: [Math.fround(1 / 3), -7.5], i: [-7, 123456], l: [-5, 2 ** 40],
+      h: [1, -2, float16ToFloat32(0x3555)], b: [1, -3],
+    };
+    // An odd offset (so F32/F64 data is misaligned in the pool) into a pool filled with a byte pattern
+    // that reads as garbage if anything indexes from the pool's start.
+    const pool = Buffer.alloc(file.length + 1000, 0x7f);
+    const at = 101;
+    pool.set(file, at);
+    const view = pool.subarray(at, at + file.length);
+    expect(view.byteOffset).toBe(at);
+    const pooled = Buffer.from(file); // small Buffers come from Node's shared 8 KiB pool
+    for (const input of [view, pooled]) {
+      const parsed = parseSafetensors(input, 'view.safetensors');
+      for (const [name, values] of Object.entries(want)) expect([...parsed.readF32(name)], name).toEqual(values);
+      expect([...parsed.bytes('f')]).toEqual([...new Uint8Array(f32.buffer)]);
+    }
+  });
+
   it('reads a tensor whose data is not 4-byte aligned in the file (unpadded header)', () => {
     const header = '{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
     expect(header.length % 4).not.toBe(0);
