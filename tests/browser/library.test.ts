@@ -5,32 +5,14 @@
 // rolled back when IndexedDB itself refuses), renames one, downloads it as a zip and as separate files
 // and reads them back as PEFT would, then deletes it. The screenshot is test-results/screenshots/library.png.
 
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { preview, type PreviewServer } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { adapterConfigToJson, loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { readZip, writeZip } from '../../src/io/zip';
+import { isFocused, shoot, studioInBrowser } from './harness';
 
-const ROOT = resolve(__dirname, '../..');
-const OUT = join(ROOT, '.cache/dist-library-test');
-const SHOTS = join(ROOT, 'test-results/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--no-sandbox',
-  '--headless=new',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-gpu-sandbox',
-  '--enable-unsafe-webgpu',
-];
 const STEP_MS = 30_000;
 
 // A two-layer model with hidden size 32 and k/v projecting to 16, adapted on q and v with r = 4.
@@ -49,49 +31,11 @@ function makeAdapter(seed: number): { configJson: string; weights: Uint8Array } 
   return writeAdapter(CONFIG, weights);
 }
 
-let server: PreviewServer;
-let baseUrl: string;
-let context: BrowserContext;
-let profile: string;
-
-beforeAll(async () => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', OUT, '--emptyOutDir', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    timeout: 110_000,
-  });
-  server = await preview({
-    root: ROOT,
-    configFile: false,
-    logLevel: 'silent',
-    build: { outDir: OUT },
-    preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false },
-  });
-  baseUrl = `http://127.0.0.1:${(server.httpServer.address() as AddressInfo).port}/`;
-  mkdirSync(SHOTS, { recursive: true });
-  profile = mkdtempSync(join(tmpdir(), 'lora-studio-library-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 900 },
-    acceptDownloads: true,
-    timeout: STEP_MS,
-  });
-});
-
-afterAll(async () => {
-  await Promise.race([context?.close(), new Promise((r) => setTimeout(r, 10_000))]).catch(() => {});
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  await server?.close();
-});
+const studio = studioInBrowser({ outDir: '.cache/dist-library-test' });
 
 async function openStudio(): Promise<Page> {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
-  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
-  await page.goto(baseUrl);
+  const page = await studio.launch({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, timeout: STEP_MS });
+  await page.goto(studio.url);
   return page;
 }
 
@@ -188,13 +132,13 @@ describe('adapter library in Chromium', () => {
     // Rename inline: Enter saves, and focus returns to the Rename button.
     await page.getByRole('button', { name: 'Rename pirate' }).click();
     const box = page.getByRole('textbox', { name: 'New name for pirate' });
-    await expect.poll(() => box.evaluate((el) => el === document.activeElement)).toBe(true);
+    await expect.poll(() => isFocused(box)).toBe(true);
     await box.fill('Pirate speak');
-    await page.screenshot({ path: join(SHOTS, 'library-rename.png') });
+    await shoot(page, 'library-rename');
     await box.press('Enter');
     await expect.poll(() => names(page)).toContain('Pirate speak');
     const renameButton = page.getByRole('button', { name: 'Rename Pirate speak' });
-    await expect.poll(() => renameButton.evaluate((el) => el === document.activeElement)).toBe(true);
+    await expect.poll(() => isFocused(renameButton)).toBe(true);
 
     // Escape cancels a rename.
     await renameButton.click();
@@ -229,7 +173,7 @@ describe('adapter library in Chromium', () => {
     // The weights file on its own.
     await page.getByRole('button', { name: 'Separate files of Pirate speak' }).click();
     await page.getByRole('group', { name: 'Files of Pirate speak' }).waitFor();
-    await page.screenshot({ path: join(SHOTS, 'library.png'), fullPage: true });
+    await shoot(page, 'library', { fullPage: true });
     const [single] = await Promise.all([
       page.waitForEvent('download'),
       page.getByRole('button', { name: 'Download adapter_model.safetensors of Pirate speak' }).click(),
@@ -239,14 +183,14 @@ describe('adapter library in Chromium', () => {
     await expect.poll(() => page.getByRole('group', { name: 'Files of Pirate speak' }).isVisible()).toBe(false); // the menu closed
 
     await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: join(SHOTS, 'library-dark.png'), fullPage: true });
+    await shoot(page, 'library-dark', { fullPage: true });
     await page.emulateMedia({ colorScheme: 'light' });
 
     // Delete asks first; Keep is focused, so Enter on the confirmation does no harm.
     await page.getByRole('button', { name: 'Delete Pirate speak' }).click();
     const confirm = page.getByRole('group', { name: 'Confirm deleting Pirate speak' });
-    await expect.poll(() => confirm.getByRole('button', { name: 'Keep Pirate speak' }).evaluate((el) => el === document.activeElement)).toBe(true);
-    await page.screenshot({ path: join(SHOTS, 'library-confirm-delete.png') });
+    await expect.poll(() => isFocused(confirm.getByRole('button', { name: 'Keep Pirate speak' }))).toBe(true);
+    await shoot(page, 'library-confirm-delete');
     await confirm.getByRole('button', { name: 'Yes, delete Pirate speak' }).click();
     await expect.poll(() => names(page)).toEqual(['Imported adapter for SmolLM2-135M']);
     await expect.poll(() => page.getByTestId('library-notice').textContent()).toBe('Deleted “Pirate speak”.');

@@ -7,80 +7,25 @@
 //
 // SwiftShader runs every dispatch on the CPU, so the run is tiny and the waits are long.
 
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { preview, type PreviewServer } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
+import { ROOT, shoot, studioInBrowser } from './harness';
 
-const ROOT = resolve(__dirname, '../..');
-const OUT = join(ROOT, '.cache/dist-studio-test');
-const SHOTS = join(ROOT, 'test-results/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--no-sandbox',
-  '--headless=new',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-gpu-sandbox',
-  '--enable-unsafe-webgpu',
-];
 const STEP_MS = 180_000;
 
-let server: PreviewServer;
-let baseUrl: string;
-let context: BrowserContext;
-let profile: string;
-
-beforeAll(async () => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', OUT, '--emptyOutDir', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    timeout: 110_000,
-  });
-  server = await preview({
-    root: ROOT,
-    configFile: false,
-    logLevel: 'silent',
-    build: { outDir: OUT },
-    preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false },
-  });
-  baseUrl = `http://127.0.0.1:${(server.httpServer.address() as AddressInfo).port}/`;
-  mkdirSync(SHOTS, { recursive: true });
-  profile = mkdtempSync(join(tmpdir(), 'lora-studio-studio-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 720 },
-    timeout: STEP_MS,
-  });
-}, 180_000);
-
-afterAll(async () => {
-  await Promise.race([context?.close(), new Promise((r) => setTimeout(r, 10_000))]).catch(() => {});
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  await server?.close();
-});
+const studio = studioInBrowser({ outDir: '.cache/dist-studio-test' });
 
 async function openStudio(): Promise<Page> {
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
-  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
-  await page.goto(baseUrl);
+  const page = await studio.launch({ timeout: STEP_MS });
+  await page.goto(studio.url);
   return page;
 }
 
-async function shoot(page: Page, testId: string, name: string): Promise<void> {
-  await page.getByTestId(testId).screenshot({ path: join(SHOTS, `studio-${name}.png`) });
-}
+/** One panel's screenshot: test-results/screenshots/studio-<name>.png. */
+const shootPanel = (page: Page, testId: string, name: string) => shoot(page.getByTestId(testId), `studio-${name}`);
 
 const points = (page: Page) => page.getByTestId('loss-chart').getAttribute('data-train-points').then(Number);
 const step = (page: Page) => page.getByTestId('train-step').textContent().then((t) => Number(t?.split('/')[0].trim()));
@@ -114,7 +59,7 @@ describe('studio main flow in Chromium', () => {
     await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits')).toBe('true');
     expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/^Needs about [\d.]+ [kMG]B of GPU memory; this GPU allows [\d.]+ [MG]B \(weights /);
     await page.emulateMedia({ colorScheme: 'light' });
-    for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shoot(page, id, name);
+    for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shootPanel(page, id, name);
 
     const start = page.getByRole('button', { name: 'Start', exact: true });
     await expect.poll(() => start.isEnabled()).toBe(true);
@@ -125,7 +70,7 @@ describe('studio main flow in Chromium', () => {
     await expect.poll(() => step(page), { timeout: STEP_MS }).toBeGreaterThanOrEqual(2);
     expect(await points(page)).toBeGreaterThan(firstPoints);
     expect(Number(await page.getByTestId('train-loss').textContent())).toBeGreaterThan(0);
-    await shoot(page, 'train-panel', 'train-running');
+    await shootPanel(page, 'train-panel', 'train-running');
     await page.getByRole('button', { name: 'Stop' }).click();
     const stopped = page.getByTestId('train-stopped');
     await stopped.waitFor({ timeout: STEP_MS });
@@ -143,7 +88,7 @@ describe('studio main flow in Chromium', () => {
     for (const which of ['try-base', 'try-adapted']) {
       expect(await page.getByTestId(`${which}-text`).textContent()).toMatch(/^My fellow Americans,./);
     }
-    await shoot(page, 'try-panel', 'try');
+    await shootPanel(page, 'try-panel', 'try');
 
     // Save to the library; the Library panel lists it.
     await page.getByLabel('Adapter name').fill('Presidential whaler');
@@ -152,16 +97,16 @@ describe('studio main flow in Chromium', () => {
     const row = page.getByTestId('library-row').filter({ hasText: 'Presidential whaler' });
     await row.waitFor();
     expect(await row.getByRole('cell').allTextContents()).toEqual(expect.arrayContaining(['moby-llama', String(trained)]));
-    await shoot(page, 'train-panel', 'train-saved');
-    await page.screenshot({ path: join(SHOTS, 'studio.png'), fullPage: true });
+    await shootPanel(page, 'train-panel', 'train-saved');
+    await shoot(page, 'studio', { fullPage: true });
     await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: join(SHOTS, 'studio-dark.png'), fullPage: true });
+    await shoot(page, 'studio-dark', { fullPage: true });
     await page.emulateMedia({ colorScheme: 'light' });
 
     // IndexedDB keeps it across a reload.
     await page.reload();
     await page.getByTestId('library-row').filter({ hasText: 'Presidential whaler' }).waitFor();
     await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
-    await page.screenshot({ path: join(SHOTS, 'studio-viewport.png') });
+    await shoot(page, 'studio-viewport');
   }, 900_000);
 });

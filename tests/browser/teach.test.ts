@@ -1,36 +1,17 @@
 // End-to-end for the Teach playground: the studio built into its own folder (.cache/dist-teach-test, so a
 // concurrent `vite build` of dist/ cannot pull files from under it), served by Vite's preview server and
-// driven in headless Chromium with WebGPU on SwiftShader (flags as in app.test.ts). Opens a teach link,
+// driven in headless Chromium with WebGPU on SwiftShader (./harness.ts). Opens a teach link,
 // checks the controls took its settings, checks the GPU's y against Wx + (α/r)·B(Ax) computed here in
 // float64 from the same seeded matrices, moves the rank with the keyboard and sees y, the parameter count
 // and the URL follow (with no new history entries), reads one ΔW entry through the heatmap's keyboard
 // cursor, and opens an example link; without WebGPU, the playground still draws A and B and keeps the URL.
 // Screenshots: test-results/screenshots/teach-playground*.png.
 
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { preview, type PreviewServer } from 'vite';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { playgroundLayer, type PlaygroundSettings } from '../../src/ui/teach/playground';
+import { hideWebGPU, shoot, studioInBrowser, waitForGpu } from './harness';
 
-const ROOT = resolve(__dirname, '../..');
-const OUT = join(ROOT, '.cache/dist-teach-test');
-const SHOTS = join(ROOT, 'test-results/screenshots');
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = [
-  '--no-sandbox',
-  '--headless=new',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-gpu-sandbox',
-  '--enable-unsafe-webgpu',
-];
 const STEP_MS = 60_000; // SwiftShader compiles pipelines slowly; a cold start can take seconds
 /** The GPU works in float32 on inputs with two decimals; y's entries are O(1), so 1e-4 is ~1000 ulps of slack. */
 const TOL = 1e-4;
@@ -51,54 +32,12 @@ function cpuDeltaW({ r, alpha, seed }: PlaygroundSettings, i: number, j: number)
 
 const maxDiff = (a: number[], b: number[]) => (a.length !== b.length ? Infinity : Math.max(...a.map((v, i) => Math.abs(v - b[i]))));
 
-let server: PreviewServer;
-let baseUrl: string;
-let context: BrowserContext;
-let profile: string;
-let page: Page;
+const studio = studioInBrowser({ outDir: '.cache/dist-teach-test' });
+let page: Page; // one browser for the WebGPU tests, as a returning visitor would have
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/vite/bin/vite.js'), 'build', '--outDir', OUT, '--emptyOutDir', '--logLevel', 'warn'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-    timeout: 110_000,
-  });
-  server = await preview({
-    root: ROOT,
-    configFile: false,
-    logLevel: 'silent',
-    build: { outDir: OUT },
-    preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false },
-  });
-  baseUrl = `http://127.0.0.1:${(server.httpServer.address() as AddressInfo).port}/`;
-  mkdirSync(SHOTS, { recursive: true });
-  profile = mkdtempSync(join(tmpdir(), 'lora-studio-teach-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ARGS,
-    viewport: { width: 1280, height: 720 },
-    timeout: STEP_MS,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(STEP_MS);
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[page console] ${m.text()}`); });
-  page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+  page = await studio.launch({ timeout: STEP_MS });
 });
-
-afterAll(async () => {
-  await Promise.race([context?.close(), new Promise((r) => setTimeout(r, 10_000))]).catch(() => {});
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  await server?.close();
-});
-
-/** Waits for the GPU badge, failing with the alert's text if WebGPU did not start. */
-async function waitForGpu(): Promise<void> {
-  const gpuName = page.getByTestId('gpu-name');
-  const alert = page.getByTestId('webgpu-error');
-  await Promise.race([gpuName.waitFor(), alert.waitFor()]);
-  if (await alert.isVisible()) throw new Error(`WebGPU did not start: ${await alert.textContent()}`);
-}
 
 /** Polls until the GPU's y is the one for `s`, then checks it against the CPU; returns the max difference. */
 async function expectY(s: PlaygroundSettings): Promise<number> {
@@ -113,8 +52,8 @@ async function expectY(s: PlaygroundSettings): Promise<number> {
 
 describe('Teach playground in Chromium with WebGPU', () => {
   it('opens a teach link, computes y on the GPU and follows the keyboard', async () => {
-    await page.goto(`${baseUrl}#teach?r=3&alpha=6&seed=2`);
-    await waitForGpu();
+    await page.goto(`${studio.url}#teach?r=3&alpha=6&seed=2`);
+    await waitForGpu(page);
 
     const rank = page.getByRole('slider', { name: 'rank r', exact: true });
     const alpha = page.getByRole('slider', { name: 'α (alpha)', exact: true });
@@ -127,7 +66,7 @@ describe('Teach playground in Chromium with WebGPU', () => {
     console.log(`y (r=3, α=6, seed 2) OK, maxdiff = ${(await expectY({ r: 3, alpha: 6, seed: 2 })).toExponential(2)}`);
     expect(await page.getByTestId('teach-params').textContent()).toMatch(/r·\(d\+k\) = 3·\(16\+16\) = 96 vs full d·k = 16·16 = 256: 37\.5%/);
     expect(await page.getByTestId('teach-scale').textContent()).toBe('α/r = 6/3 = 2');
-    await page.screenshot({ path: join(SHOTS, 'teach-playground.png') });
+    await shoot(page, 'teach-playground');
 
     // The rank slider by keyboard: one step right is r = 4; y, the count and the URL follow, history does not grow.
     const historyBefore = await page.evaluate(() => history.length);
@@ -164,17 +103,17 @@ describe('Teach playground in Chromium with WebGPU', () => {
     const shown = Number(m![1].replace('−', '-'));
     const want = cpuDeltaW({ r: 10, alpha: 20, seed: 7 }, 0, 1);
     expect(Math.abs(shown - want), `ΔW[1, 2] shown ${shown}, CPU ${want}`).toBeLessThanOrEqual(Math.abs(want) * 5e-3 + 1e-9);
-    await page.screenshot({ path: join(SHOTS, 'teach-playground-cursor.png') });
+    await shoot(page, 'teach-playground-cursor');
 
     await page.emulateMedia({ colorScheme: 'dark' });
-    await page.screenshot({ path: join(SHOTS, 'teach-playground-dark.png') });
+    await shoot(page, 'teach-playground-dark');
     await page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('opens an example link, keeps the playground settings, and follows a changed hash', async () => {
     await page.goto('about:blank'); // a fresh load, not a same-document hash change
-    await page.goto(`${baseUrl}#teach?mode=example1&r=5&alpha=10&seed=3`);
-    await waitForGpu();
+    await page.goto(`${studio.url}#teach?mode=example1&r=5&alpha=10&seed=3`);
+    await waitForGpu(page);
     await expect.poll(() => page.getByTestId('teach-y').textContent(), { timeout: STEP_MS }).toBe('[9,14,11,16]');
     await expect(page.getByRole('button', { name: 'Load example 1' }).getAttribute('aria-pressed')).resolves.toBe('true');
 
@@ -195,10 +134,9 @@ describe('Teach playground in Chromium with WebGPU', () => {
 
 describe('Teach playground without WebGPU', () => {
   it('still draws A and B from the link and keeps the URL, and says why ΔW and y are missing', async () => {
-    const bare = await context.newPage();
-    bare.setDefaultTimeout(STEP_MS);
-    await bare.addInitScript(() => { Object.defineProperty(navigator, 'gpu', { value: undefined, configurable: true }); });
-    await bare.goto(`${baseUrl}#teach?r=5&alpha=12&seed=4`);
+    const bare = await studio.launch({ timeout: STEP_MS });
+    await hideWebGPU(bare);
+    await bare.goto(`${studio.url}#teach?r=5&alpha=12&seed=4`);
     await bare.getByTestId('webgpu-error').waitFor();
     await bare.getByRole('group', { name: /^B, 16 by 5, values from/ }).waitFor();
     await bare.getByRole('group', { name: /^A, 5 by 16, values from/ }).waitFor();
@@ -210,7 +148,6 @@ describe('Teach playground without WebGPU', () => {
     await expect(alpha.inputValue()).resolves.toBe('11');
     await expect.poll(() => bare.evaluate(() => location.hash)).toBe('#teach?r=5&alpha=11&seed=4');
     expect(await bare.getByTestId('teach-scale').textContent()).toBe('α/r = 11/5 = 2.2');
-    await bare.screenshot({ path: join(SHOTS, 'teach-playground-no-webgpu.png') });
-    await bare.close();
-  });
+    await shoot(bare, 'teach-playground-no-webgpu');
+      });
 });

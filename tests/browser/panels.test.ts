@@ -1,0 +1,269 @@
+// Every panel of the studio at 1280×720, in light and dark, as screenshots kept under
+// test-results/screenshots/panel-<panel>-<scheme>.png (plus the whole page, and the WebGPU-missing state),
+// and an accessibility audit of the same page: every control has an accessible name (as Chromium's
+// accessibility tree computes it, the name a screen reader reads), Tab reaches every panel with a visible
+// focus ring, nothing overflows sideways at 1280 px, and text meets WCAG AA contrast (4.5:1, 3:1 for large
+// text) in both colour schemes. It does not train: the Train and Try it panels are shot idle, and the
+// library shows one imported adapter so its row controls are audited too.
+
+import type { CDPSession, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { loraKey, writeAdapter } from '../../src/io/peft';
+import { hideWebGPU, pageErrors, shoot, studioInBrowser, waitForGpu } from './harness';
+
+const STEP_MS = 180_000; // loading the built-in model and tokenizing the demo data on SwiftShader
+
+const studio = studioInBrowser({ outDir: '.cache/dist-panels-test' });
+
+/** File-name stem and accessible name of each panel (a <section aria-labelledby> is a named region). */
+const PANELS = [
+  ['model', 'Model'],
+  ['data', 'Data'],
+  ['lora', 'LoRA and training settings'],
+  ['train', 'Train'],
+  ['try', 'Try it'],
+  ['teach', 'Teach: the LoRA linear'],
+  ['library', 'Adapter library'],
+] as const;
+const SCHEMES = ['light', 'dark'] as const;
+
+/** Chromium's roles for the things a user operates (DisclosureTriangle is a <summary>). */
+const CONTROL_ROLES = new Set(['button', 'checkbox', 'combobox', 'link', 'listbox', 'menuitem', 'radio', 'searchbox', 'slider', 'spinbutton', 'switch', 'tab', 'textbox', 'DisclosureTriangle']);
+
+interface AxNode {
+  nodeId: string;
+  ignored: boolean;
+  role?: { value: string };
+  name?: { value: string };
+  parentId?: string;
+  properties?: { name: string; value: { value: unknown } }[];
+}
+
+/** Every control the accessibility tree exposes (hidden ones are not in it), with its name and its panel. */
+async function controls(cdp: CDPSession): Promise<{ panel: string; role: string; name: string }[]> {
+  const { nodes } = (await cdp.send('Accessibility.getFullAXTree')) as unknown as { nodes: AxNode[] };
+  const byId = new Map(nodes.map((n) => [n.nodeId, n]));
+  const panelOf = (n: AxNode): string => {
+    for (let p = n.parentId ? byId.get(n.parentId) : undefined; p; p = p.parentId ? byId.get(p.parentId) : undefined) {
+      if (['region', 'banner'].includes(p.role?.value ?? '')) return p.name?.value || p.role!.value;
+    }
+    return 'page';
+  };
+  const focusableGroup = (n: AxNode) => n.role?.value === 'group' && n.properties?.some((p) => p.name === 'focusable' && p.value.value === true);
+  return nodes
+    .filter((n) => !n.ignored && (CONTROL_ROLES.has(n.role?.value ?? '') || focusableGroup(n)))
+    .map((n) => ({ panel: panelOf(n), role: n.role!.value, name: (n.name?.value ?? '').trim() }));
+}
+
+/** Page-side checks of layout and colour, for the scheme in effect: returns what fails, in words. */
+function layoutAndContrast(): { overflow: string[]; contrast: string[]; checked: number; exempt: number } {
+  type RGBA = [number, number, number, number];
+  const parse = (c: string): RGBA | null => {
+    const m = /^rgba?\(([^)]+)\)$/.exec(c) ?? /^color\(srgb ([^)]+)\)$/.exec(c);
+    if (!m) return null;
+    const v = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+    const scale = c.startsWith('color(') ? 255 : 1;
+    return [v[0] * scale, v[1] * scale, v[2] * scale, v[3] ?? 1];
+  };
+  const over = (top: RGBA, bottom: RGBA): RGBA => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat(1) as RGBA;
+  const luminance = ([r, g, b]: RGBA) =>
+    [r, g, b].map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4).reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const ratio = (a: RGBA, b: RGBA) => { const [l1, l2] = [luminance(a), luminance(b)].sort((x, y) => y - x); return (l1 + 0.05) / (l2 + 0.05); };
+  const label = (el: Element) => `${el.tagName.toLowerCase()}${el.className && typeof el.className === 'string' ? '.' + el.className.split(' ').join('.') : ''} “${(el.textContent ?? '').trim().slice(0, 40)}”`;
+
+  /** The colour behind an element: its own and its ancestors' backgrounds, composited down to the first opaque one. */
+  const background = (el: Element): RGBA | string => {
+    const layers: RGBA[] = [];
+    for (let e: Element | null = el; e; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (s.backgroundImage !== 'none') return `background image on ${label(e)}`;
+      const c = parse(s.backgroundColor);
+      if (!c) return `unreadable background ${s.backgroundColor} on ${label(e)}`;
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break;
+    }
+    return layers.reduceRight<RGBA>((below, layer) => over(layer, below), [255, 255, 255, 1]);
+  };
+  const opacity = (el: Element) => { let o = 1; for (let e: Element | null = el; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; };
+  const visible = (el: Element) => { const r = el.getBoundingClientRect(); return r.width > 1 && r.height > 1 && getComputedStyle(el).visibility === 'visible'; };
+
+  const contrast: string[] = [];
+  let checked = 0, exempt = 0;
+  const hasText = (el: Element) => [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent!.trim() !== '');
+  const fields = 'input:not([type=checkbox], [type=radio], [type=range], [type=file], [type=hidden]), select, textarea';
+  for (const el of document.body.querySelectorAll('*')) {
+    if (!(hasText(el) || el.matches(fields)) || !visible(el) || el.closest('canvas, noscript, script, style')) continue;
+    // WCAG exempts inactive controls: disabled ones and those in a disabled fieldset (drawn faded on purpose).
+    if (el.closest(':disabled') || opacity(el) < 1) { exempt++; continue; }
+    const s = getComputedStyle(el);
+    const fg = parse(s.color);
+    const bg = background(el);
+    if (!fg || typeof bg === 'string') { contrast.push(`${label(el)}: ${typeof bg === 'string' ? bg : `unreadable colour ${s.color}`}`); continue; }
+    const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    const got = ratio(over(fg, bg), bg);
+    checked++;
+    if (got < need) contrast.push(`${label(el)}: ${got.toFixed(2)} < ${need} (${s.color} on rgb(${bg.slice(0, 3).map(Math.round).join(', ')}))`);
+  }
+
+  // Sideways overflow: the page itself, and anything poking out of its panel (unless a scroll box holds it).
+  const overflow: string[] = [];
+  const root = document.scrollingElement!;
+  if (root.scrollWidth > root.clientWidth) overflow.push(`the page scrolls sideways: ${root.scrollWidth} px wide in ${root.clientWidth}`);
+  for (const panel of document.querySelectorAll('section.panel')) {
+    const edge = panel.getBoundingClientRect();
+    for (const el of panel.querySelectorAll('*')) {
+      if (!visible(el) || el.closest('.visually-hidden, [popover]')) continue;
+      let clipped = false;
+      for (let e = el.parentElement; e && e !== panel; e = e.parentElement) if (getComputedStyle(e).overflowX !== 'visible') clipped = true;
+      const r = el.getBoundingClientRect();
+      if (!clipped && (r.right > edge.right + 0.5 || r.left < edge.left - 0.5)) overflow.push(`${label(el)} sticks out of ${panel.getAttribute('aria-labelledby')} (${Math.round(r.left)}–${Math.round(r.right)} vs ${Math.round(edge.left)}–${Math.round(edge.right)})`);
+    }
+  }
+  return { overflow, contrast, checked, exempt };
+}
+
+/** WCAG contrast ratio of two opaque CSS colours as getComputedStyle gives them (rgb(…)). */
+function contrastRatio(a: string, b: string): number {
+  const lum = (c: string) =>
+    (/\d+(\.\d+)?/g[Symbol.match](c) ?? []).slice(0, 3).map(Number)
+      .map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+      .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+interface TabStop { panel: string; what: string; ring: string | null; ratio: number }
+
+/**
+ * Tabs from the skip link round to it again; for each stop: its panel, what it is, and what is wrong with
+ * its focus ring (none, or under 3:1 against the colour around it, WCAG 1.4.11), or null if it is fine.
+ */
+async function tabRound(page: Page): Promise<TabStop[]> {
+  await page.locator('.skip-link').focus();
+  const stops: TabStop[] = [];
+  for (let i = 0; i < 400; i++) {
+    await page.keyboard.press('Tab');
+    const stop = await page.evaluate(() => {
+      const el = document.activeElement;
+      if (!el || el === document.body) return null;
+      const s = getComputedStyle(el);
+      const section = el.closest('section[aria-labelledby]');
+      // The ring is drawn outside the element (outline-offset), over its parent's nearest opaque background.
+      let behind = 'rgb(255, 255, 255)';
+      for (let e = el.parentElement; e; e = e.parentElement) {
+        const bg = getComputedStyle(e).backgroundColor;
+        if (!/^rgba\(.*, 0\)$|^transparent$/.test(bg)) { behind = bg; break; }
+      }
+      return {
+        panel: section ? document.getElementById(section.getAttribute('aria-labelledby')!)!.textContent!.replace(/^\d/, '') : 'page',
+        what: `${el.tagName.toLowerCase()}${el.getAttribute('type') ? `[${el.getAttribute('type')}]` : ''} “${el.getAttribute('aria-label') ?? el.textContent?.trim().slice(0, 30) ?? ''}”`,
+        outline: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0 ? s.outlineColor : null,
+        behind,
+        first: el.classList.contains('skip-link'),
+      };
+    });
+    if (stop?.first) return stops;
+    if (!stop) continue;
+    const ratio = stop.outline ? contrastRatio(stop.outline, stop.behind) : 0;
+    const ring = !stop.outline ? 'no focus ring' : ratio < 3 ? `focus ring ${ratio.toFixed(2)}:1 (${stop.outline} on ${stop.behind})` : null;
+    stops.push({ panel: stop.panel, what: stop.what, ring, ratio });
+  }
+  throw new Error(`Tab did not come back to the skip link in 400 presses; last stops: ${JSON.stringify(stops.slice(-5))}`);
+}
+
+/** A PEFT adapter (q and v, r = 4) shaped for the built-in moby-llama (4 layers, hidden 128, 2 kv heads of 32). */
+function mobyAdapter(): { configJson: string; weights: Uint8Array } {
+  const out = { q_proj: 128, v_proj: 64 } as const;
+  const weights = new Map<string, Float32Array>();
+  for (let layer = 0; layer < 4; layer++) {
+    for (const t of ['q_proj', 'v_proj'] as const) {
+      weights.set(loraKey(layer, t, 'A'), Float32Array.from({ length: 4 * 128 }, (_, i) => Math.sin(layer + i) / 10));
+      weights.set(loraKey(layer, t, 'B'), Float32Array.from({ length: out[t] * 4 }, (_, i) => Math.cos(layer + i) / 10));
+    }
+  }
+  return writeAdapter({ r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, baseModel: 'moby-llama' }, weights);
+}
+
+/** Screenshots in both schemes, then the layout and contrast checks for each; returns the failures. */
+async function shootAndCheck(page: Page, shots: (scheme: string) => Promise<void>): Promise<string[]> {
+  const failures: string[] = [];
+  for (const scheme of SCHEMES) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await shots(scheme);
+    const r = await page.evaluate(layoutAndContrast);
+    console.log(`${scheme}: contrast checked on ${r.checked} text elements (${r.exempt} disabled, exempt)`);
+    expect(r.checked).toBeGreaterThan(20);
+    failures.push(...r.overflow.map((f) => `${scheme}: ${f}`), ...r.contrast.map((f) => `${scheme}: contrast ${f}`));
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+  return failures;
+}
+
+describe('studio panels at 1280×720', () => {
+  it('shoots every panel in light and dark; names, keyboard, overflow and contrast pass', async () => {
+    const page = await studio.launch({ timeout: STEP_MS });
+    await page.goto(studio.url);
+    await waitForGpu(page);
+    // The built-in model, the demo data, the memory estimate and the playground's first result: the panels at rest.
+    await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
+    await page.getByTestId('data-preview').waitFor();
+    await page.getByTestId('memory-estimate').waitFor();
+    await page.getByTestId('teach-playground-y').waitFor({ state: 'attached' });
+    const adapter = mobyAdapter();
+    await page.getByLabel('Import a PEFT adapter').setInputFiles([
+      { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(adapter.configJson) },
+      { name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(adapter.weights) },
+    ]);
+    await page.getByTestId('library-row').waitFor();
+
+    const failures = await shootAndCheck(page, async (scheme) => {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await shoot(page, `panels-${scheme}`);
+      await shoot(page, `panels-full-${scheme}`, { fullPage: true });
+      for (const [id, name] of PANELS) await shoot(page.getByRole('region', { name, exact: true }), `panel-${id}-${scheme}`);
+    });
+
+    // Names, with the collapsed parts open so their controls are in the tree too.
+    await page.evaluate(() => document.querySelectorAll('details').forEach((d) => { d.open = true; }));
+    await page.getByRole('button', { name: /^Separate files of / }).click();
+    const cdp = await page.context().newCDPSession(page);
+    const found = await controls(cdp);
+    await page.keyboard.press('Escape');
+    for (const [, name] of PANELS) expect(found.filter((c) => c.panel === name).length, `controls in ${name}`).toBeGreaterThan(0);
+    const unnamed = found.filter((c) => c.name === '');
+    console.log(`${found.length} controls, ${unnamed.length} without a name`);
+    failures.push(...unnamed.map((c) => `${c.panel}: a ${c.role} has no accessible name`));
+
+    // Keyboard: Tab from the skip link round to it again, in both schemes (the ring's colour differs).
+    await page.evaluate(() => document.querySelectorAll('details').forEach((d) => { d.open = false; }));
+    for (const scheme of SCHEMES) {
+      await page.emulateMedia({ colorScheme: scheme });
+      const stops = await tabRound(page);
+      const reached = new Set(stops.map((s) => s.panel));
+      const weakest = Math.min(...stops.map((s) => s.ratio));
+      console.log(`Tab (${scheme}): ${stops.length} stops, weakest focus ring ${weakest.toFixed(2)}:1; panels reached: ${[...reached].join(', ')}`);
+      for (const [, name] of PANELS) if (!reached.has(name)) failures.push(`Tab never reaches the ${name} panel`);
+      failures.push(...stops.filter((s) => s.ring).map((s) => `${scheme}: ${s.panel}: ${s.ring} on ${s.what}`));
+    }
+
+    expect(failures).toEqual([]);
+    expect(pageErrors(page)).toEqual([]);
+  });
+
+  it('shoots the WebGPU-missing state in light and dark; names, overflow and contrast pass', async () => {
+    const page = await studio.launch();
+    await hideWebGPU(page);
+    await page.goto(studio.url);
+    await page.getByTestId('webgpu-error').waitFor();
+    const failures = await shootAndCheck(page, async (scheme) => {
+      await shoot(page, `webgpu-missing-${scheme}`);
+      await shoot(page, `webgpu-missing-full-${scheme}`, { fullPage: true });
+    });
+    const cdp = await page.context().newCDPSession(page);
+    const found = await controls(cdp);
+    expect(found.length).toBeGreaterThan(10);
+    failures.push(...found.filter((c) => c.name === '').map((c) => `${c.panel}: a ${c.role} has no accessible name`));
+    expect(failures).toEqual([]);
+  });
+});
