@@ -23,6 +23,7 @@ import {
   parseAdapterConfig,
   parseLoraKey,
   readAdapter,
+  sameBaseModel,
   type AdapterConfig,
   type AdapterExpectation,
   type AdapterFileNames,
@@ -41,6 +42,8 @@ export interface LossPoint {
 export interface TrainingCheckpoint {
   /** Optimizer steps taken; the weights stored beside this checkpoint are the ones after this step. */
   step: number;
+  /** The step the run means to reach, for "step 40 of 200" in the list (absent in older checkpoints). */
+  totalSteps?: number;
   /** AdamW first and second moments (m and v) of every LoRA weight, as safetensors bytes. */
   optimizer: Uint8Array;
   /** The run's settings (learning rate, schedule, batch, seed, …) as free-form JSON. */
@@ -81,6 +84,8 @@ export interface AdapterSummary {
   /** Stored bytes: weights plus optimizer state. */
   bytes: number;
   hasCheckpoint: boolean;
+  /** The step an unfinished run means to reach; null without a checkpoint, or when it did not say. */
+  plannedSteps: number | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -500,18 +505,6 @@ function pickPeftFiles(files: Map<string, Uint8Array>, source: string): { config
   return { configBytes: files.get(config)!, weights: ownBytes(files.get(weights)!), names: { config, weights } };
 }
 
-/**
- * Whether an adapter's base_model_name_or_path names the loaded model. PEFT writes whatever the base was
- * loaded from, often a local folder ("./models/Qwen2.5-0.5B"), so the last path segment may stand for a
- * Hub id ("Qwen/Qwen2.5-0.5B"); case and trailing slashes are ignored. Shapes are checked separately.
- */
-export function sameBaseModel(adapterBase: string, loaded: string): boolean {
-  const norm = (s: string) => s.trim().replace(/[\\/]+$/, '').toLowerCase();
-  const last = (s: string) => norm(s).split(/[\\/]/).pop() ?? '';
-  const a = norm(adapterBase);
-  const b = norm(loaded);
-  return a === b || last(a) === last(b);
-}
 
 function defaultImportName(fileName: string | undefined, baseModel: string): string {
   const stem = fileName?.replace(/\.zip$/i, '').trim();
@@ -540,6 +533,7 @@ function summarize(record: StoredAdapter, name: string): AdapterSummary {
     lastLoss: train.length > 0 ? train[train.length - 1].loss : null,
     bytes: record.weights.byteLength + (record.checkpoint?.optimizer.byteLength ?? 0),
     hasCheckpoint: record.checkpoint !== undefined,
+    plannedSteps: record.checkpoint?.totalSteps ?? null,
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
   };
@@ -547,7 +541,7 @@ function summarize(record: StoredAdapter, name: string): AdapterSummary {
 
 function summaryOf(item: IndexItem): AdapterSummary {
   const { key: _key, ...summary } = item;
-  return summary;
+  return { ...summary, plannedSteps: summary.plannedSteps ?? null }; // index items written before the field existed
 }
 
 /**
@@ -557,11 +551,17 @@ function summaryOf(item: IndexItem): AdapterSummary {
 function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
     ? bytes
-    : bytes.slice();
+    : new Uint8Array(bytes); // a copy of just these bytes (Buffer.slice would return a view into Node's pool)
 }
 
 function ownCheckpoint(c: TrainingCheckpoint): TrainingCheckpoint {
-  return { step: c.step, optimizer: ownBytes(c.optimizer), settings: c.settings, dataCursor: { ...c.dataCursor } };
+  return {
+    step: c.step,
+    ...(c.totalSteps !== undefined ? { totalSteps: c.totalSteps } : {}),
+    optimizer: ownBytes(c.optimizer),
+    settings: c.settings,
+    dataCursor: { ...c.dataCursor },
+  };
 }
 
 function jsonBytes(value: unknown): number {

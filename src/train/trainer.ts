@@ -10,6 +10,9 @@
 // Last good adapter: with `keepLastGood`, each step first copies the parameters into one of two GPU slots,
 // so after a non-finite loss at step k the parameters of step k − 2 (whose loss, at step k − 1, was finite)
 // can be put back without a read-back per step.
+// Resuming: readMoments() reads AdamW's m and v back, restoreState() writes them (and t, and the dropout
+// counter) into a fresh trainer, so a run saved after step k and resumed continues bit for bit as if it
+// had never stopped (tests/worker/session.test.ts checks this).
 //
 // Shapes: B batch, T sequence, N = B·T, K micro-batches per optimizer step.
 
@@ -93,8 +96,13 @@ export class Trainer {
   /** backup[s]: copy every parameter into slot s; restore[s]: copy slot s back. */
   private backup: Dispatch[][] = [];
   private restore: Dispatch[][] = [];
+  /** AdamW's moments per LoRA parameter, in model.lora order. */
+  private moments: { key: string; n: number; m: GPUBuffer; v: GPUBuffer }[] = [];
+  private dropoutCounter: GPUBuffer; // (1) u32: micro-batches run so far
   /** Optimizer steps taken so far (AdamW's t). */
   steps = 0;
+  /** The step restoreState() started from (0 for a fresh run). */
+  private restoredAt = 0;
   readonly gradAccum: number;
   readonly transientBytes: number;
 
@@ -105,7 +113,8 @@ export class Trainer {
     this.gradAccum = K;
     const tape = new Tape(gpu);
     this.io = ioTensors(tape, gpu, B * T);
-    const counter = tape.persistent('dropout.step', [1], gpu.upload('dropout.step', new Uint32Array(1)));
+    this.dropoutCounter = gpu.upload('dropout.step', new Uint32Array(1));
+    const counter = tape.persistent('dropout.step', [1], this.dropoutCounter);
     model.recordLoss(tape, this.io, B, T, { counter, seed });
     tape.backward();
     const compiled = tape.compile();
@@ -133,6 +142,7 @@ export class Trainer {
       } else {
         const m = gpu.buffer(`${p.label}.adam_m`, p.bytes), v = gpu.buffer(`${p.label}.adam_v`, p.bytes);
         init.push(fill(gpu, `${p.label}.adam_m.init`, p.numel, m, 0), fill(gpu, `${p.label}.adam_v.init`, p.numel, v, 0));
+        this.moments.push({ key: model.lora[i].key, n: p.numel, m, v });
         const dispatch = adamwStep(gpu, `${p.label}.adamw`, p.numel, { p: p.buffer!, g: grads[i], m, v }, this.hyper(opt.lr), 1);
         this.update.push(dispatch);
         this.adamw.push({ dispatch, n: p.numel });
@@ -199,11 +209,41 @@ export class Trainer {
    */
   restoreLastGood(): number {
     if (this.restore.length === 0) throw new Error('restoreLastGood: construct the Trainer with keepLastGood');
-    if (this.steps === 0) return 0;
+    if (this.steps === this.restoredAt) return this.steps;
     const k = this.steps;
     const slot = k === 1 ? 1 : (k - 1) % 2;
     this.model.gpu.run(this.restore[slot], 'train.restore');
-    return Math.max(0, k - 2);
+    // After restoreState(t0) both slots hold the parameters of step t0: nothing older can come back.
+    return Math.max(this.restoredAt, k - 2);
+  }
+
+  /** AdamW's first and second moments of every LoRA parameter, by PEFT key, read back from the GPU. */
+  async readMoments(): Promise<Map<string, { m: Float32Array; v: Float32Array }>> {
+    const gpu = this.model.gpu;
+    const out = new Map<string, { m: Float32Array; v: Float32Array }>();
+    for (const x of this.moments) out.set(x.key, { m: await gpu.read(x.m, x.n), v: await gpu.read(x.v, x.n) });
+    return out;
+  }
+
+  /**
+   * Continue a run in this fresh trainer: `steps` optimizer updates already taken (AdamW's t, so the bias
+   * corrections go on from there), their moments (by PEFT key; every AdamW parameter must have its pair),
+   * and the dropout counter where those steps left it (one advance per micro-batch), so the masks of the
+   * steps to come are the ones an unbroken run would draw. Both last-good slots get the current parameters:
+   * the step before the restored one is gone, so a non-finite loss right after this puts back these.
+   */
+  restoreState(steps: number, moments: ReadonlyMap<string, { m: Float32Array; v: Float32Array }>): void {
+    if (!Number.isSafeInteger(steps) || steps < 0) throw new RangeError(`restoreState: steps must be a whole number ≥ 0 (got ${steps})`);
+    const gpu = this.model.gpu;
+    for (const x of this.moments) {
+      const got = moments.get(x.key);
+      if (!got || got.m.length !== x.n || got.v.length !== x.n) throw new RangeError(`restoreState: the optimizer state of ${x.key} is missing or not ${x.n} values`);
+      gpu.write(x.m, got.m);
+      gpu.write(x.v, got.v);
+    }
+    this.steps = this.restoredAt = steps;
+    gpu.write(this.dropoutCounter, new Uint32Array([(steps * this.gradAccum) >>> 0]));
+    if (this.backup.length > 0) gpu.run([...this.backup[0], ...this.backup[1]], 'train.restore_state');
   }
 
   /** Forward and backward only (no update): fills the LoRA gradients, returns the loss. For tests. */

@@ -1,12 +1,13 @@
 // "Adapter library": the adapters saved in this browser (src/io/library.ts, IndexedDB), as a table with
-// rename (inline), delete (with an inline confirmation), download (a .zip of the two PEFT files, or each
-// file on its own) and import (a .zip, or adapter_config.json + adapter_model.safetensors).
+// load (into the loaded model, to try it or train it further), resume (a run that stopped or whose tab
+// closed, from its checkpoint), rename (inline), delete (with an inline confirmation), download (a .zip of
+// the two PEFT files, or each file on its own) and import (a .zip, or adapter_config.json +
+// adapter_model.safetensors). Every training run writes itself into this list as it goes.
 //
-// Import and the loaded model: refusing an adapter whose shapes or base model do not fit needs the model's
-// shapes, and the studio does not load models yet. Until it does, this panel imports without `expected`:
-// the config must parse and the weights must agree with it and with each other (every layer, both factors,
-// r from the config), and the shapes are checked against a model when the adapter is applied. Once a model
-// slice exists, pass its { baseModel, numLayers, shapes } to importAdapter and the library refuses misfits.
+// Import and the loaded model: this panel imports without `expected`, so the config must parse and the
+// weights must agree with it and with each other (every layer, both factors, r from the config); the shapes
+// are checked against the model when the adapter is loaded into it (the engine refuses a misfit, saying which
+// projection and which shapes disagree).
 
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { MAX_NAME_LENGTH, type AdapterSummary } from '../io/library';
@@ -85,8 +86,9 @@ export function LibraryPanel() {
         )}
       </div>
       <p id={`${inputId}-help`} className="note">
-        Choose a .zip, or both files together. No model is loaded yet, so an import is checked for consistency only
-        (the config, and every layer's weights against it); its shapes are checked when you apply it to a model.
+        Choose a .zip, or both files together. An import is checked against itself (the config, and every layer's
+        weights against it) and against the loaded model: one trained on another base model, or whose shapes do not
+        fit, is refused with the reason and nothing is written.
       </p>
 
       <div aria-live="polite" className="library-messages">
@@ -132,6 +134,13 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
   const renameAdapter = useStudio((s) => s.renameAdapter);
   const deleteAdapter = useStudio((s) => s.deleteAdapter);
   const exportAdapter = useStudio((s) => s.exportAdapter);
+  const loadAdapter = useStudio((s) => s.loadAdapter);
+  const resumeRun = useStudio((s) => s.resumeRun);
+  // Load needs a model in the engine and no run; Resume loads the model it needs itself.
+  const trainBusy = useStudio((s) => ['starting', 'running', 'paused', 'stopping'].includes(s.train.status));
+  const modelReady = useStudio((s) => s.model.status === 'ready');
+  const modelLoading = useStudio((s) => s.model.status === 'loading');
+  const isRunEntry = useStudio((s) => s.train.runEntryId === item.id && ['starting', 'running', 'paused', 'stopping'].includes(s.train.status));
   const [mode, setMode] = useState<'view' | 'rename' | 'confirm-delete'>('view');
   const renameButton = useRef<HTMLButtonElement>(null);
   const deleteButton = useRef<HTMLButtonElement>(null);
@@ -197,7 +206,11 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
         ) : (
           <>
             <span data-testid="library-name">{item.name}</span>
-            {item.hasCheckpoint && <span className="tag" title="Training stopped here and can resume">checkpoint</span>}
+            {item.hasCheckpoint && (
+              <span className="tag" title="Training stopped here and can resume" data-testid="library-checkpoint">
+                {isRunEntry ? 'training' : 'unfinished'}: step {item.steps}{item.plannedSteps !== null ? ` of ${item.plannedSteps}` : ''}
+              </span>
+            )}
           </>
         )}
       </th>
@@ -219,6 +232,26 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
           </div>
         ) : (
           <div className="row-actions">
+            <button
+              type="button"
+              onClick={() => void loadAdapter(item.id)}
+              disabled={!modelReady || trainBusy}
+              title={!modelReady ? 'Load a model first' : trainBusy ? 'Stop training first' : 'Put this adapter into the loaded model, to try it or train it further'}
+              aria-label={`Load ${item.name} into the model`}
+            >
+              Load
+            </button>
+            {item.hasCheckpoint && (
+              <button
+                type="button"
+                onClick={() => void resumeRun(item.id)}
+                disabled={trainBusy || modelLoading}
+                title={trainBusy ? 'Stop training first' : `Go on training from step ${item.steps}, with its optimizer state`}
+                aria-label={`Resume training ${item.name}`}
+              >
+                Resume
+              </button>
+            )}
             <button type="button" ref={renameButton} onClick={() => setMode('rename')} aria-label={`Rename ${item.name}`} disabled={mode === 'rename'}>
               Rename
             </button>

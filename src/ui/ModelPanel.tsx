@@ -1,6 +1,8 @@
 // "1. Model": the embedded moby-llama (loaded as soon as the GPU is ready), a Hugging Face Hub id, or a local
 // folder (picked with <input webkitdirectory> or dropped); a progress bar while files are read; the loaded
 // model's facts and the adapter's trainable parameters for the current LoRA settings.
+// A Hub access token (for gated or private repositories) lives in the store's memory only: a password field,
+// never in the URL, IndexedDB or a checkpoint, gone on reload; the engine sends it as `Authorization: Bearer`.
 
 import { useEffect, useId, useState, type DragEvent, type FormEvent } from 'react';
 import { filesFromDirectory, filesFromFileList, type DirectoryHandleLike } from '../io/model_source';
@@ -30,6 +32,8 @@ export function ModelPanel() {
   const trainable = useStudio((s) => s.memory.trainable);
   const running = useStudio((s) => s.train.status === 'running' || s.train.status === 'paused' || s.train.status === 'starting' || s.train.status === 'stopping');
   const loadModel = useStudio((s) => s.loadModel);
+  const hubToken = useStudio((s) => s.model.hubToken);
+  const setHubToken = useStudio((s) => s.setHubToken);
   const [kind, setKind] = useState<Kind>('default');
   const [hubId, setHubId] = useState('HuggingFaceTB/SmolLM2-135M');
   const [revision, setRevision] = useState('');
@@ -46,7 +50,7 @@ export function ModelPanel() {
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (kind === 'default') void loadModel({ kind: 'default' });
-    if (kind === 'hub') void loadModel({ kind: 'hub', id: hubId.trim(), revision: revision.trim() || undefined });
+    if (kind === 'hub') void loadModel({ kind: 'hub', id: hubId.trim(), revision: revision.trim() || undefined, token: hubToken.trim() || undefined });
   };
 
   const loadFiles = (files: Map<string, File>, folder: string) => {
@@ -99,6 +103,22 @@ export function ModelPanel() {
                 <span>Revision</span>
                 <input value={revision} onChange={(e) => setRevision(e.target.value)} spellCheck={false} placeholder="main" />
               </label>
+              <label className="field">
+                <span>Access token</span>
+                <input
+                  type="password"
+                  value={hubToken}
+                  onChange={(e) => setHubToken(e.target.value)}
+                  autoComplete="off"
+                  spellCheck={false}
+                  placeholder="hf_… (gated models only)"
+                  aria-describedby={`${id}-token-help`}
+                />
+              </label>
+              <p id={`${id}-token-help`} className="note">
+                For gated or private models: accept the license on huggingface.co, then paste a read token. It stays in
+                this tab's memory only (not saved, not in the URL) and is sent only with the requests to the Hub.
+              </p>
             </div>
           )}
           <label className="choice">

@@ -1,5 +1,9 @@
 // "4. Train": start, pause, resume and stop; a progress bar, the step, loss, tokens/s and ETA; the loss chart
 // (training and validation, linear or log scale); why a run stopped; and saving the adapter to the library.
+// An adapter loaded from the library (or just trained) can be trained further ("Continue training": a fresh
+// AdamW and schedule for the set number of steps). Every run checkpoints itself into the library while it
+// goes (weights, AdamW moments, step, loss history), so a closed tab resumes from the Library panel; the
+// line under the buttons says which step the library holds, or why the latest checkpoint failed.
 // The per-step numbers come from trainLive.ts through a throttled subscription and the chart's own
 // subscription, never through the studio store, so a step does not re-render the app.
 
@@ -9,6 +13,8 @@ import { useStudio } from './store';
 import { trainLive, useThrottled, type TrainLive } from './trainLive';
 
 const selectLast = (s: TrainLive) => s.last;
+const selectBase = (s: TrainLive) => s.base;
+const selectPlanned = (s: TrainLive) => s.steps;
 
 function duration(sec: number): string {
   if (!Number.isFinite(sec)) return '—';
@@ -28,6 +34,8 @@ export function TrainPanel() {
   const pauseTraining = useStudio((s) => s.pauseTraining);
   const resumeTraining = useStudio((s) => s.resumeTraining);
   const stopTraining = useStudio((s) => s.stopTraining);
+  const continueTraining = useStudio((s) => s.continueTraining);
+  const resumeRun = useStudio((s) => s.resumeRun);
   const [logScale, setLogScale] = useState(false);
   const id = useId();
 
@@ -41,6 +49,8 @@ export function TrainPanel() {
         ? 'Checking that the run fits in GPU memory…'
         : estimate.refusal;
   const canStart = !active && blocker === null;
+  const held = train.adapter;
+  const canContinue = canStart && held !== null;
 
   return (
     <section className="panel train-panel" aria-labelledby="train-title" data-testid="train-panel">
@@ -55,9 +65,33 @@ export function TrainPanel() {
           <button type="button" onClick={() => void pauseTraining()} disabled={train.status !== 'running'}>Pause</button>
         )}
         <button type="button" className="danger" onClick={() => void stopTraining()} disabled={!active || train.status === 'stopping'}>Stop</button>
+        {train.resumable && train.runEntryId && !active && (
+          <button type="button" onClick={() => void resumeRun(train.runEntryId!)} disabled={!modelReady || !dataReady}>
+            Resume the run
+          </button>
+        )}
+        {held && train.adapterSteps !== null && !active && (
+          <button type="button" onClick={() => void continueTraining()} disabled={!canContinue} aria-describedby={`${id}-continue`}>
+            Continue training
+          </button>
+        )}
         {blocker && !active && <span id={`${id}-why`} className="muted" data-testid="start-blocked">{blocker}</span>}
-        {train.adapterSteps !== null && !active && <span className="muted">Start again trains a fresh adapter; save this one first to keep it.</span>}
+        {train.adapterSteps !== null && !active && (
+          <span className="muted">
+            Start again trains a fresh adapter; {train.runEntryId || held?.from ? 'this one stays in the library.' : 'save this one first to keep it.'}
+          </span>
+        )}
       </div>
+      {held && train.adapterSteps !== null && !active && (
+        <p className="note" id={`${id}-continue`} data-testid="held-adapter">
+          The model holds {held.from ? `“${held.from.name}” from the library` : 'the adapter trained here'} ({train.adapterSteps} step{train.adapterSteps === 1 ? '' : 's'},
+          r={held.lora.r}, α={held.lora.alpha}). Continue training runs {steps} more step{steps === 1 ? '' : 's'} on it with the
+          settings above; the optimizer (AdamW's moments) and the learning-rate schedule start afresh, and the result goes
+          into the library as a new entry.
+          {held.note && <> {held.note}</>}
+        </p>
+      )}
+      <CheckpointLine />
 
       <Readout steps={steps} status={train.status} />
 
@@ -87,11 +121,34 @@ export function TrainPanel() {
   );
 }
 
+/** Where the run's checkpoint stands: the step the library holds (resumable after a closed tab), or why not. */
+function CheckpointLine() {
+  const { status, checkpoint, kind, resumable } = useStudio((s) => s.train);
+  const active = ['starting', 'running', 'paused', 'stopping'].includes(status);
+  if (checkpoint?.error && (active || status === 'finished')) {
+    return (
+      <p className="inline-error" role="alert" data-testid="checkpoint-status">
+        {checkpoint.error}. Training goes on{checkpoint.step !== null ? `; the library keeps the checkpoint from step ${checkpoint.step}` : ''}. Free some browser storage (delete old adapters).
+      </p>
+    );
+  }
+  let text: string | null = null;
+  if (active && kind === 'resume' && !checkpoint) text = 'Resumed from the library checkpoint: weights, AdamW moments, step and schedule restored.';
+  else if (active && checkpoint?.step != null) text = `Checkpoint at step ${checkpoint.step} is in the library: if this tab closes, resume the run from the Library panel.`;
+  else if (active) text = 'The run saves a checkpoint to the library every 30 s, on pause and on stop.';
+  else if (status === 'finished' && resumable) text = 'The run is in the library as an unfinished run: “Resume the run” goes on to its planned steps with its optimizer state, here or after a reload.';
+  if (!text) return null;
+  return <p className="muted" aria-live="polite" data-testid="checkpoint-status">{text}</p>;
+}
+
 /** Step, loss, tokens/s, elapsed and ETA, re-rendered at most four times a second. */
 function Readout({ steps, status }: { steps: number; status: string }) {
   const last = useThrottled(trainLive, selectLast, 250);
-  const total = last?.steps ?? steps;
-  const done = last?.step ?? 0;
+  // Before the first step of a run, an adapter's own steps (loaded, or resuming) and where it is going.
+  const base = useThrottled(trainLive, selectBase, 250);
+  const planned = useThrottled(trainLive, selectPlanned, 250);
+  const total = last?.steps ?? (base > 0 ? planned : steps);
+  const done = last?.step ?? base;
   return (
     <div className="readout">
       <progress max={total} value={done} aria-label="Training progress" />

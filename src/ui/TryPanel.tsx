@@ -1,6 +1,7 @@
 // "5. Try it": a prompt continued by the base model and by the model with the adapter, side by side, with
-// temperature, top-k and a token budget; an α slider scales the adapter while generating (0 gives the base
-// model back, 1 the adapter as trained, above 1 exaggerates it).
+// temperature, top-k and a token budget; a live α slider scales the adapter (trained here or loaded from the
+// library) from 0 (the base model exactly) through its trained α to twice that, and regenerates the adapted
+// column as it moves, so a class can watch the model move from base to adapted without retraining.
 
 import { useId } from 'react';
 import { useStudio } from './store';
@@ -9,6 +10,10 @@ import type { GenerationOutput } from './studioSlices';
 export function TryPanel() {
   const t = useStudio((s) => s.tryIt);
   const setTry = useStudio((s) => s.setTry);
+  const setAlphaScale = useStudio((s) => s.setAlphaScale);
+  // The adapter's own α: the slider's 1× (the engine multiplies the scale α/r by the slider's factor).
+  const nominal = useStudio((s) => s.train.adapter?.lora.alpha ?? s.settings.lora.alpha);
+  const adapterName = useStudio((s) => s.train.adapter?.from?.name ?? null);
   const generate = useStudio((s) => s.generate);
   const modelReady = useStudio((s) => s.model.status === 'ready' && s.model.facts?.hasTokenizer);
   const hasAdapter = useStudio((s) => s.train.adapterSteps !== null);
@@ -42,11 +47,13 @@ export function TryPanel() {
             <span>Max tokens</span>
             <input type="number" min={1} max={200} step={1} value={t.maxTokens} onChange={(e) => setTry({ maxTokens: Math.round(clamp(e.target.value, 1, 200)) })} />
           </label>
-          <label className="field slider">
-            <span>Adapter scale α × <output htmlFor={`${id}-alpha`}>{t.alphaScale.toFixed(1)}</output></span>
-            <input id={`${id}-alpha`} type="range" min={0} max={2} step={0.1} value={t.alphaScale} disabled={!hasAdapter}
-              onChange={(e) => setTry({ alphaScale: Number(e.target.value) })} aria-valuetext={`${t.alphaScale.toFixed(1)} times α`} />
-          </label>
+          <div className="field slider">
+            <label htmlFor={`${id}-alpha`}>Adapter α</label>
+            <input id={`${id}-alpha`} type="range" min={0} max={2} step={0.05} value={t.alphaScale} disabled={!hasAdapter}
+              onChange={(e) => setAlphaScale(Number(e.target.value))} aria-valuetext={alphaText(t.alphaScale, nominal)}
+              aria-describedby={`${id}-alpha-out`} data-testid="try-alpha" />
+            <output id={`${id}-alpha-out`} htmlFor={`${id}-alpha`} data-testid="try-alpha-value">{alphaText(t.alphaScale, nominal)}</output>
+          </div>
           <button type="submit" className="primary" disabled={!!why || busy || t.prompt.trim() === ''} aria-describedby={why ? `${id}-why` : undefined}>
             {busy ? 'Generating…' : 'Generate'}
           </button>
@@ -57,10 +64,10 @@ export function TryPanel() {
       <div className="outputs">
         <Output title="Base model" testId="try-base" out={t.base} />
         <Output
-          title={hasAdapter ? `With the adapter (α × ${t.alphaScale.toFixed(1)})` : 'With the adapter'}
+          title={hasAdapter ? `With ${adapterName ? `“${adapterName}”` : 'the adapter'} (α = ${fmtAlpha((t.adapted.status === 'idle' ? t.alphaScale : t.adapted.alphaScale) * nominal)})` : 'With the adapter'}
           testId="try-adapted"
           out={t.adapted}
-          empty={hasAdapter ? undefined : 'Train an adapter to compare.'}
+          empty={hasAdapter ? undefined : 'Train an adapter, or load one from the library, to compare.'}
         />
       </div>
     </section>
@@ -93,6 +100,16 @@ function Output({ title, out, testId, empty }: { title: string; out: GenerationO
       )}
     </figure>
   );
+}
+
+const fmtAlpha = (a: number) => String(Number(a.toPrecision(3)));
+
+/** "α = 8 (trained at 16)", "α = 0: the base model", "α = 16, as trained". */
+function alphaText(scale: number, nominal: number): string {
+  const a = fmtAlpha(scale * nominal);
+  if (scale === 0) return `α = 0: the base model`;
+  if (scale === 1) return `α = ${a}, as trained`;
+  return `α = ${a} (trained at ${fmtAlpha(nominal)})`;
 }
 
 function clamp(raw: string, lo: number, hi: number): number {

@@ -8,7 +8,7 @@ import { WEBGPU_MISSING_MESSAGE } from '../gpu/errors';
 import { LoraStudioError } from '../io/errors';
 import { AdapterLibrary, type AdapterSummary, type ImportExpectation, type StorageEstimateLike } from '../io/library';
 import { EngineClient, EngineError } from '../worker/client';
-import type { EngineErrorCode, GpuInfo, ResponseFor } from '../worker/protocol';
+import type { EngineErrorCode, GpuInfo, LoraTarget, ModelFacts, ResponseFor } from '../worker/protocol';
 import { TEACH_EXAMPLES, type TeachExample, type TeachExampleId } from './teachExamples';
 import {
   createDataSlice,
@@ -222,14 +222,30 @@ export interface LibrarySlice {
   };
   refreshLibrary: () => Promise<void>;
   /**
-   * Imports a .zip or the two PEFT files. `expected` comes from the loaded model; with none loaded (today,
-   * always) the files are only checked against themselves and the shapes are checked when applied.
+   * Imports a .zip or the two PEFT files. With a model loaded (or `expected` given) an adapter for another
+   * base model or with shapes that do not fit it is refused with the reason; with none loaded the files are
+   * only checked against themselves, and their shapes are checked when the adapter is loaded into a model.
    */
   importAdapter: (files: File[], expected?: ImportExpectation) => Promise<void>;
   renameAdapter: (id: string, name: string) => Promise<boolean>;
   deleteAdapter: (id: string) => Promise<void>;
   exportAdapter: (id: string) => Promise<Awaited<ReturnType<AdapterLibrary['exportPeft']>> | null>;
   dismissLibraryMessage: () => void;
+}
+
+/** What an imported adapter must fit: the loaded model's name, layers and projection shapes (as config.ts's projectionDims). */
+export function importExpectation(m: ModelFacts): ImportExpectation {
+  const q = m.heads * m.headDim, kv = m.kvHeads * m.headDim;
+  const shapes: Record<LoraTarget, { inFeatures: number; outFeatures: number }> = {
+    q_proj: { inFeatures: m.hidden, outFeatures: q },
+    k_proj: { inFeatures: m.hidden, outFeatures: kv },
+    v_proj: { inFeatures: m.hidden, outFeatures: kv },
+    o_proj: { inFeatures: q, outFeatures: m.hidden },
+    gate_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
+    up_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
+    down_proj: { inFeatures: m.intermediate, outFeatures: m.hidden },
+  };
+  return { baseModel: m.name, numLayers: m.layers, shapes: (t) => shapes[t] };
 }
 
 let adapterLibrary: AdapterLibrary | null = null;
@@ -272,7 +288,9 @@ export const createLibrarySlice: StateCreator<StudioState, [], [], LibrarySlice>
         patch({ status: 'error', error: libraryFailure(err) });
       }
     },
-    importAdapter: async (files, expected) => {
+    importAdapter: async (files, given) => {
+      const facts = get().model.facts;
+      const expected = given ?? (facts ? importExpectation(facts) : undefined);
       patch({ importing: true });
       await attempt(async () => {
         const zip = files.length === 1 && /\.zip$/i.test(files[0].name) ? files[0] : null;

@@ -1,16 +1,17 @@
 // The studio's main flow as zustand slices: the model (load with progress, facts), the run settings (LoRA
 // and optimizer, with the engine's memory estimate), the data (demo or the user's, tokenized by the engine),
-// the training run (start, pause, resume, stop, save) and "Try it" (base model and adapter side by side).
+// the training run (start, pause, resume, stop, save; continue a loaded adapter; resume a checkpointed run
+// from the library, after a closed tab) and "Try it" (base model and adapter side by side, α live).
 // Every engine call goes through the worker (store.ts: engine()); per-step numbers go to trainLive.ts, not
 // here. Composed into the one store in store.ts, and imported at run time by store.ts only (the two import
 // each other; panels take constants from studioDefaults.ts and only types from here).
 
 import type { StateCreator } from 'zustand';
-import type { LoraSettings, MemoryEstimate, ModelFacts, OptimSettings, ResponseFor, TrainableFacts } from '../worker/protocol';
+import type { EngineRequestBody, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseFor, RunSettings, TrainableFacts } from '../worker/protocol';
 import type { StudioSettings } from './studioDefaults';
-import { engine, toFailure, type Failure, type StudioState } from './store';
+import { engine, library, toFailure, type Failure, type StudioState } from './store';
 import { DEFAULT_SETTINGS, DEMO_DATA } from './studioDefaults';
-import { pushTrainProgress, resetTrainLive } from './trainLive';
+import { extendTrainLive, loadTrainLive, pushTrainProgress, resetTrainLive } from './trainLive';
 
 type Creator<T> = StateCreator<StudioState, [], [], T>;
 
@@ -21,8 +22,22 @@ const baseUrl = () => document.baseURI;
 
 export type ModelChoice =
   | { kind: 'default' }
-  | { kind: 'hub'; id: string; revision?: string }
+  | { kind: 'hub'; id: string; revision?: string; token?: string }
   | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
+
+/** The identity a checkpoint records for a model choice (session.ts makes the same from the source). */
+function identityOf(choice: ModelChoice): ModelIdentity {
+  if (choice.kind === 'hub') return { kind: 'hub', id: choice.id.trim(), ...(choice.revision?.trim() ? { revision: choice.revision.trim() } : {}) };
+  if (choice.kind === 'files') return { kind: 'files', label: choice.label || 'folder' };
+  return { kind: 'default' };
+}
+
+function sameIdentity(a: ModelIdentity | null, b: ModelIdentity): boolean {
+  if (!a || a.kind !== b.kind) return false;
+  if (a.kind === 'hub' && b.kind === 'hub') return a.id === b.id && (a.revision || 'main') === (b.revision || 'main');
+  if (a.kind === 'files' && b.kind === 'files') return a.label === b.label;
+  return true;
+}
 
 export interface ModelSlice {
   model: {
@@ -33,14 +48,23 @@ export interface ModelSlice {
     facts: ModelFacts | null;
     seconds: number | null;
     error: Failure | null;
+    /** Which model is loaded, as a checkpoint names it. */
+    identity: ModelIdentity | null;
+    /**
+     * The Hugging Face access token typed in the Model panel, for gated repositories: held in this store's
+     * memory only (never in the URL, IndexedDB or a checkpoint), so it is gone after a reload.
+     */
+    hubToken: string;
   };
   loadModel: (choice: ModelChoice) => Promise<void>;
+  setHubToken: (token: string) => void;
 }
 
 export const createModelSlice: Creator<ModelSlice> = (set, get) => {
   const patch = (p: Partial<ModelSlice['model']>) => set({ model: { ...get().model, ...p } });
   return {
-    model: { status: 'idle', label: null, progress: null, facts: null, seconds: null, error: null },
+    model: { status: 'idle', label: null, progress: null, facts: null, seconds: null, error: null, identity: null, hubToken: '' },
+    setHubToken: (hubToken) => patch({ hubToken }),
     loadModel: async (choice) => {
       if (get().model.status === 'loading' || get().train.status === 'running' || get().train.status === 'paused') return;
       const label = choice.kind === 'default' ? 'moby-llama' : choice.kind === 'hub' ? choice.id : choice.label;
@@ -54,8 +78,8 @@ export const createModelSlice: Creator<ModelSlice> = (set, get) => {
         );
         // The old model's data, adapter and outputs went with it.
         set({
-          model: { status: 'ready', label: res.model.name, progress: null, facts: res.model, seconds: res.seconds, error: null },
-          train: { ...get().train, status: 'idle', stopped: null, error: null, adapterSteps: null, saved: null },
+          model: { ...get().model, status: 'ready', label: res.model.name, progress: null, facts: res.model, seconds: res.seconds, error: null, identity: identityOf(choice) },
+          train: { ...get().train, status: 'idle', stopped: null, error: null, adapterSteps: null, saved: null, adapter: null, checkpoint: null, runEntryId: null, resumable: false },
           tryIt: { ...get().tryIt, base: emptyOutput(), adapted: emptyOutput() },
           memory: { ...get().memory, trainable: res.trainable },
         });
@@ -183,25 +207,55 @@ export const createDataSlice: Creator<DataSlice> = (set, get) => {
 
 export type TrainStopped = Omit<ResponseFor<'train'>, 'id'>;
 
+/** The adapter the engine holds: its settings, and where it came from when it came from the library. */
+export interface HeldAdapter {
+  lora: LoraSettings;
+  /** The library entry it was loaded from (Load), or null for one trained here. */
+  from: { id: string; name: string } | null;
+  /** Said when it fits the model but names another base model. */
+  note: string | null;
+}
+
 export interface TrainSlice {
   train: {
     status: 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'finished' | 'error';
+    /** What the current (or last) run does: a fresh adapter, the held one further, or a checkpoint resumed. */
+    kind: 'fresh' | 'continue' | 'resume';
     stopped: TrainStopped | null;
     error: Failure | null;
     /** Steps of the adapter the engine holds; null while there is none. */
     adapterSteps: number | null;
+    adapter: HeldAdapter | null;
+    /** The latest checkpoint of the running run that reached the library, or why the latest one did not. */
+    checkpoint: { step: number | null; error: string | null } | null;
+    /** The library entry the run writes to, once it has written; and whether it can resume from there. */
+    runEntryId: string | null;
+    resumable: boolean;
     saving: boolean;
     saved: { name: string; id: string } | null;
   };
   startTraining: () => Promise<void>;
+  /** Train the held adapter for settings.optim.steps more steps (fresh optimizer and schedule). */
+  continueTraining: () => Promise<void>;
   pauseTraining: () => Promise<void>;
   resumeTraining: () => Promise<void>;
   stopTraining: () => Promise<void>;
   saveAdapter: (name: string) => Promise<boolean>;
+  /** Put a library adapter into the loaded model (the engine checks that it fits); its settings and history come along. */
+  loadAdapter: (id: string) => Promise<boolean>;
+  /**
+   * Resume the unfinished run of a library entry: load the model and data it trained on when they are not
+   * loaded (a local folder or file must be picked again: the message says which), take its settings, show
+   * its loss history, and go on to its planned step.
+   */
+  resumeRun: (id: string) => Promise<void>;
 }
+
+const ACTIVE = ['starting', 'running', 'paused', 'stopping'];
 
 export const createTrainSlice: Creator<TrainSlice> = (set, get) => {
   const patch = (p: Partial<TrainSlice['train']>) => set({ train: { ...get().train, ...p } });
+  const libraryMessage = (error: Failure | null, notice: string | null) => set({ library: { ...get().library, error, notice } });
   const control = async (type: 'pause' | 'resume' | 'stop') => {
     try {
       const res = await engine().request({ type });
@@ -210,27 +264,49 @@ export const createTrainSlice: Creator<TrainSlice> = (set, get) => {
       patch({ error: toFailure(err) });
     }
   };
+  /** One run, whichever way it starts; `adapter` is what the engine will hold once it has begun. */
+  const run = async (kind: TrainSlice['train']['kind'], body: EngineRequestBody<'train'> | EngineRequestBody<'resumeRun'>, adapter: HeldAdapter, steps: number) => {
+    patch({ status: 'starting', kind, stopped: null, error: null, saved: null, adapterSteps: steps, adapter, checkpoint: null, resumable: false, runEntryId: kind === 'resume' ? (body as { adapterId: string }).adapterId : null });
+    try {
+      const res = await engine().request(body, {
+        onEvent: (ev) => {
+          if (get().train.status === 'starting') patch({ status: 'running' });
+          pushTrainProgress(ev);
+          if (ev.checkpointStep !== undefined) {
+            patch({ checkpoint: { step: ev.checkpointStep, error: null } });
+            void get().refreshLibrary();
+          } else if (ev.checkpointError !== undefined) {
+            patch({ checkpoint: { step: get().train.checkpoint?.step ?? null, error: ev.checkpointError } });
+          }
+        },
+      });
+      const { id: _id, ...stopped } = res;
+      patch({ status: 'finished', stopped, adapterSteps: res.steps, runEntryId: res.adapterId, resumable: res.resumable });
+    } catch (err) {
+      patch({ status: 'error', error: toFailure(err), adapterSteps: get().train.adapterSteps || null });
+    }
+    void get().refreshLibrary();
+    get().estimateMemory(); // the trainer's measured activations replace the formula
+  };
+  const busy = () => ACTIVE.includes(get().train.status);
   return {
-    train: { status: 'idle', stopped: null, error: null, adapterSteps: null, saving: false, saved: null },
+    train: {
+      status: 'idle', kind: 'fresh', stopped: null, error: null, adapterSteps: null, adapter: null,
+      checkpoint: null, runEntryId: null, resumable: false, saving: false, saved: null,
+    },
     startTraining: async () => {
-      const { status } = get().train;
-      if (status === 'starting' || status === 'running' || status === 'paused' || status === 'stopping') return;
+      if (busy()) return;
       const { lora, optim } = get().settings;
       resetTrainLive(optim.steps);
-      patch({ status: 'starting', stopped: null, error: null, saved: null, adapterSteps: 0 });
-      try {
-        const res = await engine().request({ type: 'train', lora, optim }, {
-          onEvent: (ev) => {
-            if (get().train.status === 'starting') patch({ status: 'running' });
-            pushTrainProgress(ev);
-          },
-        });
-        const { id: _id, ...stopped } = res;
-        patch({ status: 'finished', stopped, adapterSteps: res.steps });
-      } catch (err) {
-        patch({ status: 'error', error: toFailure(err), adapterSteps: get().train.adapterSteps || null });
-      }
-      get().estimateMemory(); // the trainer's measured activations replace the formula
+      await run('fresh', { type: 'train', lora, optim }, { lora, from: null, note: null }, 0);
+    },
+    continueTraining: async () => {
+      const { adapter, adapterSteps } = get().train;
+      if (busy() || !adapter || adapterSteps === null) return;
+      const { lora, optim } = get().settings;
+      extendTrainLive(adapterSteps + optim.steps);
+      // From here on the adapter is this run's, no longer the library entry it was loaded from.
+      await run('continue', { type: 'train', lora, optim, continue: true }, { lora, from: null, note: null }, adapterSteps);
     },
     pauseTraining: () => control('pause'),
     resumeTraining: () => control('resume'),
@@ -239,13 +315,69 @@ export const createTrainSlice: Creator<TrainSlice> = (set, get) => {
       patch({ saving: true, error: null });
       try {
         const res = await engine().request({ type: 'saveAdapter', name });
-        patch({ saving: false, saved: { name: res.name, id: res.adapterId } });
+        patch({ saving: false, saved: { name: res.name, id: res.adapterId }, runEntryId: res.adapterId });
         await get().refreshLibrary();
         return true;
       } catch (err) {
         patch({ saving: false, error: toFailure(err) });
         return false;
       }
+    },
+    loadAdapter: async (id) => {
+      if (busy() || get().model.status !== 'ready') return false;
+      try {
+        const res = await engine().request({ type: 'loadAdapter', adapterId: id });
+        set({
+          settings: { ...get().settings, lora: res.lora },
+          train: {
+            ...get().train, status: 'idle', kind: 'fresh', stopped: null, error: null, saved: null, adapterSteps: res.steps,
+            adapter: { lora: res.lora, from: { id: res.adapterId, name: res.name }, note: res.note }, checkpoint: null, runEntryId: null, resumable: false,
+          },
+          tryIt: { ...get().tryIt, alphaScale: 1, base: emptyOutput(), adapted: emptyOutput() },
+        });
+        loadTrainLive(res.lossHistory, res.steps, res.checkpoint?.totalSteps ?? res.steps);
+        get().estimateMemory();
+        libraryMessage(null, `Loaded “${res.name}” into ${get().model.facts?.name ?? 'the model'}: try it, or continue training it.`);
+        return true;
+      } catch (err) {
+        libraryMessage(toFailure(err), null);
+        return false;
+      }
+    },
+    resumeRun: async (id) => {
+      if (busy() || get().model.status === 'loading') return;
+      const fail = (message: string) => libraryMessage({ code: 'bad-input', message }, null);
+      let entry;
+      try {
+        entry = await library().get(id);
+      } catch (err) {
+        return libraryMessage(toFailure(err), null);
+      }
+      const run_ = entry.checkpoint?.settings as RunSettings | undefined;
+      if (!entry.checkpoint || run_?.version !== 1) return fail(`“${entry.name}” has no unfinished run this version of LoRA Studio can resume; load it and continue training it instead.`);
+      const { lora, optim, model, data } = run_;
+      // The run's settings, before model and data load: they tokenize the data with them.
+      set({ settings: { ...get().settings, lora, optim, seqLen: data.seqLen, validationShare: data.validationShare, pack: data.pack } });
+      if (!sameIdentity(get().model.identity, model)) {
+        if (model.kind === 'files') {
+          return fail(`“${entry.name}” was training on the local folder “${model.label}”. Open that folder in the Model panel, then press Resume again.`);
+        }
+        await get().loadModel(model.kind === 'hub' ? { kind: 'hub', id: model.id, revision: model.revision, token: get().model.hubToken || undefined } : { kind: 'default' });
+        if (!sameIdentity(get().model.identity, model)) {
+          return fail(`“${entry.name}” needs ${model.kind === 'hub' ? model.id : 'the built-in model'}, which did not load: ${get().model.error?.message ?? 'see the Model panel'}.`);
+        }
+      }
+      const source = get().data.source;
+      if (source?.name !== data.name) {
+        if (data.name !== DEMO_DATA.name) return fail(`“${entry.name}” was training on “${data.name}”. Load that file in the Data panel, then press Resume again.`);
+        await get().useDemoData();
+      } else {
+        await get().loadData();
+      }
+      if (get().data.status !== 'ready') return fail(`The data for “${entry.name}” did not load: ${get().data.error?.message ?? 'see the Data panel'}.`);
+      libraryMessage(null, `Resuming “${entry.name}” at step ${entry.checkpoint.step}.`);
+      loadTrainLive(entry.lossHistory, entry.checkpoint.step, run_.origin + optim.steps);
+      await run('resume', { type: 'resumeRun', adapterId: id }, { lora, from: null, note: null }, entry.checkpoint.step);
     },
   };
 };
@@ -261,9 +393,11 @@ export interface GenerationOutput {
   tokens: number;
   seconds: number | null;
   error: Failure | null;
+  /** The α multiplier this output was generated with (the adapted column). */
+  alphaScale: number;
 }
 
-const emptyOutput = (): GenerationOutput => ({ status: 'idle', prompt: '', text: '', tokens: 0, seconds: null, error: null });
+const emptyOutput = (): GenerationOutput => ({ status: 'idle', prompt: '', text: '', tokens: 0, seconds: null, error: null, alphaScale: 1 });
 
 export interface TrySlice {
   tryIt: {
@@ -277,6 +411,12 @@ export interface TrySlice {
     adapted: GenerationOutput;
   };
   setTry: (p: Partial<Pick<TrySlice['tryIt'], 'prompt' | 'maxTokens' | 'temperature' | 'topK' | 'alphaScale'>>) => void;
+  /**
+   * Move the α slider (a multiple of the adapter's α: 0 the base model, 1 as trained, up to 2) and continue
+   * the prompt again with the adapter at that scale, so the change shows at once. A dragged slider costs at
+   * most one generation in flight and one queued (the latest value).
+   */
+  setAlphaScale: (scale: number) => void;
   /** Continue the prompt with the base model and, when there is an adapter, with it too. */
   generate: () => Promise<void>;
 }
@@ -284,9 +424,18 @@ export interface TrySlice {
 export const createTrySlice: Creator<TrySlice> = (set, get) => {
   const output = (which: 'base' | 'adapted', p: Partial<GenerationOutput>) =>
     set({ tryIt: { ...get().tryIt, [which]: { ...get().tryIt[which], ...p } } });
+  // Generations go one at a time: they share the GPU, and two on one cached generator would share its buffers.
+  let lane: Promise<void> = Promise.resolve();
+  const queue = (fn: () => Promise<void>): Promise<void> => (lane = lane.then(fn, fn));
+  let alphaQueued = false;
+  const canGenerate = () => {
+    const { model, train, tryIt } = get();
+    return model.status === 'ready' && !!model.facts?.hasTokenizer && train.adapterSteps !== null && tryIt.prompt.trim() !== '' &&
+      !['starting', 'running', 'stopping'].includes(train.status);
+  };
   const run = async (which: 'base' | 'adapted') => {
     const { prompt, maxTokens, temperature, topK, alphaScale } = get().tryIt;
-    output(which, { status: 'running', prompt, text: '', tokens: 0, seconds: null, error: null });
+    output(which, { status: 'running', prompt, text: '', tokens: 0, seconds: null, error: null, alphaScale });
     try {
       const res = await engine().request(
         { type: 'generate', prompt, maxTokens, temperature, topK, withAdapter: which === 'adapted', alphaScale, seed: 0 },
@@ -300,12 +449,25 @@ export const createTrySlice: Creator<TrySlice> = (set, get) => {
   return {
     tryIt: { prompt: 'My fellow Americans,', maxTokens: 24, temperature: 0.7, topK: 40, alphaScale: 1, base: emptyOutput(), adapted: emptyOutput() },
     setTry: (p) => set({ tryIt: { ...get().tryIt, ...p } }),
-    generate: async () => {
-      const hasAdapter = get().train.adapterSteps !== null;
-      if (!hasAdapter) output('adapted', emptyOutput());
-      // One after the other: they share the GPU, and the base model's answer is worth seeing first.
-      await run('base');
-      if (hasAdapter) await run('adapted');
+    setAlphaScale: (scale) => {
+      const alphaScale = Math.min(2, Math.max(0, Number.isFinite(scale) ? scale : 1));
+      if (alphaScale === get().tryIt.alphaScale) return;
+      set({ tryIt: { ...get().tryIt, alphaScale } });
+      if (alphaQueued || !canGenerate()) return;
+      alphaQueued = true;
+      void queue(async () => {
+        alphaQueued = false; // a move from here on queues the next run, which reads the latest value
+        const { adapted, alphaScale: now } = get().tryIt;
+        if (canGenerate() && (adapted.status !== 'done' || adapted.alphaScale !== now)) await run('adapted');
+      });
     },
+    generate: () =>
+      queue(async () => {
+        const hasAdapter = get().train.adapterSteps !== null;
+        if (!hasAdapter) output('adapted', emptyOutput());
+        // The base model's answer first: it is worth seeing while the adapter's is on its way.
+        await run('base');
+        if (hasAdapter) await run('adapted');
+      }),
   };
 };

@@ -22,14 +22,32 @@ export interface TrainLive {
   last: TrainProgress | null;
   /** Steps the run will take (the chart's x range). */
   steps: number;
+  /** Steps the adapter had before the points streamed in (a loaded adapter, a resumed run); the readout's count until `last`. */
+  base: number;
   version: number;
 }
 
-export const trainLive: StoreApi<TrainLive> = createStore<TrainLive>()(() => ({ train: [], validation: [], last: null, steps: 0, version: 0 }));
+export const trainLive: StoreApi<TrainLive> = createStore<TrainLive>()(() => ({ train: [], validation: [], last: null, steps: 0, base: 0, version: 0 }));
 
 /** A new run of `steps` steps: the chart starts empty. */
 export function resetTrainLive(steps: number): void {
-  trainLive.setState({ train: [], validation: [], last: null, steps, version: trainLive.getState().version + 1 });
+  trainLive.setState({ train: [], validation: [], last: null, steps, base: 0, version: trainLive.getState().version + 1 });
+}
+
+/**
+ * The chart of an adapter that already has a history (loaded from the library, or a run resuming): its
+ * points, `done` steps so far, `steps` as the x range. New steps then append (pushTrainProgress).
+ */
+export function loadTrainLive(history: readonly { step: number; loss: number; split?: 'train' | 'validation' }[], done: number, steps: number): void {
+  const train: LossPoint[] = [], validation: LossPoint[] = [];
+  for (const p of history) (p.split === 'validation' ? validation : train).push({ step: p.step, loss: p.loss });
+  trainLive.setState({ train, validation, last: null, steps: Math.max(steps, done), base: done, version: trainLive.getState().version + 1 });
+}
+
+/** A run continuing the current adapter up to step `steps`: the points stay, the x range grows. */
+export function extendTrainLive(steps: number): void {
+  const s = trainLive.getState();
+  trainLive.setState({ steps, base: s.last?.step ?? s.base, last: null, version: s.version + 1 });
 }
 
 export function pushTrainProgress(p: TrainProgress): void {

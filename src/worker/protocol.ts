@@ -1,8 +1,9 @@
 // The messages between the UI thread and the engine worker: one union of requests, one of responses
 // (as web-llm's message.ts), and one of events. Every request carries an `id`; the worker answers it with
 // exactly one response with the same `id`, either the request's own result type (see ResponseFor) or an
-// `error`. Long requests (loadModel, train, generate) also stream events carrying their request's `id`
-// before that response (see EventFor); the worker posts them as they happen and never waits for the UI.
+// `error`. Long requests (loadModel, train, resumeRun, generate) also stream events carrying their
+// request's `id` before that response (see EventFor); the worker posts them as they happen and never
+// waits for the UI.
 // This file holds types (and the list of event names) only, so the UI can import it without pulling the
 // engine into its bundle.
 //
@@ -13,10 +14,11 @@ import type { GpuInfo } from '../gpu/device';
 import type { GpuErrorCode } from '../gpu/errors';
 import type { DatasetFormat, DatasetStats, PreviewRow } from '../io/dataset';
 import type { ErrorCode } from '../io/errors';
+import type { LossPoint } from '../io/library';
 import type { LoraTarget } from '../io/peft';
 import type { ScheduleKind } from '../train/schedule';
 
-export type { GpuInfo, LoraTarget, ScheduleKind };
+export type { GpuInfo, LossPoint, LoraTarget, ScheduleKind };
 
 /** Rows of a matrix: m[i][j] is row i, column j. */
 export type Matrix = number[][];
@@ -28,9 +30,51 @@ export type ModelSourceSpec =
   /** The embedded moby-llama, served under `${baseUrl}models/moby-llama/` (baseUrl: the page's base URL). */
   | { kind: 'default'; baseUrl: string }
   /** A Hugging Face Hub repository, downloaded with progress and kept in the Cache API. */
-  | { kind: 'hub'; id: string; revision?: string; token?: string }
+  | {
+      kind: 'hub';
+      id: string;
+      revision?: string;
+      /** An access token for gated or private repositories, sent as `Authorization: Bearer`; held in memory only, never stored. */
+      token?: string;
+    }
   /** A folder the user picked or dropped: paths relative to the model's root ("config.json", "sub/x"). */
   | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
+
+/**
+ * A model source as a checkpoint remembers it, to load the same model when a run resumes: never a token,
+ * and for a folder only its name (the files must be picked again).
+ */
+export type ModelIdentity = { kind: 'default' } | { kind: 'hub'; id: string; revision?: string } | { kind: 'files'; label: string };
+
+/** Which tokenized data a run trained on: the text's fingerprint and the settings that cut it into rows. */
+export interface DataIdentity {
+  /** The file name the studio gave loadDataset ("sotu/train.jsonl" for the demo). */
+  name: string;
+  /** Characters of the text, and a 53-bit hash of it (hex). */
+  chars: number;
+  hash: string;
+  seqLen: number;
+  validationShare: number;
+  pack: boolean;
+  seed: number;
+}
+
+/**
+ * What a training checkpoint (src/io/library.ts TrainingCheckpoint.settings) records about its run, so a
+ * closed tab can resume it: the settings, the model and data, and where the run's schedule began.
+ */
+export interface RunSettings {
+  version: 1;
+  lora: LoraSettings;
+  optim: OptimSettings;
+  /**
+   * The adapter's steps when this run started (0 for a fresh adapter; more when it continued a saved one).
+   * The run's step s = adapter step − origin indexes the schedule, the data and AdamW's t.
+   */
+  origin: number;
+  model: ModelIdentity;
+  data: DataIdentity;
+}
 
 /** PEFT's LoRA settings (src/io/peft.ts AdapterConfig, in the studio's words). */
 export interface LoraSettings {
@@ -69,6 +113,8 @@ export interface ModelFacts {
   hidden: number;
   heads: number;
   kvHeads: number;
+  /** Per attention head (usually hidden / heads; some configs set head_dim). */
+  headDim: number;
   intermediate: number;
   contextLength: number;
   /** How the weights were stored (they are F32 on the GPU). */
@@ -118,8 +164,21 @@ export type EngineRequest = { id: number } & (
   | { type: 'loadDataset'; text: string; fileName: string; seqLen: number; validationShare: number; pack: boolean; seed?: number }
   /** GPU memory a run with these settings needs. Answered by `memoryEstimate`. */
   | { type: 'estimateMemory'; lora: LoraSettings; optim: OptimSettings; seqLen: number }
-  /** Train a fresh adapter on the loaded data. Streams `trainProgress`; answered by `trainStopped` when it ends. */
-  | { type: 'train'; lora: LoraSettings; optim: OptimSettings }
+  /**
+   * Train on the loaded data: a fresh adapter, or with `continue` the adapter the engine holds (loaded from
+   * the library or just trained; `lora` must match its shape) for `optim.steps` more steps with a fresh
+   * optimizer and schedule. Streams `trainProgress`; answered by `trainStopped` when it ends. While it runs,
+   * the run checkpoints itself into the library (see trainProgress.checkpointStep).
+   */
+  | { type: 'train'; lora: LoraSettings; optim: OptimSettings; continue?: boolean }
+  /**
+   * Resume the unfinished run stored in library entry `adapterId` (its TrainingCheckpoint): its weights,
+   * AdamW moments, step, schedule and loss history, on the model and data it names (load them first), up to
+   * its planned step count. Streams `trainProgress`; answered by `trainStopped`.
+   */
+  | { type: 'resumeRun'; adapterId: string }
+  /** Put library entry `adapterId` into the loaded model as its adapter, after checking it fits. Answered by `adapterLoaded`. */
+  | { type: 'loadAdapter'; adapterId: string }
   /** Pause, resume or stop the running training. Answered by `trainState`. */
   | { type: 'pause' }
   | { type: 'resume' }
@@ -129,7 +188,11 @@ export type EngineRequest = { id: number } & (
    * temperature 0: greedy; topK 0: no cut. Streams `token`; answered by `generated`.
    */
   | { type: 'generate'; prompt: string; maxTokens: number; temperature: number; topK: number; withAdapter: boolean; alphaScale?: number; seed?: number }
-  /** Store the current adapter, its steps and loss history in the adapter library. Answered by `adapterSaved`. */
+  /**
+   * Store the current adapter, its steps and loss history in the adapter library under `name`: into the
+   * entry its run already writes to (renaming it), else a new one; an unfinished run keeps its checkpoint.
+   * Answered by `adapterSaved`.
+   */
   | { type: 'saveAdapter'; name: string }
 );
 
@@ -178,6 +241,22 @@ export type EngineResponse = { id: number } & (
       lastLoss: number | null;
       /** What happened and what was kept, for the user. */
       message: string;
+      /** The library entry the run wrote to (null if it wrote none), and whether it holds a checkpoint to resume. */
+      adapterId: string | null;
+      resumable: boolean;
+    }
+  | {
+      type: 'adapterLoaded';
+      adapterId: string;
+      name: string;
+      baseModel: string;
+      lora: LoraSettings;
+      steps: number;
+      lossHistory: LossPoint[];
+      /** The entry's unfinished run, if it has one (Resume continues it). */
+      checkpoint: { step: number; totalSteps: number | null } | null;
+      /** Said when the adapter fits but names another base model. */
+      note: string | null;
     }
   | { type: 'trainState'; state: 'idle' | 'running' | 'paused' | 'stopping' }
   | { type: 'generated'; text: string; tokens: number; seconds: number }
@@ -193,6 +272,8 @@ export interface ResponseTypeFor {
   loadDataset: 'datasetLoaded';
   estimateMemory: 'memoryEstimate';
   train: 'trainStopped';
+  resumeRun: 'trainStopped';
+  loadAdapter: 'adapterLoaded';
   pause: 'trainState';
   resume: 'trainState';
   stop: 'trainState';
@@ -224,6 +305,10 @@ export type EngineEvent = { id: number } & (
       etaSec: number;
       /** Seconds spent training, pauses excluded. */
       elapsedSec: number;
+      /** Set on the step whose checkpoint (weights, AdamW moments, step, history) has just reached the library. */
+      checkpointStep?: number;
+      /** Set when a checkpoint could not be written (e.g. storage full): training goes on, the previous one is kept. */
+      checkpointError?: string;
     }
   /** The continuation so far (decoded whole, so multi-byte characters come out right). */
   | { type: 'token'; tokenId: number; text: string }
@@ -238,6 +323,7 @@ export const EVENT_TYPES: ReadonlySet<string> = new Set<EngineEventType>(['progr
 export interface EventTypeFor {
   loadModel: 'progress';
   train: 'trainProgress';
+  resumeRun: 'trainProgress';
   generate: 'token';
 }
 

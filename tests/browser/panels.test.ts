@@ -172,9 +172,12 @@ async function tabRound(page: Page): Promise<TabStop[]> {
   throw new Error(`Tab did not come back to the skip link in 400 presses; last stops: ${JSON.stringify(stops.slice(-5))}`);
 }
 
-/** A PEFT adapter (q and v, r = 4) shaped for the built-in moby-llama (4 layers, hidden 128, 2 kv heads of 32). */
-function mobyAdapter(): { configJson: string; weights: Uint8Array } {
-  const out = { q_proj: 128, v_proj: 64 } as const;
+/**
+ * A PEFT adapter (q and v, r = 4) shaped for the built-in moby-llama (4 layers, hidden 128, 2 kv heads of 32),
+ * or misnamed / misshaped (`vOut` ≠ 64) to be refused.
+ */
+function mobyAdapter(baseModel = 'moby-llama', vOut = 64): { configJson: string; weights: Uint8Array } {
+  const out = { q_proj: 128, v_proj: vOut } as const;
   const weights = new Map<string, Float32Array>();
   for (let layer = 0; layer < 4; layer++) {
     for (const t of ['q_proj', 'v_proj'] as const) {
@@ -182,7 +185,7 @@ function mobyAdapter(): { configJson: string; weights: Uint8Array } {
       weights.set(loraKey(layer, t, 'B'), Float32Array.from({ length: out[t] * 4 }, (_, i) => Math.cos(layer + i) / 10));
     }
   }
-  return writeAdapter({ r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, baseModel: 'moby-llama' }, weights);
+  return writeAdapter({ r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, baseModel }, weights);
 }
 
 /** Screenshots in both schemes, then the layout and contrast checks for each; returns the failures. */
@@ -210,6 +213,24 @@ describe('studio panels at 1280×720', () => {
     await page.getByTestId('data-preview').waitFor();
     await page.getByTestId('memory-estimate').waitFor();
     await page.getByTestId('teach-playground-y').waitFor({ state: 'attached' });
+    // With a model loaded, an adapter for another base model, or one whose shapes do not fit, is refused at
+    // import with the reason, and nothing is written.
+    const refusals: [ReturnType<typeof mobyAdapter>, string][] = [
+      [mobyAdapter('HuggingFaceTB/SmolLM2-135M'), 'adapter_config.json: this adapter was trained on “HuggingFaceTB/SmolLM2-135M”, but the loaded model is “moby-llama”.'],
+      [mobyAdapter('moby-llama', 96), "lora_B.weight has shape [96, 4] but this model's v_proj needs [64, 4] (r = 4): the adapter was trained for another model."],
+    ];
+    for (const [bad, reason] of refusals) {
+      await page.getByLabel('Import a PEFT adapter').setInputFiles([
+        { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(bad.configJson) },
+        { name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from(bad.weights) },
+      ]);
+      const alert = page.getByRole('alert').filter({ hasText: reason });
+      await alert.waitFor();
+      console.log(`import refused: ${await alert.textContent()}`);
+      await page.getByRole('button', { name: 'Dismiss' }).click();
+      expect(await page.getByTestId('library-row').count()).toBe(0);
+    }
+
     const adapter = mobyAdapter();
     await page.getByLabel('Import a PEFT adapter').setInputFiles([
       { name: 'adapter_config.json', mimeType: 'application/json', buffer: Buffer.from(adapter.configJson) },

@@ -6,14 +6,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError } from '../../src/io/errors.ts';
 import {
   AdapterLibrary,
-  sameBaseModel,
   type AdapterInput,
   type ImportExpectation,
   type KeyValueStore,
   type StorageEstimateLike,
   type TrainingCheckpoint,
 } from '../../src/io/library.ts';
-import { adapterConfigToJson, loraKey, readAdapter, writeAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
+import { adapterConfigToJson, loraKey, readAdapter, sameBaseModel, writeAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { readZip, writeZip } from '../../src/io/zip.ts';
 
@@ -134,6 +133,7 @@ describe('save, list, get', () => {
         lastLoss: 2.25, // the validation point after it does not count
         bytes: saved.weights.byteLength,
         hasCheckpoint: false,
+        plannedSteps: null,
         createdAt: saved.createdAt,
         updatedAt: saved.updatedAt,
       },
@@ -238,7 +238,11 @@ describe('checkpoints', () => {
     expect(parseSafetensors(got.checkpoint!.optimizer).readF32(`${loraKey(0, 'q_proj', 'A')}.m`)).toEqual(new Float32Array([0.5, -0.25]));
 
     const [summary] = await library.list();
-    expect(summary).toMatchObject({ hasCheckpoint: true, steps: 50, lastLoss: 1.75, bytes: weights.byteLength + ckpt.optimizer.byteLength });
+    expect(summary).toMatchObject({ hasCheckpoint: true, steps: 50, lastLoss: 1.75, bytes: weights.byteLength + ckpt.optimizer.byteLength, plannedSteps: null });
+    // A checkpoint that says where its run is going shows it in the list.
+    await library.saveCheckpoint(saved.id, { ...ckpt, totalSteps: 200 });
+    expect((await library.get(saved.id)).checkpoint!.totalSteps).toBe(200);
+    expect((await library.list())[0]).toMatchObject({ hasCheckpoint: true, plannedSteps: 200 });
     expect(recordKeys(store)).toHaveLength(1);
 
     // Finished: drop the checkpoint, keep the weights.
@@ -246,7 +250,7 @@ describe('checkpoints', () => {
     const done = await library.get(saved.id);
     expect(done.checkpoint).toBeUndefined();
     expect(same(done.weights, weights)).toBe(true);
-    expect((await library.list())[0].hasCheckpoint).toBe(false);
+    expect((await library.list())[0]).toMatchObject({ hasCheckpoint: false, plannedSteps: null });
   });
 
   it('refuses checkpoint weights that do not fit the adapter’s config', async () => {

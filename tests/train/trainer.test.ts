@@ -1,6 +1,7 @@
 // The trainer's run controls: gradient accumulation over K micro-batches gives the same update as one batch
 // K times bigger (SGD, rows of equal token counts), the per-step learning rate reaches the optimizer (lr 0
-// changes nothing), and after a non-finite loss restoreLastGood() puts back the adapter of two steps before.
+// changes nothing), after a non-finite loss restoreLastGood() puts back the adapter of two steps before, and
+// a run saved after step k (adapter, AdamW moments) and restored into a fresh trainer goes on bit for bit.
 
 import { describe, expect, it } from 'vitest';
 import { testGpu, relMaxDiff } from '../gpu/test-gpu';
@@ -80,5 +81,50 @@ describe('Trainer run controls', () => {
     expect(t.restoreLastGood()).toBe(2);
     // Step 4 saw a non-finite loss from the parameters after step 3; step 3's loss (from those after step 2) was finite.
     for (const [k, v] of await m.readAdapter()) expect(relMaxDiff(v, afterTwo.get(k)!), k).toBe(0);
+  });
+
+  it('continues a run bit for bit from its adapter and AdamW moments (restoreState), dropout included', async () => {
+    const { rows } = await setup();
+    const gpu = await testGpu();
+    const { config, weights } = await loadModelDir(writeTinyModel(3));
+    // Dropout and K = 2 micro-batches: the restored dropout counter must be steps × K for the masks to match.
+    const cfg: AdapterConfig = { ...ADAPTER, loraDropout: 0.1 };
+    const opt: OptimizerSettings = { ...DEFAULT_OPTIMIZER, lr: 1e-2, maxGradNorm: 1 };
+    const start = initLora(config, cfg, 3);
+    const batches = (s: number) => [{ ids: rows[(2 * s) % 4] }, { ids: rows[(2 * s + 1) % 4] }];
+
+    const whole = new LlamaModel(gpu, config, weights);
+    whole.setAdapter(cfg, start);
+    const a = new Trainer(whole, 1, T, opt, 5, { gradAccum: 2, keepLastGood: true });
+    const losses: number[] = [];
+    let saved: { params: Map<string, Float32Array>; moments: Awaited<ReturnType<Trainer['readMoments']>> } | null = null;
+    for (let s = 0; s < 4; s++) {
+      losses.push(await a.stepBatches(batches(s)));
+      if (s === 1) saved = { params: await whole.readAdapter(), moments: await a.readMoments() };
+    }
+    expect(saved!.moments.size).toBe(whole.lora.length);
+
+    const resumed = new LlamaModel(gpu, config, weights);
+    resumed.setAdapter(cfg, saved!.params);
+    const b = new Trainer(resumed, 1, T, opt, 5, { gradAccum: 2, keepLastGood: true });
+    b.restoreState(2, saved!.moments);
+    expect(b.steps).toBe(2);
+    const after = [await b.stepBatches(batches(2)), await b.stepBatches(batches(3))];
+    expect(after).toEqual(losses.slice(2)); // tolerance 0: the same kernels on the same inputs
+    const final = await resumed.readAdapter();
+    for (const [k, v] of await whole.readAdapter()) expect(relMaxDiff(final.get(k)!, v), k).toBe(0);
+    const same = async (m: LlamaModel, want: Map<string, Float32Array>) => {
+      for (const [k, v] of await m.readAdapter()) expect(relMaxDiff(v, want.get(k)!), k).toBe(0);
+    };
+    // Two steps after the restore, the last good adapter is the one from before the first of them.
+    expect(b.restoreLastGood()).toBe(2);
+    await same(resumed, saved!.params);
+    // One step after a restore, nothing older than the restored adapter exists: that is what comes back.
+    const c = new Trainer(resumed, 1, T, opt, 5, { gradAccum: 2, keepLastGood: true });
+    c.restoreState(2, saved!.moments);
+    await c.stepBatches(batches(2));
+    expect(c.restoreLastGood()).toBe(2);
+    await same(resumed, saved!.params);
+    expect(() => c.restoreState(1, new Map())).toThrow(/optimizer state of .* is missing/);
   });
 });
