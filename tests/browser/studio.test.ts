@@ -2,7 +2,7 @@
 // Vite's preview server and driven in headless Chromium on SwiftShader. The default model loads and shows its
 // facts, the demo data shows its preview, a tiny run (batch 1, 32 tokens) moves the step counter and the
 // chart, stops on request, Try it continues a prompt with and without the adapter, the adapter is saved and
-// listed in the library, and it is still there after a reload. Screenshots of each panel (light and dark)
+// listed in the library, it is still there after a reload, and its download reads as PEFT's two files. Screenshots of each panel (light and dark)
 // go to test-results/screenshots/studio-*.png.
 //
 // SwiftShader runs every dispatch on the CPU, so the run is tiny and the waits are long.
@@ -11,6 +11,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+import { loraKey } from '../../src/io/peft';
+import { parseSafetensors } from '../../src/io/safetensors';
+import { readZip } from '../../src/io/zip';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
 import { ROOT, shoot, studioInBrowser } from './harness';
 
@@ -19,7 +22,7 @@ const STEP_MS = 180_000;
 const studio = studioInBrowser({ outDir: '.cache/dist-studio-test' });
 
 async function openStudio(): Promise<Page> {
-  const page = await studio.launch({ timeout: STEP_MS });
+  const page = await studio.launch({ timeout: STEP_MS, acceptDownloads: true });
   await page.goto(studio.url);
   return page;
 }
@@ -108,5 +111,28 @@ describe('studio main flow in Chromium', () => {
     await page.getByTestId('library-row').filter({ hasText: 'Presidential whaler' }).waitFor();
     await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
     await shoot(page, 'studio-viewport');
+
+    // Download it and read the zip as PEFT would: its key names, shapes, and a config with r and lora_alpha.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download Presidential whaler as .zip' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('Presidential whaler.zip');
+    const files = readZip(readFileSync((await download.path())!), 'Presidential whaler.zip');
+    expect([...files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    const peft = JSON.parse(new TextDecoder().decode(files.get('adapter_config.json')));
+    expect(peft).toMatchObject({
+      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], base_model_name_or_path: 'moby-llama',
+    });
+    const tensors = parseSafetensors(files.get('adapter_model.safetensors')!, 'adapter_model.safetensors').tensors;
+    const want: Record<string, number[]> = {};
+    for (let l = 0; l < config.layers; l++) {
+      want[loraKey(l, 'q_proj', 'A')] = [8, config.hidden];
+      want[loraKey(l, 'q_proj', 'B')] = [config.heads * config.headDim, 8];
+      want[loraKey(l, 'v_proj', 'A')] = [8, config.hidden];
+      want[loraKey(l, 'v_proj', 'B')] = [config.kvHeads * config.headDim, 8];
+    }
+    expect(Object.fromEntries([...tensors].map(([k, t]) => [k, t.shape]))).toEqual(want);
+    expect([...tensors.values()].every((t) => t.dtype === 'F32')).toBe(true);
   }, 900_000);
 });
