@@ -11,8 +11,8 @@ const USAGE = `usage: npm run cli -- <command> [args]
 
 commands:
   lora-linear FILE.json   y = Wx + (α/r)·B(Ax) on the GPU; FILE holds {"W", "A", "B", "x", "alpha"[, "bias"]}
-  eval  --model DIR|HUB_ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack]
-        prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row
+  eval  --model DIR|HUB_ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack] [--limit N]
+        prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row (the first N rows with --limit)
         (FILE: JSONL {"input_ids"}, {"text"}, {"prompt","completion"}, {"messages"} rows, or plain text)
   train --model DIR|HUB_ID --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
         [--alpha 16] [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]

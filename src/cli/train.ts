@@ -1,8 +1,8 @@
 // `eval` and `train` over a Hugging Face model (a folder, or a Hub id where the network allows) and a dataset,
 // on the same engine as the studio.
 //
-//   eval  --model DIR|ID [--adapter DIR] --data FILE [--batch-size N] [--seq-len N] [--pack]
-//         → {"loss": mean token cross-entropy over every row, "tokens": predicted tokens}
+//   eval  --model DIR|ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack] [--limit N]
+//         → {"loss": mean token cross-entropy over every row (the first N with --limit), "tokens": predicted tokens}
 //   train --model DIR|ID --data FILE [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
 //         [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
 //         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] --out DIR
@@ -86,11 +86,16 @@ async function loadRows(f: Flags, model: LoadedModel, seed: number): Promise<{ r
 const progressLog = (line: string) => process.stderr.write(`${line}\n`);
 
 export async function evalCommand(args: string[]): Promise<string> {
-  const f = parseFlags(args, ['model', 'adapter', 'alpha', 'data', 'batch-size', 'seq-len', 'pack']);
+  const f = parseFlags(args, ['model', 'adapter', 'alpha', 'data', 'batch-size', 'seq-len', 'pack', 'limit']);
+  // Flags are checked before the model loads, so a typo costs no loading time.
+  const batchSize = num(f, 'batch-size', 8, posInt, 'a positive integer');
+  const limit = num(f, 'limit', Infinity, posInt, 'a positive integer (the number of rows to evaluate)');
   const loaded = await loadModelArg(str(f, 'model', true)!, progressLog);
   const { config, weights } = loaded;
-  const { rows, T } = await loadRows(f, loaded, 0);
-  const batchSize = num(f, 'batch-size', 8, posInt, 'a positive integer');
+  // --limit keeps the first N rows of T tokens, after tokenizing (and packing): a cheap, fixed held-out slice.
+  // A file with fewer rows is evaluated whole; "tokens" in the output says how much was read.
+  const all = await loadRows(f, loaded, 0);
+  const rows = all.rows.slice(0, limit), T = all.T;
   const gpu = await createNodeGpu();
   const model = new LlamaModel(gpu, config, weights);
   const adapterDir = str(f, 'adapter');

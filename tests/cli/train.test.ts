@@ -1,6 +1,6 @@
 // `npm run cli -- train` and `eval` end to end on a tiny model written to disk: 200 steps on a repeated
 // sequence must cut the loss at least 5×, the PEFT files it writes must reload through --adapter with
-// the same loss, and bad arguments are refused by name.
+// the same loss, eval --limit reads only the first rows, and bad arguments are refused by name.
 
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -122,6 +122,32 @@ describe('cli train / eval', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bad\.jsonl:2: token id 99 is not an integer in \[0, 32\)/);
   });
+
+  it('eval --limit N evaluates the first N rows only', async () => {
+    const SEQ2 = [7, 3, 29, 12, 1, 18, 25, 4, 9, 31, 2, 16, 20, 5, 13, 10];
+    const two = join(work, 'two.jsonl');
+    writeFileSync(two, `${JSON.stringify({ input_ids: SEQ })}\n${JSON.stringify({ input_ids: SEQ2 })}\n`);
+    const [first, both, limited, beyond] = await Promise.all([
+      cli(['eval', '--model', model, '--data', data]),
+      cli(['eval', '--model', model, '--data', two]),
+      cli(['eval', '--model', model, '--data', two, '--limit', '1']),
+      cli(['eval', '--model', model, '--data', two, '--limit', '5']),
+    ]);
+    for (const r of [first, both, limited, beyond]) expect(r.code, r.stderr).toBe(0);
+    // Row 1 of two.jsonl is SEQ, the only row of repeat.jsonl: the same batch of one through the same kernels.
+    expect(JSON.parse(limited.stdout)).toEqual(JSON.parse(first.stdout));
+    expect(JSON.parse(both.stdout).tokens).toBe(2 * (SEQ.length - 1));
+    // A limit past the end evaluates the whole file.
+    expect(JSON.parse(beyond.stdout)).toEqual(JSON.parse(both.stdout));
+  });
+
+  for (const [value, message] of [['0', /--limit must be a positive integer \(the number of rows to evaluate\) \(got 0\)/], ['1.5', /--limit must be a positive integer .* \(got 1\.5\)/]] as const) {
+    it(`eval refuses --limit ${value}`, async () => {
+      const r = await cli(['eval', '--model', model, '--data', data, '--limit', value]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message);
+    });
+  }
 
   it('eval refuses a model folder whose config names an unsupported architecture', async () => {
     const dir = writeTinyModel(2);
