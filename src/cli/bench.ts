@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--quick]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -13,8 +13,10 @@
 //                        the model's own P·Qᵀ shapes (matmul_shapes: [M, N, K])
 // --quick: a 2-layer, hidden-64 model, batch 2 × 32, 3 steps, matmul 256³: runs on SwiftShader in CI so the
 // bench keeps working; its timings mean nothing.
+// --gemm: the GEMM kernel the model's step runs (src/autograd/matmul.ts): fast (the default, as in the studio)
+// or v1, so one machine can time the step on both (the field `gemm` says which).
 //
-// This file measures; it does not change the engine. The model uses version 1 until a GPU run decides.
+// This file measures; it does not change the engine.
 
 import benchConfig from '../../bench/models.json';
 import { createNodeGpu } from '../gpu/node';
@@ -27,6 +29,7 @@ import { initLora, mulberry32 } from '../model/lora';
 import type { Weights } from '../model/weights';
 import { gemm, type GemmSpec } from '../autograd/lora_linear';
 import { gemmFast } from '../autograd/matmul_fast';
+import { setGemmKernel, type GemmKernel } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
@@ -34,6 +37,8 @@ export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 
 export interface BenchResult {
   model: string;
   device: string;
+  /** The GEMM kernel the step ran. */
+  gemm: GemmKernel;
   batch: number;
   seq: number;
   steps: number;
@@ -57,12 +62,13 @@ interface BenchOptions {
   steps: number;
   warmup: number;
   matmulSize: number;
+  gemm: GemmKernel;
   quick: boolean;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'quick'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick'];
 
 export async function benchCommand(args: string[], print: (line: string) => void): Promise<string> {
   const flags = new Map<string, string | true>();
@@ -85,7 +91,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   };
   const opts: BenchOptions = {
     batch: int('batch', base.batch, 1), seq: int('seq', base.seq, 2), steps: int('steps', base.steps, 1),
-    warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), quick,
+    warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -96,6 +102,11 @@ export async function benchCommand(args: string[], print: (line: string) => void
   }
   for (const name of names) print(JSON.stringify(await benchModel(name, opts)));
   return '';
+}
+
+function gemmFlag(raw: string | true | undefined): GemmKernel {
+  if (raw === undefined || raw === 'fast' || raw === 'v1') return raw ?? 'fast';
+  throw new LoraStudioError('bad-input', `bench: --gemm must be fast or v1 (got ${raw})`);
 }
 
 // ---- one model -----------------------------------------------------------------------------------------
@@ -151,6 +162,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
     useRslora: false, baseModel: `random ${name}`,
   };
   const gpu = await createNodeGpu();
+  setGemmKernel(gpu, o.gemm);
   try {
     const model = new LlamaModel(gpu, config, weights);
     weights.clear();
@@ -199,7 +211,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
 
     const med = median(times);
     return {
-      model: name, device: gpu.info.name, batch: B, seq: T, steps: o.steps,
+      model: name, device: gpu.info.name, gemm: o.gemm, batch: B, seq: T, steps: o.steps,
       ms_per_step_median: round(med), ms_per_step_p90: round(quantile(times, 0.9)), tokens_per_s: round((B * T) / (med / 1000)),
       peak_gpu_bytes: peak, weights_bytes: weightsBytes, first_step_ms: round(firstStepMs),
       loss_first: lossFirst, loss_last: lossLast, timing, matmul, matmul_fast: matmulFast, matmul_shapes: shapes,

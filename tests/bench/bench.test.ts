@@ -25,7 +25,7 @@ describe('bench', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const j = JSON.parse(lines[0]);
-    expect(j).toMatchObject({ model: 'quick', batch: 2, seq: 32, steps: 3 });
+    expect(j).toMatchObject({ model: 'quick', gemm: 'fast', batch: 2, seq: 32, steps: 3 });
     expect(typeof j.device).toBe('string');
     for (const k of ['ms_per_step_median', 'ms_per_step_p90', 'tokens_per_s', 'peak_gpu_bytes', 'weights_bytes', 'first_step_ms']) {
       expect(j[k], k).toBeGreaterThan(0);
@@ -53,6 +53,9 @@ describe('bench', () => {
     const f = await cli(['bench', '--quick', '--batchsize', '3']);
     expect(f.code).toBe(1);
     expect(f.stderr).toMatch(/unknown argument "--batchsize"/);
+    const g = await cli(['bench', '--quick', '--gemm', 'cublas']);
+    expect(g.code).toBe(1);
+    expect(g.stderr).toMatch(/--gemm must be fast or v1 \(got cublas\)/);
   });
 
   it('benchmarks the shapes the issue names', () => {
