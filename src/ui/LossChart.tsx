@@ -1,9 +1,14 @@
-// A small canvas line chart of the training and validation loss, drawn imperatively: it subscribes to
-// trainLive (not the React store) and redraws on the next animation frame, so a training step costs one
-// canvas paint and no React render. Colours come from styles.css's variables, so it follows light and dark.
-// The point counts are mirrored in data-* attributes for tests; the accessible name states the latest values.
+// The training and validation loss as a uPlot line chart, driven imperatively: it subscribes to trainLive (not
+// the React store) and hands the points to the one uPlot instance (setData) on the next animation frame, so a
+// training step costs one canvas paint and no React render. The instance is made once per mount and remade
+// only when the log scale toggles or the colour scheme changes (its colours are read from styles.css's
+// variables then); a ResizeObserver keeps it the container's size. The point counts are mirrored in data-*
+// attributes for tests; the wrapper is one image whose accessible name states the latest values. uPlot's
+// legend and cursor are off: TrainPanel draws the legend, and the chart adds no controls of its own.
 
 import { useEffect, useRef } from 'react';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
 import { trainLive, type LossPoint, type TrainLive } from './trainLive';
 
 interface Props {
@@ -13,124 +18,129 @@ interface Props {
 }
 
 export function LossChart({ logScale, label }: Props) {
-  const canvas = useRef<HTMLCanvasElement>(null);
+  const box = useRef<HTMLDivElement>(null);
+  const host = useRef<HTMLDivElement>(null);
+  const empty = useRef<HTMLParagraphElement>(null);
+  // The label lives in a ref so a new one re-labels the chart without remaking it.
+  const labelRef = useRef(label);
+  const redraw = useRef<() => void>(() => {});
 
   useEffect(() => {
-    const el = canvas.current;
-    if (!el) return;
+    labelRef.current = label;
+    redraw.current();
+  }, [label]);
+
+  useEffect(() => {
+    const el = box.current, plotEl = host.current, emptyEl = empty.current;
+    if (!el || !plotEl || !emptyEl) return;
+    let plot: uPlot | null = null;
+    const build = () => {
+      plot?.destroy();
+      plot = new uPlot(options(el, logScale), toData(trainLive.getState(), logScale), plotEl);
+    };
     let frame = 0;
     const schedule = () => {
-      if (frame === 0) frame = requestAnimationFrame(() => { frame = 0; draw(el, trainLive.getState(), logScale, label); });
+      if (frame === 0) frame = requestAnimationFrame(() => {
+        frame = 0;
+        const s = trainLive.getState();
+        describe(el, emptyEl, s, labelRef.current);
+        plot?.setData(toData(s, logScale));
+      });
     };
+    // A new scheme means new colours, which uPlot only takes at construction.
+    const rebuild = () => { build(); schedule(); };
+    build();
+    redraw.current = schedule;
     const unsubscribe = trainLive.subscribe(schedule);
-    const resize = new ResizeObserver(schedule);
+    const resize = new ResizeObserver(() => {
+      if (plot && (plot.width !== el.clientWidth || plot.height !== el.clientHeight)) plot.setSize({ width: el.clientWidth, height: el.clientHeight });
+    });
     resize.observe(el);
-    // Light/dark switches change the colours.
     const scheme = matchMedia('(prefers-color-scheme: dark)');
-    scheme.addEventListener('change', schedule);
+    scheme.addEventListener('change', rebuild);
     schedule();
     return () => {
       unsubscribe();
       resize.disconnect();
-      scheme.removeEventListener('change', schedule);
+      scheme.removeEventListener('change', rebuild);
       cancelAnimationFrame(frame);
+      redraw.current = () => {};
+      plot?.destroy();
     };
-  }, [logScale, label]);
+  }, [logScale]);
 
-  return <canvas ref={canvas} className="loss-chart" role="img" aria-label={label} data-testid="loss-chart" data-train-points={0} data-validation-points={0} />;
+  return (
+    <div ref={box} className="loss-chart" role="img" aria-label={label} data-testid="loss-chart" data-train-points={0} data-validation-points={0}>
+      <div ref={host} />
+      <p ref={empty} className="loss-chart-empty">The loss appears here once training starts.</p>
+    </div>
+  );
 }
 
-const PAD = { left: 52, right: 12, top: 10, bottom: 26 };
-
-function draw(el: HTMLCanvasElement, s: TrainLive, logScale: boolean, label: string): void {
-  el.dataset.trainPoints = String(s.train.length);
-  el.dataset.validationPoints = String(s.validation.length);
-  const last = s.last;
-  el.setAttribute(
-    'aria-label',
-    last ? `${label}: step ${last.step} of ${last.steps}, training loss ${last.loss.toFixed(3)}` + (lastOf(s.validation) ? `, validation loss ${lastOf(s.validation)!.loss.toFixed(3)}` : '') : `${label}: no steps yet`,
-  );
-
-  const dpr = window.devicePixelRatio || 1;
-  const w = el.clientWidth, h = el.clientHeight;
-  if (w === 0 || h === 0) return;
-  if (el.width !== Math.round(w * dpr) || el.height !== Math.round(h * dpr)) {
-    el.width = Math.round(w * dpr);
-    el.height = Math.round(h * dpr);
-  }
-  const ctx = el.getContext('2d');
-  if (!ctx) return;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
+/** Chart options for the wrapper's current size and colours; `logScale` makes the y axis log10. */
+function options(el: HTMLElement, logScale: boolean): uPlot.Options {
   const css = getComputedStyle(el);
   const color = (name: string) => css.getPropertyValue(name).trim() || '#888';
-  ctx.font = `11px ${css.getPropertyValue('--sans') || 'sans-serif'}`;
-
-  const all = [...s.train, ...s.validation].filter((p) => p.loss > 0 || !logScale);
-  const plotW = w - PAD.left - PAD.right, plotH = h - PAD.top - PAD.bottom;
-  // Axes first, so an empty chart still reads as a chart.
-  ctx.strokeStyle = color('--border');
-  ctx.lineWidth = 1;
-  ctx.strokeRect(PAD.left + 0.5, PAD.top + 0.5, plotW, plotH);
-  if (all.length === 0) {
-    ctx.fillStyle = color('--muted');
-    ctx.textAlign = 'center';
-    ctx.fillText('The loss appears here once training starts.', PAD.left + plotW / 2, PAD.top + plotH / 2);
-    return;
-  }
-
-  const f = (v: number) => (logScale ? Math.log10(v) : v);
-  let lo = Math.min(...all.map((p) => f(p.loss))), hi = Math.max(...all.map((p) => f(p.loss)));
-  if (hi - lo < 1e-6) { lo -= 0.5; hi += 0.5; }
-  const margin = (hi - lo) * 0.05;
-  lo -= margin; hi += margin;
-  const xMax = Math.max(2, s.steps, ...all.map((p) => p.step));
-  const x = (step: number) => PAD.left + ((step - 1) / (xMax - 1)) * plotW;
-  const y = (loss: number) => PAD.top + (1 - (f(loss) - lo) / (hi - lo)) * plotH;
-
-  // Grid and labels: four loss ticks, the first and last step.
-  ctx.fillStyle = color('--muted');
-  ctx.textAlign = 'right';
-  ctx.textBaseline = 'middle';
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
-    const py = PAD.top + (1 - i / 4) * plotH;
-    ctx.strokeStyle = color('--surface-2');
-    ctx.beginPath();
-    ctx.moveTo(PAD.left + 1, Math.round(py) + 0.5);
-    ctx.lineTo(PAD.left + plotW, Math.round(py) + 0.5);
-    ctx.stroke();
-    ctx.fillText((logScale ? 10 ** v : v).toPrecision(3), PAD.left - 6, py);
-  }
-  ctx.textBaseline = 'top';
-  ctx.textAlign = 'left';
-  ctx.fillText('step 1', PAD.left, PAD.top + plotH + 6);
-  ctx.textAlign = 'right';
-  ctx.fillText(`step ${xMax}`, PAD.left + plotW, PAD.top + plotH + 6);
-
-  line(ctx, s.train.filter((p) => p.loss > 0 || !logScale), x, y, color('--accent'), 2);
-  line(ctx, s.validation.filter((p) => p.loss > 0 || !logScale), x, y, color('--ok'), 2, true);
+  const font = `11px ${css.getPropertyValue('--sans').trim() || 'sans-serif'}`;
+  const axis = (values?: uPlot.Axis['values']): uPlot.Axis => ({
+    stroke: color('--muted'),
+    font,
+    grid: { stroke: color('--surface-2'), width: 1 },
+    ticks: { stroke: color('--border'), width: 1, size: 4 },
+    border: { show: true, stroke: color('--border'), width: 1 },
+    values,
+  });
+  return {
+    width: el.clientWidth,
+    height: el.clientHeight,
+    legend: { show: false },
+    cursor: { show: false, drag: { x: false, y: false, setScale: false } },
+    scales: {
+      // The x range is the whole run (step 1 to the last step planned), so the line grows across it.
+      x: { time: false, range: (_u, _min, max) => [1, Math.max(2, trainLive.getState().steps, max ?? 0)] },
+      // distr 3 is log10; uPlot then spans whole decades.
+      y: logScale ? { distr: 3, log: 10 } : {},
+    },
+    // Whole steps only on x: uPlot's default increments would also offer 0.5 on a short run.
+    axes: [{ ...axis(), incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000, 100000] }, { ...axis((_u, splits) => splits.map((v) => (v == null ? '' : Number(v.toPrecision(3)).toString()))), size: 48 }],
+    series: [
+      {},
+      { label: 'training loss', stroke: color('--accent'), width: 2, points: { fill: color('--surface') } },
+      // Validation is measured every few steps: the nulls between its points are spanned, and every point is dotted.
+      { label: 'validation loss', stroke: color('--ok'), width: 2, spanGaps: true, points: { show: true, size: 6, fill: color('--ok'), stroke: color('--ok') } },
+    ],
+  };
 }
 
-function lastOf(points: LossPoint[]): LossPoint | undefined {
-  return points[points.length - 1];
+/**
+ * The points as uPlot's aligned columns: x is every step either series has (ascending, as trainLive appends
+ * them), each series null where it has no point. On a log scale a loss ≤ 0 has no place, so it is null too.
+ */
+function toData(s: TrainLive, logScale: boolean): uPlot.AlignedData {
+  const xs: number[] = [], train: (number | null)[] = [], val: (number | null)[] = [];
+  const y = (p: LossPoint | undefined) => (p === undefined || (logScale && !(p.loss > 0)) ? null : p.loss);
+  let i = 0, j = 0;
+  while (i < s.train.length || j < s.validation.length) {
+    const a = s.train[i], b = s.validation[j];
+    const step = Math.min(a?.step ?? Infinity, b?.step ?? Infinity);
+    const t = a?.step === step ? a : undefined, v = b?.step === step ? b : undefined;
+    if (t) i++;
+    if (v) j++;
+    xs.push(step);
+    train.push(y(t));
+    val.push(y(v));
+  }
+  return [xs, train, val];
 }
 
-function line(ctx: CanvasRenderingContext2D, points: LossPoint[], x: (s: number) => number, y: (l: number) => number, stroke: string, width: number, dots = false): void {
-  if (points.length === 0) return;
-  ctx.strokeStyle = stroke;
-  ctx.fillStyle = stroke;
-  ctx.lineWidth = width;
-  ctx.lineJoin = 'round';
-  ctx.beginPath();
-  points.forEach((p, i) => (i === 0 ? ctx.moveTo(x(p.step), y(p.loss)) : ctx.lineTo(x(p.step), y(p.loss))));
-  ctx.stroke();
-  // A lone point (or the validation series, measured every few steps) needs dots to be seen.
-  if (dots || points.length === 1) {
-    for (const p of points) {
-      ctx.beginPath();
-      ctx.arc(x(p.step), y(p.loss), 3, 0, 2 * Math.PI);
-      ctx.fill();
-    }
-  }
+/** The data-* counts, the accessible name and the empty-state text, for the state drawn. */
+function describe(el: HTMLElement, emptyEl: HTMLElement, s: TrainLive, label: string): void {
+  el.dataset.trainPoints = String(s.train.length);
+  el.dataset.validationPoints = String(s.validation.length);
+  emptyEl.hidden = s.train.length + s.validation.length > 0;
+  const last = s.last, val = s.validation[s.validation.length - 1];
+  el.setAttribute(
+    'aria-label',
+    last ? `${label}: step ${last.step} of ${last.steps}, training loss ${last.loss.toFixed(3)}` + (val ? `, validation loss ${val.loss.toFixed(3)}` : '') : `${label}: no steps yet`,
+  );
 }
