@@ -70,7 +70,7 @@ export function LossChart({ logScale, label }: Props) {
   }, [logScale]);
 
   return (
-    <div ref={box} className="loss-chart" role="img" aria-label={label} data-testid="loss-chart" data-train-points={0} data-validation-points={0}>
+    <div ref={box} className="loss-chart" role="img" aria-label={label} data-testid="loss-chart" data-scale={logScale ? 'log' : 'linear'} data-train-points={0} data-validation-points={0}>
       <div ref={host} />
       <p ref={empty} className="loss-chart-empty">The loss appears here once training starts.</p>
     </div>

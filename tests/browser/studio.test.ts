@@ -81,6 +81,15 @@ describe('studio main flow in Chromium', () => {
     const trained = await step(page);
     expect(trained).toBeGreaterThanOrEqual(2);
     expect(await points(page)).toBe(trained);
+    // The chart redraws on a log scale with the same points.
+    const chart = page.getByTestId('loss-chart');
+    expect(await chart.getAttribute('data-scale')).toBe('linear');
+    await page.getByLabel('Log scale').check();
+    await expect.poll(() => chart.getAttribute('data-scale')).toBe('log');
+    expect(await points(page)).toBe(trained);
+    expect(await chart.locator('canvas').count()).toBeGreaterThan(0);
+    await shootPanel(page, 'train-panel', 'train-log');
+    await page.getByLabel('Log scale').uncheck();
 
     // Try it: three tokens from the base model and from the adapted one.
     await page.getByLabel('Max tokens').fill('3');
