@@ -11,7 +11,7 @@
 
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { pageErrors, shoot, studioInBrowser, waitForGpu } from './harness';
+import { pageErrors, shoot, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
 
 const STEP_MS = 180_000;
 const studio = studioInBrowser({ outDir: '.cache/dist-adapters-test' });
@@ -34,8 +34,7 @@ describe('saved adapters in Chromium', () => {
     const page = await studio.launch({ timeout: STEP_MS });
     await page.goto(studio.url);
     await waitForGpu(page);
-    await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
-    await page.getByTestId('data-preview').waitFor();
+    await waitForDefaultModel(page, STEP_MS);
 
     // Two steps, at a learning rate high enough that two steps move greedy text.
     await page.getByLabel('Learning rate', { exact: true }).fill('0.05');
@@ -59,7 +58,7 @@ describe('saved adapters in Chromium', () => {
 
     // A new page load: the engine holds no adapter until one is loaded from the library.
     await page.reload();
-    await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
+    await waitForDefaultModel(page, STEP_MS);
     await page.getByRole('radio', { name: 'Hugging Face Hub' }).check();
     expect(await page.getByLabel('Access token').inputValue()).toBe('');
     await page.getByRole('radio', { name: /^moby-llama/ }).check();
@@ -107,7 +106,7 @@ describe('saved adapters in Chromium', () => {
 
     // Another tab: Resume takes the run's settings, data and history from the library and finishes it.
     await page.reload();
-    await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
+    await waitForDefaultModel(page, STEP_MS);
     await shoot(page.locator('.library-panel'), 'adapters-library-unfinished');
     await unfinished.getByRole('button', { name: 'Resume training two steps (continued)' }).click();
     await expect.poll(() => page.getByTestId('train-stopped').getAttribute('data-reason'), { timeout: STEP_MS }).toBe('done');

@@ -9,6 +9,8 @@
 //     const page = await studio.launch();                   // a fresh Chromium (own profile), 1280×720, WebGPU on
 //     await page.goto(studio.url);
 //     const gpu = await waitForGpu(page);                   // the adapter's name; throws with the alert's text
+//     await waitForDefaultModel(page, 180_000);             // moby-llama and the demo data loaded
+//     const zip = await download(page, 'Download x as .zip'); // { name, bytes } of the file the click saves
 //     await shoot(page.getByTestId('train-panel'), 'x');    // → test-results/screenshots/x.png
 //     expect(pageErrors(page)).toEqual([]);                 // console errors and uncaught exceptions so far
 //   });
@@ -23,13 +25,13 @@
 // - test-results/ is gitignored: screenshots there are test artifacts, rewritten by each run.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { preview, type PreviewServer } from 'vite';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 
 export const ROOT = resolve(__dirname, '../..');
 export const SHOTS = join(ROOT, 'test-results/screenshots');
@@ -171,6 +173,18 @@ export async function waitForGpu(page: Page): Promise<string> {
   await Promise.race([name.waitFor(), alert.waitFor()]);
   if (await alert.isVisible()) throw new Error(`WebGPU did not start: ${await alert.textContent()}`);
   return (await name.textContent()) ?? '';
+}
+
+/** Waits until the built-in model (which the studio loads by itself once the GPU is up) and the demo data are in. */
+export async function waitForDefaultModel(page: Page, timeout: number): Promise<void> {
+  await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout }).toBe('moby-llama');
+  await page.getByTestId('data-preview').waitFor({ timeout });
+}
+
+/** Clicks the button that starts a download; returns the file's suggested name and its bytes. */
+export async function download(page: Page, button: string): Promise<{ name: string; bytes: Buffer }> {
+  const [d] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: button }).click()]);
+  return { name: d.suggestedFilename(), bytes: readFileSync((await d.path())!) };
 }
 
 /** From the next navigation on, the page sees no navigator.gpu: a browser without WebGPU. */

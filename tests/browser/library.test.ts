@@ -5,13 +5,12 @@
 // rolled back when IndexedDB itself refuses), renames one, downloads it as a zip and as separate files
 // and reads them back as PEFT would, then deletes it. The screenshot is test-results/screenshots/library.png.
 
-import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { adapterConfigToJson, loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { readZip, writeZip } from '../../src/io/zip';
-import { isFocused, shoot, studioInBrowser } from './harness';
+import { download, isFocused, shoot, studioInBrowser } from './harness';
 
 const STEP_MS = 30_000;
 
@@ -149,12 +148,9 @@ describe('adapter library in Chromium', () => {
     await expect.poll(() => names(page)).toContain('Pirate speak');
 
     // Download as a zip, and read it as PEFT would.
-    const [download] = await Promise.all([
-      page.waitForEvent('download'),
-      page.getByRole('button', { name: 'Download Pirate speak as .zip' }).click(),
-    ]);
-    expect(download.suggestedFilename()).toBe('Pirate speak.zip');
-    const files = readZip(readFileSync((await download.path())!), 'Pirate speak.zip');
+    const zipped = await download(page, 'Download Pirate speak as .zip');
+    expect(zipped.name).toBe('Pirate speak.zip');
+    const files = readZip(zipped.bytes, zipped.name);
     expect([...files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
     const config = JSON.parse(new TextDecoder().decode(files.get('adapter_config.json')));
     expect(config).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'], base_model_name_or_path: BASE });
@@ -176,12 +172,9 @@ describe('adapter library in Chromium', () => {
     await page.getByRole('button', { name: 'Separate files of Pirate speak' }).click();
     await page.getByRole('group', { name: 'Files of Pirate speak' }).waitFor();
     await shoot(page, 'library', { fullPage: true });
-    const [single] = await Promise.all([
-      page.waitForEvent('download'),
-      page.getByRole('button', { name: 'Download adapter_model.safetensors of Pirate speak' }).click(),
-    ]);
-    expect(single.suggestedFilename()).toBe('adapter_model.safetensors');
-    expect(readFileSync((await single.path())!).equals(Buffer.from(second.weights))).toBe(true);
+    const single = await download(page, 'Download adapter_model.safetensors of Pirate speak');
+    expect(single.name).toBe('adapter_model.safetensors');
+    expect(single.bytes.equals(Buffer.from(second.weights))).toBe(true);
     await expect.poll(() => page.getByRole('group', { name: 'Files of Pirate speak' }).isVisible()).toBe(false); // the menu closed
 
     await page.emulateMedia({ colorScheme: 'dark' });

@@ -9,7 +9,7 @@
 import type { CDPSession, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { loraKey, writeAdapter } from '../../src/io/peft';
-import { hideWebGPU, pageErrors, shoot, studioInBrowser, waitForGpu } from './harness';
+import { hideWebGPU, pageErrors, shoot, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
 
 const STEP_MS = 180_000; // loading the built-in model and tokenizing the demo data on SwiftShader
 
@@ -209,8 +209,7 @@ describe('studio panels at 1280×720', () => {
     await page.goto(studio.url);
     await waitForGpu(page);
     // The built-in model, the demo data, the memory estimate and the playground's first result: the panels at rest.
-    await expect.poll(() => page.getByTestId('model-name').textContent(), { timeout: STEP_MS }).toBe('moby-llama');
-    await page.getByTestId('data-preview').waitFor();
+    await waitForDefaultModel(page, STEP_MS);
     await page.getByTestId('memory-estimate').waitFor();
     await page.getByTestId('teach-playground-y').waitFor({ state: 'attached' });
     // With a model loaded, an adapter for another base model, or one whose shapes do not fit, is refused at

@@ -15,7 +15,7 @@ import { loraKey } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { readZip } from '../../src/io/zip';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
-import { ROOT, shoot, studioInBrowser } from './harness';
+import { download, ROOT, shoot, studioInBrowser } from './harness';
 
 const STEP_MS = 180_000;
 
@@ -122,12 +122,9 @@ describe('studio main flow in Chromium', () => {
     await shoot(page, 'studio-viewport');
 
     // Download it and read the zip as PEFT would: its key names, shapes, and a config with r and lora_alpha.
-    const [download] = await Promise.all([
-      page.waitForEvent('download'),
-      page.getByRole('button', { name: 'Download Presidential whaler as .zip' }).click(),
-    ]);
-    expect(download.suggestedFilename()).toBe('Presidential whaler.zip');
-    const files = readZip(readFileSync((await download.path())!), 'Presidential whaler.zip');
+    const zip = await download(page, 'Download Presidential whaler as .zip');
+    expect(zip.name).toBe('Presidential whaler.zip');
+    const files = readZip(zip.bytes, zip.name);
     expect([...files.keys()].sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
     const peft = JSON.parse(new TextDecoder().decode(files.get('adapter_config.json')));
     expect(peft).toMatchObject({
