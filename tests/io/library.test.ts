@@ -115,6 +115,19 @@ afterEach(() => {
 });
 
 describe('save, list, get', () => {
+  it('stores only the bytes of a view into a larger buffer (a pooled Node Buffer), not the buffer around them', async () => {
+    const { library } = fresh();
+    const weights = input().weights;
+    const pool = Buffer.alloc(weights.byteLength + 4096, 0xab);
+    pool.set(weights, 1001);
+    const view = pool.subarray(1001, 1001 + weights.byteLength); // byteOffset 1001 into a 4 kB larger buffer
+    const saved = await library.save({ ...input(), weights: view });
+    const got = await library.get(saved.id);
+    expect(got.weights.byteLength).toBe(weights.byteLength);
+    expect(got.weights.buffer.byteLength).toBe(weights.byteLength);
+    expect(same(got.weights, weights)).toBe(true);
+  });
+
   it('stores the weights byte for byte and lists a summary without them', async () => {
     const { store, library } = fresh();
     const saved = await library.save(input());
