@@ -1,19 +1,22 @@
-// A minimal zip writer and reader for the adapter download and import: STORE method only (no
-// compression), CRC-32 checked, no Zip64, no encryption, no multi-disk archives. A PEFT adapter is two
-// files, one of them float weights that barely compress, so storing loses little.
+// Zip archives for the adapter download and import, over fflate (https://github.com/101arrowz/fflate):
+// fflate writes the archive and inflates Deflate entries. What this file adds is what an import needs and
+// fflate's unzipSync does not do: it trusts the central directory as it finds it (no signature, bounds or
+// CRC-32 checks, no word about encryption), so readZip checks the container itself before handing any
+// bytes on, and turns every problem into a FormatError or UnsupportedError that names the file and says
+// how to get one that works. Callers only see writeZip and readZip.
 //
-// The issue allows "a zip is fine, through a well-kept zip library"; we cannot add a dependency right
-// now, so this file implements the part of APPNOTE.TXT (PKWARE's .ZIP File Format Specification, 6.3.x)
-// that stored archives need. Swap it for fflate or similar when dependencies open up: callers only see
-// writeZip and readZip. Archives made by `zip -0`, Python's zipfile (ZIP_STORED) and this writer read
-// back; compressed ones are refused with a message saying how to get a stored one.
+// Read: stored and Deflate entries (`zip`, `zip -0`, macOS "Compress", Python's zipfile, the Hub's
+// downloads). Refused: other compression methods, encryption, Zip64 and multi-disk archives; an adapter
+// is two files far below 4 GiB, so none of these is worth code here.
+// Written: stored (no compression): float weights barely compress, and a stored zip opens anywhere.
 //
-// Layout (all integers little-endian):
+// Layout (APPNOTE.TXT 6.3.x, PKWARE's .ZIP File Format Specification; integers little-endian):
 //   per file:  local header (30 bytes + name + extra) · data
 //   then:      central directory (46 bytes + name + extra + comment per file) · end record (22 bytes + comment)
 // The central directory is authoritative for sizes and CRC: writers that stream (general-purpose flag
 // bit 3) put zeros in the local header and the real values in a data descriptor after the data.
 
+import { inflateSync, zipSync } from 'fflate';
 import { FormatError, UnsupportedError } from './errors.ts';
 
 export interface ZipFile {
@@ -28,12 +31,16 @@ const ZIP64_END_LOCATOR_SIG = 0x07064b50;
 const FLAG_ENCRYPTED = 1 << 0;
 const FLAG_UTF8 = 1 << 11;
 const METHOD_STORE = 0;
-const VERSION = 20; // 2.0: the version APPNOTE asks for when names may contain '/'
+const METHOD_DEFLATE = 8;
+/** Methods other writers offer, named so a refusal can say which one it met. */
+const METHOD_NAMES: Record<number, string> = { 9: 'Deflate64', 12: 'bzip2', 14: 'LZMA', 93: 'Zstandard', 95: 'XZ' };
 const MAX_U32 = 0xffffffff;
+const UNIX = 3; // "version made by" host system, so unzip honours the external attributes below
+const REGULAR_FILE_644 = (0o100644 << 16) >>> 0; // external attributes: a regular file, rw-r--r--
 
 let crcTable: Uint32Array | undefined;
 
-/** CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zip, gzip and PNG use it. */
+/** CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zip, gzip and PNG use it; fflate does not export its own. */
 export function crc32(bytes: Uint8Array): number {
   if (crcTable === undefined) {
     crcTable = new Uint32Array(256);
@@ -48,101 +55,42 @@ export function crc32(bytes: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-/** MS-DOS date and time (2-second resolution, years 1980..2107), the only timestamp a plain zip entry has. */
-function dosDateTime(date: Date): { time: number; date: number } {
-  const year = Math.min(Math.max(date.getFullYear(), 1980), 2107);
-  return {
-    time: (date.getHours() << 11) | (date.getMinutes() << 5) | (date.getSeconds() >> 1),
-    date: ((year - 1980) << 9) | ((date.getMonth() + 1) << 5) | date.getDate(),
-  };
-}
-
-/** A stored (uncompressed) zip of `files`, names in UTF-8 with the language-encoding flag set. */
+/** A stored (uncompressed) zip of `files`, names in UTF-8 (with the language-encoding flag where not ASCII). */
 export function writeZip(files: ZipFile[], options: { date?: Date } = {}): Uint8Array {
-  const encoder = new TextEncoder();
-  const stamp = dosDateTime(options.date ?? new Date());
   const seen = new Set<string>();
-  const entries = files.map((f) => {
+  let total = 22;
+  for (const f of files) {
     if (f.name === '' || f.name.startsWith('/') || f.name.includes('\\')) {
       throw new Error(`writeZip: ${JSON.stringify(f.name)} is not a relative, '/'-separated file name.`);
     }
     if (seen.has(f.name)) throw new Error(`writeZip: two files are named ${JSON.stringify(f.name)}.`);
     seen.add(f.name);
-    const name = encoder.encode(f.name);
-    if (name.length > 0xffff) throw new Error(`writeZip: the name ${JSON.stringify(f.name.slice(0, 40))}… is too long.`);
+    const nameLength = new TextEncoder().encode(f.name).length;
+    if (nameLength > 0xffff) throw new Error(`writeZip: the name ${JSON.stringify(f.name.slice(0, 40))}… is too long.`);
     if (f.bytes.length >= MAX_U32) throw new Error(`writeZip: ${f.name} is 4 GiB or more, which needs Zip64.`);
-    return { name, bytes: f.bytes, crc: crc32(f.bytes), offset: 0 };
-  });
-  if (entries.length > 0xffff) throw new Error('writeZip: more than 65535 files needs Zip64.');
-
-  const localSize = entries.reduce((n, e) => n + 30 + e.name.length + e.bytes.length, 0);
-  const centralSize = entries.reduce((n, e) => n + 46 + e.name.length, 0);
-  if (localSize + centralSize + 22 > MAX_U32) throw new Error('writeZip: the archive would be 4 GiB or more, which needs Zip64.');
-  const out = new Uint8Array(localSize + centralSize + 22);
-  const view = new DataView(out.buffer);
-  let at = 0;
-  const u16 = (v: number) => { view.setUint16(at, v, true); at += 2; };
-  const u32 = (v: number) => { view.setUint32(at, v, true); at += 4; };
-  const bytes = (b: Uint8Array) => { out.set(b, at); at += b.length; };
-
-  for (const e of entries) {
-    e.offset = at;
-    u32(LOCAL_SIG);
-    u16(VERSION); // version needed to extract
-    u16(FLAG_UTF8);
-    u16(METHOD_STORE);
-    u16(stamp.time);
-    u16(stamp.date);
-    u32(e.crc);
-    u32(e.bytes.length); // compressed size
-    u32(e.bytes.length); // uncompressed size
-    u16(e.name.length);
-    u16(0); // extra field length
-    bytes(e.name);
-    bytes(e.bytes);
+    total += 76 + 2 * nameLength + f.bytes.length;
   }
-  const centralStart = at;
-  for (const e of entries) {
-    u32(CENTRAL_SIG);
-    u16((3 << 8) | VERSION); // version made by: Unix, so unzip honours the (zero) external attributes sanely
-    u16(VERSION);
-    u16(FLAG_UTF8);
-    u16(METHOD_STORE);
-    u16(stamp.time);
-    u16(stamp.date);
-    u32(e.crc);
-    u32(e.bytes.length);
-    u32(e.bytes.length);
-    u16(e.name.length);
-    u16(0); // extra
-    u16(0); // comment
-    u16(0); // disk number start
-    u16(0); // internal attributes
-    u32((0o100644 << 16) >>> 0); // external attributes: a regular file, rw-r--r--
-    u32(e.offset);
-    bytes(e.name);
-  }
-  const centralEnd = at;
-  u32(END_SIG);
-  u16(0); // this disk
-  u16(0); // disk with the central directory
-  u16(entries.length);
-  u16(entries.length);
-  u32(centralEnd - centralStart);
-  u32(centralStart);
-  u16(0); // comment length
-  return out;
+  // fflate writes no Zip64 records and would wrap the offsets silently, so the limits are checked here.
+  if (files.length > 0xffff) throw new Error('writeZip: more than 65535 files needs Zip64.');
+  if (total > MAX_U32) throw new Error('writeZip: the archive would be 4 GiB or more, which needs Zip64.');
+  // A zip entry's MS-DOS timestamp covers 1980..2107; fflate refuses dates past 2099.
+  const date = options.date ?? new Date();
+  const mtime = new Date(Math.min(Math.max(date.getFullYear(), 1980), 2099), date.getMonth(), date.getDate(), date.getHours(), date.getMinutes(), date.getSeconds());
+  // fflate tells files from folders with `instanceof Uint8Array`, so each view is re-made in this realm (no copy).
+  const tree = Object.fromEntries(files.map((f) => [f.name, new Uint8Array(f.bytes.buffer, f.bytes.byteOffset, f.bytes.byteLength)]));
+  return zipSync(tree, { level: 0, mtime, os: UNIX, attrs: REGULAR_FILE_644 });
 }
 
 /**
- * The files of a stored zip, by name (directories skipped). Each value is a view into `bytes`, not a
- * copy. Throws FormatError naming `fileName` for anything malformed, and UnsupportedError for
- * compressed, encrypted, Zip64 or multi-disk archives.
+ * The files of a stored or Deflate zip, by name (directories skipped). A stored file is a view into
+ * `bytes`, not a copy. Throws FormatError naming `fileName` for anything malformed, and UnsupportedError
+ * for other compression methods and encrypted, Zip64 or multi-disk archives.
  */
 export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip'): Map<string, Uint8Array> {
   const u8 = input instanceof Uint8Array ? input : new Uint8Array(input);
   const view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   const REDO = 'The file is damaged or was cut short: download or zip it again.';
+  const ZIP64 = 'LoRA Studio does not read Zip64. Re-zip it with `zip` or import the two files directly.';
   const fail = (problem: string): never => {
     throw new FormatError(fileName, `${fileName}: ${problem}`);
   };
@@ -168,9 +116,7 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
             'or import adapter_config.json and adapter_model.safetensors directly.',
     );
   }
-  if (end >= 20 && view.getUint32(end - 20, true) === ZIP64_END_LOCATOR_SIG) {
-    unsupported('is a Zip64 archive, which LoRA Studio does not read. Re-zip it with `zip -0` or import the two files directly.');
-  }
+  if (end >= 20 && view.getUint32(end - 20, true) === ZIP64_END_LOCATOR_SIG) unsupported(`is a Zip64 archive. ${ZIP64}`);
   const disk = view.getUint16(end + 4, true);
   const cdDisk = view.getUint16(end + 6, true);
   const countHere = view.getUint16(end + 8, true);
@@ -180,9 +126,7 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
   if (disk !== 0 || cdDisk !== 0 || countHere !== count) {
     unsupported('is one part of a split (multi-disk) archive. Join the parts into one zip, or import the two files directly.');
   }
-  if (count === 0xffff || cdSize === MAX_U32 || cdOffset === MAX_U32) {
-    unsupported('is a Zip64 archive, which LoRA Studio does not read. Re-zip it with `zip -0` or import the two files directly.');
-  }
+  if (count === 0xffff || cdSize === MAX_U32 || cdOffset === MAX_U32) unsupported(`is a Zip64 archive. ${ZIP64}`);
   if (cdOffset + cdSize > end) {
     fail(`its central directory (bytes ${cdOffset}..${cdOffset + cdSize}) runs past the end record at byte ${end}. ${REDO}`);
   }
@@ -221,17 +165,16 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
 
     if (diskStart !== 0) unsupported(`${what} is on another disk of a split archive. Join the parts into one zip.`);
     if (flags & FLAG_ENCRYPTED) unsupported(`${what} is encrypted. Zip the adapter again without a password, or import the two files directly.`);
-    if (compressed === MAX_U32 || size === MAX_U32 || localOffset === MAX_U32) {
-      unsupported(`${what} uses Zip64 sizes, which LoRA Studio does not read. Re-zip it with \`zip -0\` or import the two files directly.`);
-    }
-    if (method !== METHOD_STORE) {
-      const how = method === 8 ? 'Deflate-compressed' : `compressed (method ${method})`;
+    if (compressed === MAX_U32 || size === MAX_U32 || localOffset === MAX_U32) unsupported(`${what} uses Zip64 sizes. ${ZIP64}`);
+    if (method !== METHOD_STORE && method !== METHOD_DEFLATE) {
       unsupported(
-        `${what} is ${how}; LoRA Studio reads only uncompressed (stored) zips. Re-zip without compression ` +
-          '(`zip -0 adapter.zip adapter_config.json adapter_model.safetensors`) or import the two files directly.',
+        `${what} is compressed with ${METHOD_NAMES[method] ?? `method ${method}`}; LoRA Studio reads stored and Deflate zips. ` +
+          'Re-zip it with plain `zip` (`zip adapter.zip adapter_config.json adapter_model.safetensors`) or import the two files directly.',
       );
     }
-    if (compressed !== size) fail(`${what} is stored uncompressed but lists ${compressed} stored and ${size} real bytes. ${REDO}`);
+    if (method === METHOD_STORE && compressed !== size) {
+      fail(`${what} is stored uncompressed but lists ${compressed} stored and ${size} real bytes. ${REDO}`);
+    }
 
     if (localOffset + 30 > cdOffset || view.getUint32(localOffset, true) !== LOCAL_SIG) {
       fail(`${what} points at byte ${localOffset}, where there is no local file header. ${REDO}`);
@@ -240,12 +183,21 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
     const localExtra = view.getUint16(localOffset + 28, true);
     const start = localOffset + 30 + localName + localExtra;
     if (localName !== nameLength) fail(`${what} has a different name length in its local header. ${REDO}`);
-    if (start + size > cdOffset) fail(`${what} (${size} bytes at byte ${start}) runs into the central directory. ${REDO}`);
-    const data = u8.subarray(start, start + size);
+    if (start + compressed > cdOffset) fail(`${what} (${compressed} bytes at byte ${start}) runs into the central directory. ${REDO}`);
+    const stored = u8.subarray(start, start + compressed);
 
     if (name.endsWith('/')) {
       if (size !== 0) fail(`${what} is a directory but holds ${size} bytes. ${REDO}`);
       continue;
+    }
+    let data = stored;
+    if (method === METHOD_DEFLATE) {
+      try {
+        data = inflateSync(stored, { out: new Uint8Array(size) });
+      } catch (e) {
+        fail(`${what} does not decompress (${(e as Error).message}). ${REDO}`);
+      }
+      if (data.length !== size) fail(`${what} decompresses to ${data.length} bytes, but the archive lists ${size}. ${REDO}`);
     }
     if (crc32(data) !== crc) fail(`${what} fails its CRC-32 check: its bytes were changed or damaged. ${REDO}`);
     if (files.has(name)) fail(`holds two files named ${JSON.stringify(name)}; keep one and zip it again.`);

@@ -1,6 +1,7 @@
 // Tests for src/io/zip.ts: CRC-32 against known values, round trips, interop both ways with Info-ZIP
-// (`zip`/`unzip`) and Python's zipfile when they are installed, and refusals of damaged, compressed and
-// Zip64 archives with typed errors naming the file.
+// (`zip`/`unzip`) and Python's zipfile when they are installed (stored and Deflate archives read back
+// byte for byte), and refusals of damaged, bzip2-compressed and Zip64 archives with typed errors naming
+// the file.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -65,6 +66,20 @@ function writeTree(name: string): string {
   return root;
 }
 
+/** Reads bytes as `fileName` and expects a FormatError for that file whose message starts with its name. */
+function expectFormatError(bytes: Uint8Array, pattern: RegExp, fileName = 'bad.zip'): void {
+  let caught: unknown;
+  try {
+    readZip(bytes, fileName);
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(FormatError);
+  expect((caught as LoraStudioError).file).toBe(fileName);
+  expect((caught as Error).message.startsWith(`${fileName}: `)).toBe(true);
+  expect((caught as Error).message).toMatch(pattern);
+}
+
 describe('crc32', () => {
   it('matches the standard check values', () => {
     expect(crc32(enc.encode('123456789'))).toBe(0xcbf43926); // the CRC-32/ISO-HDLC check value
@@ -115,13 +130,21 @@ describe.skipIf(!HAS_ZIP)('interop with Info-ZIP zip/unzip', () => {
     expectFiles(files, FILES); // the 'notes/' directory entry is skipped
   });
 
-  it('refuses a deflated archive, saying how to make a stored one', () => {
+  it('reads what `zip -9` (Deflate) wrote, byte for byte', () => {
     const root = writeTree('for-deflate');
     const path = join(dir, 'deflated.zip');
     execFileSync('zip', ['-9', '-r', '-q', path, '.'], { cwd: root });
-    const run = () => readZip(readFileSync(path), 'deflated.zip');
+    expect(execFileSync('unzip', ['-v', path], { encoding: 'utf8' })).toMatch(/Defl:X/); // compressed, not stored
+    expectFiles(readZip(readFileSync(path), 'deflated.zip'), FILES);
+  });
+
+  it('refuses a bzip2 archive, saying how to make one it reads', () => {
+    const root = writeTree('for-bzip2');
+    const path = join(dir, 'bzip2.zip');
+    execFileSync('zip', ['-Z', 'bzip2', '-r', '-q', path, '.'], { cwd: root });
+    const run = () => readZip(readFileSync(path), 'bzip2.zip');
     expect(run).toThrow(UnsupportedError);
-    expect(run).toThrow(/deflated\.zip: entry ".*" is Deflate-compressed.*zip -0.*import the two files directly/);
+    expect(run).toThrow(/bzip2\.zip: entry ".*" is compressed with bzip2.*plain `zip`.*import the two files directly/);
   });
 
   it('refuses a streamed (Zip64) archive', () => {
@@ -149,7 +172,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     }
   });
 
-  it('readZip reads a ZIP_STORED archive from zipfile, and refuses a ZIP_DEFLATED one', () => {
+  it('readZip reads ZIP_STORED and ZIP_DEFLATED archives from zipfile, and refuses a ZIP_BZIP2 one', () => {
     const root = writeTree('for-zipfile');
     const script = `
 import os, sys, zipfile
@@ -166,25 +189,30 @@ with zipfile.ZipFile(out, 'w', compression=method) as z:
 
     const deflated = join(dir, 'py-deflated.zip');
     execFileSync(PYTHON!, ['-c', script, root, deflated, 'ZIP_DEFLATED']);
-    expect(() => readZip(readFileSync(deflated), 'py-deflated.zip')).toThrow(/Deflate-compressed.*import the two files directly/);
+    expectFiles(readZip(readFileSync(deflated), 'py-deflated.zip'), FILES);
+
+    const bzip2 = join(dir, 'py-bzip2.zip');
+    execFileSync(PYTHON!, ['-c', script, root, bzip2, 'ZIP_BZIP2']);
+    expect(() => readZip(readFileSync(bzip2), 'py-bzip2.zip')).toThrow(UnsupportedError);
+    expect(() => readZip(readFileSync(bzip2), 'py-bzip2.zip')).toThrow(/compressed with bzip2.*import the two files directly/);
+  });
+
+  it('refuses a damaged Deflate stream with a FormatError naming the entry', () => {
+    const path = join(dir, 'py-damaged.zip');
+    const script = `
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], 'w', compression=zipfile.ZIP_DEFLATED) as z:
+    z.writestr('big.txt', 'a line of text that repeats\\n' * 2000)
+`;
+    execFileSync(PYTHON!, ['-c', script, path]);
+    const bad = new Uint8Array(readFileSync(path));
+    bad[30 + 'big.txt'.length + 5] ^= 0x5a; // inside the compressed data of the only entry
+    expectFormatError(bad, /entry "big\.txt" (does not decompress|decompresses to \d+ bytes|fails its CRC-32 check)/, 'damaged.zip');
   });
 });
 
 describe('readZip refusals', () => {
   const good = writeZip(FILES.slice(0, 2));
-
-  function expectFormatError(bytes: Uint8Array, pattern: RegExp): void {
-    let caught: unknown;
-    try {
-      readZip(bytes, 'bad.zip');
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(FormatError);
-    expect((caught as LoraStudioError).file).toBe('bad.zip');
-    expect((caught as Error).message).toMatch(/^bad\.zip: /);
-    expect((caught as Error).message).toMatch(pattern);
-  }
 
   it('refuses a file that is not a zip', () => {
     expectFormatError(enc.encode('{"peft_type": "LORA"} but this is plainly not a zip archive'), /not a zip archive/);
