@@ -1,4 +1,4 @@
-// Tests for src/io/library.ts over an in-memory key-value store (structured-cloned like IndexedDB) and a
+// Tests for the adapter library (src/io/library.ts, library_store.ts, peft_files.ts) over an in-memory key-value store (structured-cloned like IndexedDB) and a
 // fake storage estimate: save/list/get/rename/delete/checkpoint round trips, PEFT export → import, the
 // import refusals, and the promise that a refused or failed write leaves the library exactly as it was.
 
