@@ -1,6 +1,7 @@
-// Tests for the adapter library (src/io/library.ts, library_store.ts, peft_files.ts) over an in-memory key-value store (structured-cloned like IndexedDB) and a
-// fake storage estimate: save/list/get/rename/delete/checkpoint round trips, PEFT export → import, the
-// import refusals, and the promise that a refused or failed write leaves the library exactly as it was.
+// Tests for the adapter library (src/io/library.ts, library_store.ts, peft_files.ts) over an in-memory
+// key-value store (structured-cloned like IndexedDB) and a fake storage estimate: save/list/get/rename/
+// delete/checkpoint round trips, PEFT export → import, the import refusals, and the promise that a
+// refused or failed write leaves the library exactly as it was.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError } from '../../src/io/errors.ts';
