@@ -27,7 +27,7 @@
 //
 // This file does not read files or touch the GPU.
 
-import { FormatError, LoraStudioError } from './errors.ts';
+import { FormatError, LoraStudioError, throwerFor } from './errors.ts';
 import { CHAT_ROLES, type ChatMessage, type ChatSegment, type LoraTokenizer } from './tokenizer.ts';
 import { mulberry32 } from '../util/random';
 
@@ -308,9 +308,7 @@ function readJsonl(
     const src = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (src.trim() === '') return;
     const at = `${fileName}:${line}`;
-    const bad = (problem: string): never => {
-      throw new FormatError(fileName, `${at}: ${problem}`);
-    };
+    const bad = throwerFor(FormatError, fileName, at);
     let row: unknown;
     try {
       row = JSON.parse(src);

@@ -30,29 +30,39 @@ export class LoraStudioError extends Error {
 // callers that prefer it to switching on `code`.
 
 export class FormatError extends LoraStudioError {
+  override name = 'FormatError';
   constructor(file: string, message: string, cause?: unknown) {
     super('bad-file', message, { file, cause });
-    this.name = 'FormatError';
   }
 }
 
 export class ShapeError extends LoraStudioError {
+  override name = 'ShapeError';
   constructor(file: string | undefined, message: string) {
     super('bad-shape', message, { file });
-    this.name = 'ShapeError';
   }
 }
 
 export class ConfigError extends LoraStudioError {
+  override name = 'ConfigError';
   constructor(file: string | undefined, message: string, cause?: unknown) {
     super('bad-config', message, { file, cause });
-    this.name = 'ConfigError';
   }
 }
 
 export class UnsupportedError extends LoraStudioError {
+  override name = 'UnsupportedError';
   constructor(file: string | undefined, message: string) {
     super('unsupported', message, { file });
-    this.name = 'UnsupportedError';
   }
+}
+
+/**
+ * `fail(problem, cause?)` for a parser that finds many problems in one file: it throws `new Kind(file,
+ * "where: problem", cause)`, `where` being the file or a place in it ("data.jsonl:12").
+ */
+export function throwerFor(Kind: new (file: string, message: string, cause?: unknown) => LoraStudioError, file: string, where = file) {
+  return (problem: string, cause?: unknown): never => {
+    throw new Kind(file, `${where}: ${problem}`, cause);
+  };
 }

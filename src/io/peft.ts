@@ -13,7 +13,7 @@
 // (checkAdapterFitsModel) every reason an adapter does not fit a loaded model.
 
 import { projectionDims, type ModelConfig } from '../model/config.ts';
-import { ConfigError, FormatError, type LoraStudioError, ShapeError, UnsupportedError } from './errors.ts';
+import { ConfigError, FormatError, type LoraStudioError, ShapeError, throwerFor, UnsupportedError } from './errors.ts';
 import { parseSafetensors, writeSafetensors } from './safetensors.ts';
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
@@ -136,12 +136,8 @@ export function adapterConfigToJson(cfg: AdapterConfig): Record<string, unknown>
 }
 
 export function parseAdapterConfig(text: string, fileName = 'adapter_config.json'): AdapterConfig {
-  const bad = (problem: string, cause?: unknown): never => {
-    throw new ConfigError(fileName, `${fileName}: ${problem}`, cause);
-  };
-  const unsupported = (problem: string): never => {
-    throw new UnsupportedError(fileName, `${fileName}: ${problem}`);
-  };
+  const bad = throwerFor(ConfigError, fileName);
+  const unsupported = throwerFor(UnsupportedError, fileName);
 
   let json: unknown;
   try {

@@ -17,7 +17,7 @@
 // bit 3) put zeros in the local header and the real values in a data descriptor after the data.
 
 import { inflateSync, zipSync } from 'fflate';
-import { FormatError, UnsupportedError } from './errors.ts';
+import { FormatError, throwerFor, UnsupportedError } from './errors.ts';
 
 export interface ZipFile {
   name: string;
@@ -35,6 +35,24 @@ const METHOD_DEFLATE = 8;
 /** Methods other writers offer, named so a refusal can say which one it met. */
 const METHOD_NAMES: Record<number, string> = { 9: 'Deflate64', 12: 'bzip2', 14: 'LZMA', 93: 'Zstandard', 95: 'XZ' };
 const MAX_U32 = 0xffffffff;
+
+/** The fields readZip uses, as [byte offset, width in bytes] from a record's signature (APPNOTE 4.3.7, 4.3.12, 4.3.16). */
+type Layout = Record<string, readonly [offset: number, width: 2 | 4]>;
+const LOCAL_HEADER = { nameLength: [26, 2], extraLength: [28, 2] } as const satisfies Layout;
+const CENTRAL_HEADER = {
+  flags: [8, 2], method: [10, 2], crc: [16, 4], compressed: [20, 4], size: [24, 4],
+  nameLength: [28, 2], extraLength: [30, 2], commentLength: [32, 2], diskStart: [34, 2], localOffset: [42, 4],
+} as const satisfies Layout;
+const END_RECORD = { disk: [4, 2], cdDisk: [6, 2], countHere: [8, 2], count: [10, 2], cdSize: [12, 4], cdOffset: [16, 4] } as const satisfies Layout;
+
+/** The little-endian fields of `layout` in the record at byte `at`. */
+function readFields<L extends Layout>(view: DataView, at: number, layout: L): { [K in keyof L]: number } {
+  const out: Record<string, number> = {};
+  for (const [field, [offset, width]] of Object.entries(layout)) {
+    out[field] = width === 2 ? view.getUint16(at + offset, true) : view.getUint32(at + offset, true);
+  }
+  return out as { [K in keyof L]: number };
+}
 const UNIX = 3; // "version made by" host system, so unzip honours the external attributes below
 const REGULAR_FILE_644 = (0o100644 << 16) >>> 0; // external attributes: a regular file, rw-r--r--
 
@@ -91,12 +109,8 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
   const view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   const REDO = 'The file is damaged or was cut short: download or zip it again.';
   const ZIP64 = 'LoRA Studio does not read Zip64. Re-zip it with `zip` or import the two files directly.';
-  const fail = (problem: string): never => {
-    throw new FormatError(fileName, `${fileName}: ${problem}`);
-  };
-  const unsupported = (problem: string): never => {
-    throw new UnsupportedError(fileName, `${fileName}: ${problem}`);
-  };
+  const fail = throwerFor(FormatError, fileName);
+  const unsupported = throwerFor(UnsupportedError, fileName);
 
   if (u8.length < 22) fail(`is only ${u8.length} bytes, too short to be a zip archive. ${REDO}`);
   // The end record is the last 22 bytes plus a comment of up to 65535 bytes; scan back for its signature.
@@ -117,12 +131,7 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
     );
   }
   if (end >= 20 && view.getUint32(end - 20, true) === ZIP64_END_LOCATOR_SIG) unsupported(`is a Zip64 archive. ${ZIP64}`);
-  const disk = view.getUint16(end + 4, true);
-  const cdDisk = view.getUint16(end + 6, true);
-  const countHere = view.getUint16(end + 8, true);
-  const count = view.getUint16(end + 10, true);
-  const cdSize = view.getUint32(end + 12, true);
-  const cdOffset = view.getUint32(end + 16, true);
+  const { disk, cdDisk, countHere, count, cdSize, cdOffset } = readFields(view, end, END_RECORD);
   if (disk !== 0 || cdDisk !== 0 || countHere !== count) {
     unsupported('is one part of a split (multi-disk) archive. Join the parts into one zip, or import the two files directly.');
   }
@@ -138,16 +147,7 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
     if (at + 46 > cdOffset + cdSize || view.getUint32(at, true) !== CENTRAL_SIG) {
       fail(`central directory entry ${n + 1} of ${count} is missing or has a bad signature. ${REDO}`);
     }
-    const flags = view.getUint16(at + 8, true);
-    const method = view.getUint16(at + 10, true);
-    const crc = view.getUint32(at + 16, true);
-    const compressed = view.getUint32(at + 20, true);
-    const size = view.getUint32(at + 24, true);
-    const nameLength = view.getUint16(at + 28, true);
-    const extraLength = view.getUint16(at + 30, true);
-    const commentLength = view.getUint16(at + 32, true);
-    const diskStart = view.getUint16(at + 34, true);
-    const localOffset = view.getUint32(at + 42, true);
+    const { flags, method, crc, compressed, size, nameLength, extraLength, commentLength, diskStart, localOffset } = readFields(view, at, CENTRAL_HEADER);
     const next = at + 46 + nameLength + extraLength + commentLength;
     if (next > cdOffset + cdSize) fail(`central directory entry ${n + 1} runs past the end of the directory. ${REDO}`);
     const rawName = u8.subarray(at + 46, at + 46 + nameLength);
@@ -179,8 +179,7 @@ export function readZip(input: Uint8Array | ArrayBuffer, fileName = 'archive.zip
     if (localOffset + 30 > cdOffset || view.getUint32(localOffset, true) !== LOCAL_SIG) {
       fail(`${what} points at byte ${localOffset}, where there is no local file header. ${REDO}`);
     }
-    const localName = view.getUint16(localOffset + 26, true);
-    const localExtra = view.getUint16(localOffset + 28, true);
+    const { nameLength: localName, extraLength: localExtra } = readFields(view, localOffset, LOCAL_HEADER);
     const start = localOffset + 30 + localName + localExtra;
     if (localName !== nameLength) fail(`${what} has a different name length in its local header. ${REDO}`);
     if (start + compressed > cdOffset) fail(`${what} (${compressed} bytes at byte ${start}) runs into the central directory. ${REDO}`);
