@@ -3,6 +3,7 @@
 // delete/checkpoint round trips, PEFT export → import, the import refusals, and the promise that a
 // refused or failed write leaves the library exactly as it was.
 
+import { zipSync } from 'fflate';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError } from '../../src/io/errors.ts';
 import {
@@ -306,6 +307,17 @@ describe('PEFT export and import', () => {
     );
     expect(same((await library.get(fromFiles.id)).weights, saved.weights)).toBe(true);
     expect((await library.list()).map((a) => a.name).sort()).toEqual(['From files', 'Pirate speak', 'pirate']);
+  });
+
+  it('imports a Deflate-compressed zip, as plain `zip` and macOS "Compress" make them', async () => {
+    const { library } = fresh();
+    const weights = weightsFor(CONFIG, 4);
+    const configJson = new TextEncoder().encode(JSON.stringify(adapterConfigToJson(CONFIG)));
+    const zip = zipSync({ 'pirate/adapter_config.json': configJson, 'pirate/adapter_model.safetensors': weights }, { level: 9 });
+    const entry = await library.importPeft(zip, MODEL, { fileName: 'deflated.zip' });
+    expect(entry.name).toBe('deflated');
+    expect(entry.config).toEqual(CONFIG);
+    expect(same((await library.get(entry.id)).weights, weights)).toBe(true);
   });
 
   it('takes the loaded model as the base when the config names none', async () => {
