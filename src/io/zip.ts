@@ -35,6 +35,8 @@ const METHOD_DEFLATE = 8;
 /** Methods other writers offer, named so a refusal can say which one it met. */
 const METHOD_NAMES: Record<number, string> = { 9: 'Deflate64', 12: 'bzip2', 14: 'LZMA', 93: 'Zstandard', 95: 'XZ' };
 const MAX_U32 = 0xffffffff;
+const UNIX = 3; // "version made by" host system, so unzip honours the external attributes below
+const REGULAR_FILE_644 = (0o100644 << 16) >>> 0; // external attributes: a regular file, rw-r--r--
 
 /** The fields readZip uses, as [byte offset, width in bytes] from a record's signature (APPNOTE 4.3.7, 4.3.12, 4.3.16). */
 type Layout = Record<string, readonly [offset: number, width: 2 | 4]>;
@@ -53,8 +55,6 @@ function readFields<L extends Layout>(view: DataView, at: number, layout: L): { 
   }
   return out as { [K in keyof L]: number };
 }
-const UNIX = 3; // "version made by" host system, so unzip honours the external attributes below
-const REGULAR_FILE_644 = (0o100644 << 16) >>> 0; // external attributes: a regular file, rw-r--r--
 
 let crcTable: Uint32Array | undefined;
 
