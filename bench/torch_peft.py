@@ -3,7 +3,7 @@
 (bench/models.json, read by both), with transformers + PEFT, eager attention, fp32 and TF32 off, printing
 the same JSON line per model so the two benches can run on one machine in one sitting.
 
-    python3 bench/torch_peft.py [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|all] [--batch 8] [--seq 256]
+    python3 bench/torch_peft.py [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256]
                                 [--steps 10] [--warmup 2] [--matmul-size 4096] [--quick] [--device cuda|cpu]
 
 Numbers (bench/README.md says more):
@@ -85,13 +85,14 @@ class LoraLinear(torch.nn.Module):
 
 
 class TinyLlama(torch.nn.Module):
-    """A plain-PyTorch Llama/Qwen2 decoder (eager attention), used only when transformers/peft are missing."""
+    """A plain-PyTorch Llama/Qwen2/Qwen3 decoder (eager attention), used only when transformers/peft are missing."""
 
     def __init__(self, cfg):
         super().__init__()
         C, H, KV, I, V = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"], cfg["vocab_size"]
         D = cfg.get("head_dim", C // H)
         bias = cfg["model_type"] == "qwen2"
+        self.qk_norm = cfg["model_type"] == "qwen3"  # per-head RMSNorm of q and k over D, before RoPE
         lora = BENCH["lora"]
         lr = lambda t: (lora["r"], lora["lora_alpha"]) if t in lora["target_modules"] else (None, None)
         self.H, self.KV, self.D, self.eps, self.theta = H, KV, D, cfg["rms_norm_eps"], cfg["rope_theta"]
@@ -103,6 +104,8 @@ class TinyLlama(torch.nn.Module):
             layer.o = LoraLinear(H * D, C, False)
             layer.gate, layer.up, layer.down = LoraLinear(C, I, False), LoraLinear(C, I, False), LoraLinear(I, C, False)
             layer.n1, layer.n2 = torch.nn.Parameter(torch.ones(C)), torch.nn.Parameter(torch.ones(C))
+            if self.qk_norm:
+                layer.qn, layer.kn = torch.nn.Parameter(torch.ones(D)), torch.nn.Parameter(torch.ones(D))
             self.layers.append(layer)
         self.norm = torch.nn.Parameter(torch.ones(C))
         self.head = None if cfg["tie_word_embeddings"] else torch.nn.Linear(C, V, bias=False)
@@ -129,8 +132,11 @@ class TinyLlama(torch.nn.Module):
         mask = torch.full((T, T), float("-inf"), device=x.device).triu(1)
         for l in self.layers:
             h = self.rms(x, l.n1)
-            q = self.rope(l.q(h).view(Bn, T, self.H, self.D).transpose(1, 2))
-            k = self.rope(l.k(h).view(Bn, T, self.KV, self.D).transpose(1, 2)).repeat_interleave(self.H // self.KV, 1)
+            q, k = l.q(h).view(Bn, T, self.H, self.D), l.k(h).view(Bn, T, self.KV, self.D)
+            if self.qk_norm:
+                q, k = self.rms(q, l.qn), self.rms(k, l.kn)
+            q = self.rope(q.transpose(1, 2))
+            k = self.rope(k.transpose(1, 2)).repeat_interleave(self.H // self.KV, 1)
             v = l.v(h).view(Bn, T, self.KV, self.D).transpose(1, 2).repeat_interleave(self.H // self.KV, 1)
             att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.D) + mask, -1)
             x = x + l.o((att @ v).transpose(1, 2).reshape(Bn, T, -1))

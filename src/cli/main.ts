@@ -18,7 +18,7 @@ commands:
         [--alpha 16] [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
-  bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
+  bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
         [--matmul-size 4096] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)`;
 
 const print = (line: string) => process.stdout.write(line + '\n');

@@ -6,7 +6,7 @@
 
 import { ConfigError, UnsupportedError } from '../io/errors';
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM'] as const;
+export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM', 'Qwen3ForCausalLM'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export interface ModelConfig {
@@ -23,6 +23,8 @@ export interface ModelConfig {
   tied: boolean;
   /** q/k/v projections carry biases (Qwen2, or Llama with attention_bias). */
   attnBias: boolean;
+  /** Per-head RMSNorm of q and k (weights (D)) between the projection and RoPE (Qwen3). */
+  qkNorm: boolean;
   maxPositions: number;
   bosTokenId?: number;
   eosTokenId?: number | number[];
@@ -73,9 +75,15 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
   const tiedRaw = cfg.tie_word_embeddings ?? false;
   if (typeof tiedRaw !== 'boolean') throw new ConfigError(file, `${file}: "tie_word_embeddings" must be true or false.`);
   const isQwen2 = architecture === 'Qwen2ForCausalLM';
+  const qkNorm = architecture === 'Qwen3ForCausalLM';
+  // Qwen3's attention_bias also puts a bias on o_proj, which the engine does not load: refuse rather than drop it.
+  if (qkNorm && cfg.attention_bias === true) throw new UnsupportedError(file, `${file}: "attention_bias": true is not supported for Qwen3ForCausalLM; only false (the default) is.`);
   const attnBias = isQwen2 ? true : cfg.attention_bias === true;
   if (cfg.mlp_bias === true) throw new UnsupportedError(file, `${file}: "mlp_bias": true is not supported.`);
   if (cfg.use_sliding_window === true) throw new UnsupportedError(file, `${file}: sliding-window attention is not supported.`);
+  if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention')) {
+    throw new UnsupportedError(file, `${file}: "layer_types" other than "full_attention" (sliding-window layers) are not supported.`);
+  }
   return {
     architecture: architecture as Architecture,
     hidden,
@@ -89,6 +97,7 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
     ropeTheta: positiveNumber(file, cfg, 'rope_theta', 10000),
     tied: tiedRaw,
     attnBias,
+    qkNorm,
     maxPositions: positiveInt(file, cfg, 'max_position_embeddings', 2048),
     bosTokenId: typeof cfg.bos_token_id === 'number' ? cfg.bos_token_id : undefined,
     eosTokenId: typeof cfg.eos_token_id === 'number' || Array.isArray(cfg.eos_token_id) ? (cfg.eos_token_id as number | number[]) : undefined,
@@ -110,6 +119,10 @@ export function weightShapes(c: ModelConfig): Map<string, number[]> {
       m.set(`${p}.self_attn.q_proj.bias`, [q]);
       m.set(`${p}.self_attn.k_proj.bias`, [kv]);
       m.set(`${p}.self_attn.v_proj.bias`, [kv]);
+    }
+    if (c.qkNorm) {
+      m.set(`${p}.self_attn.q_norm.weight`, [c.headDim]);
+      m.set(`${p}.self_attn.k_norm.weight`, [c.headDim]);
     }
     m.set(`${p}.self_attn.o_proj.weight`, [c.hidden, q]);
     m.set(`${p}.post_attention_layernorm.weight`, [c.hidden]);

@@ -1,4 +1,4 @@
-// A Llama-family decoder (Llama, Mistral, Qwen2) with LoRA, recorded on the autograd tape: the forward
+// A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) with LoRA, recorded on the autograd tape: the forward
 // as transformers' LlamaForCausalLM computes it, the loss as the mean next-token cross-entropy, and the
 // backward into the LoRA A and B only (every base weight is frozen and gets no gradient).
 //
@@ -7,6 +7,7 @@
 //
 //   x = embed(ids)                                          (N, C)
 //   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))
+//               (Qwen3: rope(q_norm(q(…))) and rope(k_norm(k(…))), an RMSNorm over each head's D values)
 //               x = h + down(silu(gate(rms2(h))) · up(rms2(h)))
 //   logits = rms(x)·Eᵀ, computed in vocabulary chunks          (N, V)
 //   loss = mean over predicted tokens of CE(logits[n], target[n])
@@ -185,8 +186,10 @@ export class LlamaModel {
       const q = linear(tape, `${p}.self_attn.q_proj`, xn, this.w(tape, `${p}.self_attn.q_proj.weight`), bias('q_proj'), Q, this.loraOf(l, 'q_proj'), this.adapter, dropout);
       const k = linear(tape, `${p}.self_attn.k_proj`, xn, this.w(tape, `${p}.self_attn.k_proj.weight`), bias('k_proj'), KVD, this.loraOf(l, 'k_proj'), this.adapter, dropout);
       const v = linear(tape, `${p}.self_attn.v_proj`, xn, this.w(tape, `${p}.self_attn.v_proj.weight`), bias('v_proj'), KVD, this.loraOf(l, 'v_proj'), this.adapter, dropout);
-      const qr = rope(tape, `${p}.rope_q`, q, { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
-      const kr = rope(tape, `${p}.rope_k`, k, { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
+      // Qwen3: q_norm/k_norm over each head's D values, after the projection and before RoPE.
+      const qkNorm = (n: string, t: Tensor) => (c.qkNorm ? rmsnorm(tape, `${p}.self_attn.${n}`, t, this.w(tape, `${p}.self_attn.${n}.weight`), c.rmsEps) : t);
+      const qr = rope(tape, `${p}.rope_q`, qkNorm('q_norm', q), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
+      const kr = rope(tape, `${p}.rope_k`, qkNorm('k_norm', k), { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
       const a = attention(tape, `${p}.self_attn`, qr, kr, v, { B, T, H: c.heads, KV: c.kvHeads, D: c.headDim });
       const o = linear(tape, `${p}.self_attn.o_proj`, a, this.w(tape, `${p}.self_attn.o_proj.weight`), undefined, C, this.loraOf(l, 'o_proj'), this.adapter, dropout);
       const h = add(tape, `${p}.residual1`, x, o);
@@ -203,10 +206,14 @@ export class LlamaModel {
 
 // ---- tape ops: each records its forward node and registers its backward right below it ----------------
 
+/**
+ * Normalises every run of len(w) consecutive values of x. For the hidden norms that is a row (N, C); for
+ * Qwen3's q_norm/k_norm, x is (N, H·D) with w (D), so each head's vector is one row of the contiguous (N·H, D).
+ */
 function rmsnorm(tape: Tape, label: string, x: Tensor, w: Tensor, eps: number): Tensor {
   const gpu = tape.gpu;
-  const [n, c] = x.shape;
-  const y = tape.propagate(tape.tensor(label, [n, c]), [x]);
+  const c = w.shape[0], n = x.numel / c;
+  const y = tape.propagate(tape.tensor(label, x.shape), [x]);
   const rstd = tape.tensor(`${label}.rstd`, [n]);
   tape.op(`${label}.forward`, [x, w], [y, rstd], (b) => rmsnormForward(gpu, label, { n, c, eps }, { x: b(x), w: b(w), y: b(y), rstd: b(rstd) }));
   tape.onBackward(() => {

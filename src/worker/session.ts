@@ -280,7 +280,8 @@ function activationBytes(c: ModelConfig, lora: LoraSettings, N: number, maxLogit
   const C = c.hidden, Q = c.heads * c.headDim, KV = c.kvHeads * c.headDim, I = c.intermediate;
   let loraFloats = 0;
   for (const t of lora.targets) loraFloats += lora.r + (lora.dropout > 0 ? projectionDims(c, t).inFeatures : 0);
-  const perLayer = N * (6 * C + 3 * Q + 3 * KV + 3 * I + 2 * c.heads + 2 + loraFloats);
+  const qkNorm = c.qkNorm ? Q + KV + c.heads + c.kvHeads : 0; // Qwen3: q and k before their norms, and the norms' rstd
+  const perLayer = N * (6 * C + 3 * Q + 3 * KV + 3 * I + 2 * c.heads + 2 + loraFloats + qkNorm);
   const backward = N * (2 * C + Q + 2 * KV + 2 * I);
   const vc = Math.min(c.vocab, Math.max(1, Math.floor(maxLogitsBytes / (4 * N))));
   return 4 * (c.layers * perLayer + backward + 2 * N * vc + 4 * N * C);

@@ -49,7 +49,7 @@ describe('bench', () => {
   it('refuses an unknown model or flag by name', async () => {
     const r = await cli(['bench', '--model', 'gpt-5']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/unknown --model "gpt-5"; choose smollm2-135m, qwen2.5-0.5b, tinyllama-1.1b, all/);
+    expect(r.stderr).toMatch(/unknown --model "gpt-5"; choose smollm2-135m, qwen2.5-0.5b, tinyllama-1.1b, qwen3-0.6b, all/);
     const f = await cli(['bench', '--quick', '--batchsize', '3']);
     expect(f.code).toBe(1);
     expect(f.stderr).toMatch(/unknown argument "--batchsize"/);
@@ -59,10 +59,14 @@ describe('bench', () => {
   });
 
   it('benchmarks the shapes the issue names', () => {
-    expect(BENCH_MODELS).toEqual(['smollm2-135m', 'qwen2.5-0.5b', 'tinyllama-1.1b']);
+    expect(BENCH_MODELS).toEqual(['smollm2-135m', 'qwen2.5-0.5b', 'tinyllama-1.1b', 'qwen3-0.6b']);
     expect(benchModelConfig('smollm2-135m')).toMatchObject({ hidden: 576, layers: 30, heads: 9, kvHeads: 3, intermediate: 1536, vocab: 49152, tied: true, attnBias: false });
     expect(benchModelConfig('qwen2.5-0.5b')).toMatchObject({ hidden: 896, layers: 24, heads: 14, kvHeads: 2, headDim: 64, intermediate: 4864, vocab: 151936, tied: true, attnBias: true });
     expect(benchModelConfig('tinyllama-1.1b')).toMatchObject({ hidden: 2048, layers: 22, heads: 32, kvHeads: 4, intermediate: 5632, vocab: 32000, tied: false });
+    expect(benchModelConfig('qwen3-0.6b')).toMatchObject({
+      architecture: 'Qwen3ForCausalLM', hidden: 1024, layers: 28, heads: 16, kvHeads: 8, headDim: 128, intermediate: 3072, vocab: 151936,
+      tied: true, attnBias: false, qkNorm: true, rmsEps: 1e-6, ropeTheta: 1000000, maxPositions: 40960,
+    });
   });
 
   it('pattern weights fill every tensor at its shape: norms 1, the rest periodic with std ≈ 0.02', () => {

@@ -1,6 +1,7 @@
-// The whole engine against PyTorch: a tiny Llama with grouped-query attention and a tied-embedding Qwen2
-// with q/k/v biases (tests/fixtures/make_fixtures.py, float64, following transformers + PEFT), LoRA with
-// non-zero A and B. Loss, LoRA gradients, one SGD step and three AdamW steps.
+// The whole engine against PyTorch: a tiny Llama with grouped-query attention, a tied-embedding Qwen2
+// with q/k/v biases and a tied-embedding Qwen3 with q_norm/k_norm and head_dim ≠ hidden/heads
+// (tests/fixtures/make_fixtures.py, float64, following transformers + PEFT), LoRA with non-zero A and B.
+// Loss, LoRA gradients, one SGD step and three AdamW steps.
 //
 // The model runs on the fast GEMM (src/autograd/matmul.ts); the loss-and-gradients and AdamW cases run on
 // version 1 too, so both kernels meet the bar.
@@ -40,7 +41,7 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: stri
   expect(d, `${what}: maxdiff ${d.toExponential(2)}`).toBeLessThan(tol);
 }
 
-for (const name of ['llama_gqa', 'qwen2_tied']) {
+for (const name of ['llama_gqa', 'qwen2_tied', 'qwen3']) {
   describe(`parity with PyTorch + PEFT: ${name}`, () => {
     it.each(['fast', 'v1'] as const)('loss and LoRA gradients (%s GEMM)', async (kernel) => {
       const { gpu, model, ids, B, T, expected } = await setup(name, undefined, undefined, kernel);

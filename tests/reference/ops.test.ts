@@ -462,13 +462,15 @@ describe('whole model LoRA gradients', () => {
   for (const variant of [
     { name: 'untied, no bias', tied: false, attnBias: false, seed: 21 },
     { name: 'tied + attention bias', tied: true, attnBias: true, seed: 22 },
+    { name: 'Qwen3 q/k norm, head dim 6 ≠ hidden / heads', tied: true, attnBias: false, qkNorm: true, headDim: 6, seed: 25 },
   ]) {
     it(`all seven targets: ${variant.name}`, () => {
-      const cfg = { ...baseCfg, tied: variant.tied, attnBias: variant.attnBias };
+      const cfg = { ...baseCfg, tied: variant.tied, attnBias: variant.attnBias, qkNorm: variant.qkNorm, headDim: variant.headDim ?? baseCfg.headDim };
       const { model, ids } = build(cfg, [...LORA_TARGETS], variant.seed);
       expect(model.weights.has('lm_head.weight')).toBe(!variant.tied);
       expect(model.weights.has('model.layers.1.self_attn.k_proj.bias')).toBe(variant.attnBias);
       expect(model.weights.has('model.layers.1.self_attn.o_proj.bias')).toBe(false);
+      expect(model.weights.get('model.layers.1.self_attn.k_norm.weight')?.length).toBe(variant.qkNorm ? variant.headDim : undefined);
       const loss = llamaLoss(model, ids, B, T);
       expect(Number.isFinite(loss)).toBe(true);
       expect(loss).toBeGreaterThan(0);

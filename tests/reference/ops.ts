@@ -644,6 +644,7 @@ export interface RefConfig {
   ropeTheta: number;
   tied: boolean; // lm_head shares model.embed_tokens.weight
   attnBias: boolean; // q/k/v projections have biases (Qwen2-style)
+  qkNorm?: boolean; // Qwen3: per-head RMSNorm of q and k (weights [D]) between the projection and RoPE
 }
 
 export interface RefLora {
@@ -697,6 +698,10 @@ export function refWeightShapes(cfg: RefConfig): Map<string, number[]> {
   for (let l = 0; l < cfg.layers; l++) {
     shapes.set(`model.layers.${l}.input_layernorm.weight`, [cfg.hidden]);
     shapes.set(`model.layers.${l}.post_attention_layernorm.weight`, [cfg.hidden]);
+    if (cfg.qkNorm) {
+      shapes.set(`model.layers.${l}.self_attn.q_norm.weight`, [cfg.headDim]);
+      shapes.set(`model.layers.${l}.self_attn.k_norm.weight`, [cfg.headDim]);
+    }
     for (const t of LORA_TARGETS) {
       const [inF, outF] = projDims(cfg, t);
       shapes.set(`${projWeightName(l, t)}.weight`, [outF, inF]);
@@ -748,6 +753,8 @@ interface LayerCache {
   q: ProjCache;
   k: ProjCache;
   v: ProjCache;
+  qNorm?: { x: Float64Array; rstd: Float64Array }; // q_norm's input [N, H*D] and rstd [N*H] (qkNorm only)
+  kNorm?: { x: Float64Array; rstd: Float64Array }; // k_norm's input [N, KV*D] and rstd [N*KV]
   qr: Float64Array;
   kr: Float64Array;
   vv: Float64Array;
@@ -832,8 +839,11 @@ function llamaForwardInternal(model: RefModel, ids: Ids, B: number, T: number): 
     const q = projForward(model, l, 'q_proj', n1, N);
     const k = projForward(model, l, 'k_proj', n1, N);
     const v = projForward(model, l, 'v_proj', n1, N);
-    const qr = ropeForward(q.y, B, T, H, D, cfg.ropeTheta);
-    const kr = ropeForward(k.y, B, T, KV, D, cfg.ropeTheta);
+    // Qwen3: q [N, H*D] is [N*H, D] row-major, so q_norm is an RMSNorm over N*H rows of D (k likewise).
+    const qn = cfg.qkNorm ? rmsnormForward(q.y, getW(model, `model.layers.${l}.self_attn.q_norm.weight`), N * H, D, cfg.rmsEps) : undefined;
+    const kn = cfg.qkNorm ? rmsnormForward(k.y, getW(model, `model.layers.${l}.self_attn.k_norm.weight`), N * KV, D, cfg.rmsEps) : undefined;
+    const qr = ropeForward(qn?.y ?? q.y, B, T, H, D, cfg.ropeTheta);
+    const kr = ropeForward(kn?.y ?? k.y, B, T, KV, D, cfg.ropeTheta);
     const att = attentionForward({ q: qr, k: kr, v: v.y, B, T, H, KV, D });
     const o = projForward(model, l, 'o_proj', att.out, N);
     const h = residualAdd(x, o.y);
@@ -849,6 +859,8 @@ function llamaForwardInternal(model: RefModel, ids: Ids, B: number, T: number): 
       q: q.cache,
       k: k.cache,
       v: v.cache,
+      qNorm: qn && { x: q.y, rstd: qn.rstd },
+      kNorm: kn && { x: k.y, rstd: kn.rstd },
       qr,
       kr,
       vv: v.y,
@@ -912,11 +924,15 @@ export function llamaLossAndLoraGrads(
     );
     const w2 = getW(model, `model.layers.${l}.post_attention_layernorm.weight`);
     const dh = residualAdd(dx, rmsnormBackward(c.h, w2, c.rstd2, dn2, N, C).dx);
-    // Attention branch: h = x + o_proj(attn(rope(q), rope(k), v)).
+    // Attention branch: h = x + o_proj(attn(rope(q), rope(k), v)), q and k through q_norm/k_norm first with qkNorm.
     const dattn = projBackward(model, l, 'o_proj', c.attn, dh, N, grads);
     const { dq, dk, dv } = attentionBackward({ q: c.qr, k: c.kr, v: c.vv, probs: c.probs, dout: dattn, B, T, H, KV, D });
-    const dqPre = ropeBackward(dq, B, T, H, D, cfg.ropeTheta);
-    const dkPre = ropeBackward(dk, B, T, KV, D, cfg.ropeTheta);
+    let dqPre = ropeBackward(dq, B, T, H, D, cfg.ropeTheta);
+    let dkPre = ropeBackward(dk, B, T, KV, D, cfg.ropeTheta);
+    if (c.qNorm && c.kNorm) {
+      dqPre = rmsnormBackward(c.qNorm.x, getW(model, `model.layers.${l}.self_attn.q_norm.weight`), c.qNorm.rstd, dqPre, N * H, D).dx;
+      dkPre = rmsnormBackward(c.kNorm.x, getW(model, `model.layers.${l}.self_attn.k_norm.weight`), c.kNorm.rstd, dkPre, N * KV, D).dx;
+    }
     let dn1 = projBackward(model, l, 'q_proj', c.q, dqPre, N, grads);
     dn1 = residualAdd(dn1, projBackward(model, l, 'k_proj', c.k, dkPre, N, grads));
     dn1 = residualAdd(dn1, projBackward(model, l, 'v_proj', c.v, dv, N, grads));
