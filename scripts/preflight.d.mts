@@ -23,10 +23,17 @@ export type Plan =
 
 export type Verdict = { ok: true } | { ok: false; stop: boolean; message: string };
 
+/** The parts of preflight() that look at or change the machine. */
+export interface Machine {
+  facts(): Facts;
+  exec(cmd: string, args: string[]): { status: number | null; output: string };
+  probe(): Verdict;
+}
+
 export const CHROMIUM: string;
 export const SWIFTSHADER_ICD: string;
 export function decide(facts: Facts): Plan;
 export function probeVerdict(run: { status: number | null; stderr: string }): Verdict;
 export function gatherFacts(): Facts;
 export function probeAdapter(root: string, env: NodeJS.ProcessEnv): Verdict;
-export function preflight(root: string, env: NodeJS.ProcessEnv, log?: (line: string) => void): boolean;
+export function preflight(root: string, env: NodeJS.ProcessEnv, log?: (line: string) => void, machine?: Partial<Machine>): boolean;

@@ -23,6 +23,12 @@ import { join } from 'node:path';
 export const CHROMIUM = '/usr/bin/chromium';
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+// Ubuntu ships Chromium as a snap (its chromium-browser .deb installs the snap), which gives no
+// /usr/bin/chromium in a container.
+const UBUNTU =
+  'Ubuntu packages Chromium as a snap, which does not run in a container; run the tests in a Debian image:\n' +
+  '  docker run --rm -v "$PWD":/app -w /app node:20-bookworm bash .ci/run';
+
 const WHY = {
   chromium: 'the browser tests drive it, and its SwiftShader is the CPU WebGPU driver for the kernel tests in Node',
   libvulkan1: 'the Vulkan loader that Dawn (WebGPU in Node) opens',
@@ -136,25 +142,39 @@ export function probeAdapter(root, env) {
   return probeVerdict({ status: r.status, stderr: r.stderr ?? String(r.error ?? '') });
 }
 
-/** Check, install what is missing where we may (root with apt), check again. Returns false to stop. */
-export function preflight(root, env, log = console.log) {
-  let plan = decide(gatherFacts());
+function exec(cmd, args, env) {
+  const r = spawnSync(cmd, args, { env: { ...env, DEBIAN_FRONTEND: 'noninteractive' }, encoding: 'utf8' });
+  return { status: r.status, output: r.stderr || r.stdout || String(r.error ?? '') };
+}
+
+/**
+ * Check, install what is missing where we may (root with apt), check again, then run one kernel in Node.
+ * Returns false to stop `npm test`. `machine` replaces the parts that look at or change the machine (tests).
+ * @param {string} root
+ * @param {NodeJS.ProcessEnv} env
+ * @param {(line: string) => void} [log]
+ * @param {Partial<import('./preflight.mjs').Machine>} [machine]
+ */
+export function preflight(root, env, log = console.log, machine = {}) {
+  const m = { facts: gatherFacts, exec: (cmd, args) => exec(cmd, args, env), probe: () => probeAdapter(root, env), ...machine };
+  let plan = decide(m.facts());
   if (plan.action === 'install') {
     log(`  ${plan.message}`);
     for (const [cmd, ...args] of plan.commands) {
-      const r = spawnSync(cmd, args, { env: { ...env, DEBIAN_FRONTEND: 'noninteractive' }, encoding: 'utf8' });
+      const r = m.exec(cmd, args);
       if (r.status !== 0) {
-        log(`\npreflight: \`${[cmd, ...args].join(' ')}\` failed (exit ${r.status}):\n${(r.stderr || r.stdout || String(r.error)).trim().split('\n').slice(-8).join('\n')}`);
+        log(`\npreflight: \`${[cmd, ...args].join(' ')}\` failed (exit ${r.status}):\n${r.output.trim().split('\n').slice(-8).join('\n')}`);
+        if (args[0] === 'install' && /Unable to locate package chromium|snap/.test(r.output)) log(UBUNTU);
         return false;
       }
     }
-    plan = decide(gatherFacts());
+    plan = decide(m.facts());
   }
   if (plan.action !== 'none') {
     log(`\npreflight: ${plan.action === 'stop' ? plan.message : `still missing after the install: ${plan.packages.join(', ')}`}`);
     return false;
   }
-  const verdict = probeAdapter(root, env);
+  const verdict = m.probe();
   if (verdict.ok) {
     log('  ok: WebGPU adapter in Node, Chromium for the browser tests');
     return true;

@@ -2,7 +2,7 @@
 // as root, or one message naming the command to run. Pure: nothing here installs or removes a package.
 
 import { describe, expect, it } from 'vitest';
-import { decide, probeVerdict, type Facts } from '../../scripts/preflight.mjs';
+import { decide, preflight, probeVerdict, type Facts, type Verdict } from '../../scripts/preflight.mjs';
 
 const ALL: Facts = {
   platform: 'linux', isRoot: true, hasApt: true, hasVulkanLoader: true, hasChromium: true, hasSwiftShader: true, hasGpuDriver: false,
@@ -78,5 +78,60 @@ describe('preflight adapter check', () => {
     const other = probeVerdict({ status: 1, stderr: 'SyntaxError: Unexpected token\n' });
     expect(other).toMatchObject({ ok: false, stop: false });
     expect(other.ok === false && other.message).toMatch(/SyntaxError: Unexpected token$/);
+  });
+});
+
+describe('preflight run', () => {
+  /** A machine that starts as `before` and, once apt-get install has run, has `after`. */
+  function machine(before: Facts, after: Facts, installStatus = 0, probe: Verdict = { ok: true }) {
+    let installed = false;
+    const ran: string[] = [];
+    return {
+      ran,
+      machine: {
+        facts: () => (installed ? after : before),
+        exec: (cmd: string, args: string[]) => {
+          ran.push([cmd, ...args].join(' '));
+          if (args[0] === 'install' && installStatus === 0) installed = true;
+          return { status: args[0] === 'install' ? installStatus : 0, output: 'E: Unable to locate package chromium\n' };
+        },
+        probe: () => {
+          ran.push('probe');
+          return probe;
+        },
+      },
+    };
+  }
+
+  it('as root with apt: says what it installs once, installs, checks again, runs the kernel, goes on', () => {
+    const lines: string[] = [];
+    const m = machine(BARE, ALL);
+    expect(preflight('/repo', {}, (l) => lines.push(l), m.machine)).toBe(true);
+    expect(m.ran).toEqual(['apt-get update -qq', 'apt-get install -y --no-install-recommends chromium libvulkan1', 'probe']);
+    expect(lines.filter((l) => l.includes('installing'))).toHaveLength(1);
+  });
+
+  it('stops with apt-get\'s own words when the install fails, before any test', () => {
+    const lines: string[] = [];
+    const m = machine(BARE, ALL, 100);
+    expect(preflight('/repo', {}, (l) => lines.push(l), m.machine)).toBe(false);
+    expect(m.ran).not.toContain('probe');
+    expect(lines.at(-2)).toContain('`apt-get install -y --no-install-recommends chromium libvulkan1` failed (exit 100):\nE: Unable to locate package chromium');
+    expect(lines.at(-1)).toContain('node:20-bookworm bash .ci/run');
+  });
+
+  it('without root: installs nothing and stops with the command', () => {
+    const lines: string[] = [];
+    const m = machine({ ...BARE, isRoot: false }, ALL);
+    expect(preflight('/repo', {}, (l) => lines.push(l), m.machine)).toBe(false);
+    expect(m.ran).toEqual([]);
+    expect(lines.join('\n')).toContain(COMMAND);
+  });
+
+  it('all present but no adapter in Node: stops; another failure of the check lets the tests run', () => {
+    const none = machine(ALL, ALL, 0, { ok: false, stop: true, message: 'Dawn found no WebGPU adapter' });
+    expect(preflight('/repo', {}, () => {}, none.machine)).toBe(false);
+    const other = machine(ALL, ALL, 0, { ok: false, stop: false, message: 'the adapter check failed for another reason' });
+    expect(preflight('/repo', {}, () => {}, other.machine)).toBe(true);
   });
 });
