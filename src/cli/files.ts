@@ -139,7 +139,7 @@ export async function checkOutDir(dir: string, flag = '--out'): Promise<void> {
 export async function saveAdapterDir(dir: string, adapter: AdapterConfig, weights: Map<string, Float32Array>, config: ModelConfig): Promise<void> {
   const out = writeAdapter(adapter, weights, adapterExpectation(config));
   const files: [string, string | Uint8Array][] = [['adapter_model.safetensors', out.weights], ['adapter_config.json', out.configJson]];
-  const written: string[] = [];
+  const written: string[] = [], renamed: string[] = [];
   let created: string | undefined;
   try {
     created = await mkdir(dir, { recursive: true });
@@ -147,11 +147,17 @@ export async function saveAdapterDir(dir: string, adapter: AdapterConfig, weight
       await writeFile(join(dir, `${name}.tmp`), data);
       written.push(join(dir, `${name}.tmp`));
     }
-    for (const [name] of files) await rename(join(dir, `${name}.tmp`), join(dir, name));
+    for (const [name] of files) {
+      await rename(join(dir, `${name}.tmp`), join(dir, name));
+      renamed.push(name);
+    }
   } catch (e) {
     for (const tmp of written) await rm(tmp, { force: true });
+    // A folder this call created held no adapter before: it goes whole.
     if (created) await rm(created, { recursive: true, force: true });
-    throw new LoraStudioError('storage', `${dir}: cannot write the adapter there (${errno(e)}); nothing was written. Choose another --out.`, { file: dir, cause: e });
+    // Two renames are not one atomic step: if only the first went through, say so rather than "nothing".
+    const kept = created || renamed.length === 0 ? 'nothing was written' : `only ${renamed.join(', ')} was replaced, so the folder mixes two adapters`;
+    throw new LoraStudioError('storage', `${dir}: cannot write the adapter there (${errno(e)}); ${kept}. Choose another --out.`, { file: dir, cause: e });
   }
 }
 

@@ -2,7 +2,7 @@
 // no stack trace, and nothing written: a bad flag or value, an --out that is a file or cannot be written,
 // a data file that is an image or a Word document. And a failed adapter write leaves no half-written file.
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,15 @@ import { parseModelConfig } from '../../src/model/config';
 import { initLora } from '../../src/model/lora';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+
+// A full disk, for this process's writes whose path matches `disk.full` (the CLI processes are not affected).
+const disk = vi.hoisted(() => ({ full: undefined as RegExp | undefined }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  const writeFile: typeof real.writeFile = (path, ...rest) =>
+    disk.full?.test(String(path)) ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) : real.writeFile(path, ...rest);
+  return { ...real, writeFile };
+});
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -140,5 +149,18 @@ describe('saveAdapterDir', () => {
     expect(existsSync(join(dir, 'adapter_model.safetensors.tmp'))).toBe(false);
     const after = readdirSync(dir).filter((n) => n !== 'adapter_config.json.tmp').sort().map((n) => [n, readFileSync(join(dir, n))]);
     expect(after).toEqual(before);
+  });
+
+  it('a full disk in a folder it created: the folder goes, nothing is left', async () => {
+    const dir = join(work, 'fresh', 'nested');
+    disk.full = /adapter_config\.json\.tmp$/;
+    try {
+      await expect(saveAdapterDir(dir, settings, initLora(config, settings, 1), config)).rejects.toThrow(
+        `${dir}: cannot write the adapter there (the disk is full, ENOSPC); nothing was written. Choose another --out.`,
+      );
+    } finally {
+      disk.full = undefined;
+    }
+    expect(existsSync(join(work, 'fresh'))).toBe(false);
   });
 });
