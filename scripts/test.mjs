@@ -1,11 +1,13 @@
-// `npm test`: type-check, build the studio (the browser tests load dist/), then run every vitest suite:
-// WGSL kernels on WebGPU (a real GPU, or SwiftShader on a machine without one), the CLI, file formats,
-// and the built app in headless Chromium. Ends with one "N passed, N failed" line.
+// `npm test`: check the machine (scripts/preflight.mjs: installs chromium and libvulkan1 as root with apt, else
+// says what to run and stops), type-check, build the studio (the browser tests load dist/), then run every
+// vitest suite: WGSL kernels on WebGPU (a real GPU, or SwiftShader on a machine without one), the CLI, file
+// formats, and the built app in headless Chromium. Ends with one "N passed, N failed" line.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { preflight } from './preflight.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const env = { ...process.env };
@@ -21,6 +23,8 @@ function step(name, cmd, args) {
   return r.status ?? 1;
 }
 
+console.log('▶ preflight: what the tests need from this machine');
+if (!preflight(root, env)) process.exit(1);
 const bin = (name) => join(root, 'node_modules', '.bin', name);
 if (step('type-check', bin('tsc'), ['--noEmit']) !== 0) process.exit(1);
 if (step('build the studio', bin('vite'), ['build', '--logLevel', 'warn']) !== 0) process.exit(1);

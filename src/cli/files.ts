@@ -1,26 +1,53 @@
 // Node-side files for the CLI: a model folder on disk (or a Hub id) as a model source, a PEFT adapter folder,
-// and JSONL token rows. Parsing and model loading are the engine's (src/io, src/model): this file only
-// reads files, lazily and by name, and names them in every error.
+// the data file, and JSONL token rows. Parsing and model loading are the engine's (src/io, src/model): this
+// file only reads and writes files, lazily and by name, and names them in every error. A file-system error
+// never reaches the user as a stack trace: each becomes a LoraStudioError saying which path and what to do.
 
-import { readFile, mkdir, writeFile, rename } from 'node:fs/promises';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { access, readFile, mkdir, writeFile, rename, rm, stat } from 'node:fs/promises';
+import { constants, existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
+import { refuseBinary } from '../io/binary';
 import { LoraStudioError } from '../io/errors';
 import { hubSource, isHubId } from '../io/hub';
 import { loadModel, type LoadedModel, type ModelFiles } from '../io/model_source';
 import { readAdapter, writeAdapter, type AdapterConfig } from '../io/peft';
 import { projectionDims, type ModelConfig } from '../model/config';
 
+const REASONS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'not permitted',
+  EROFS: 'a read-only file system',
+  EISDIR: 'it is a folder',
+  ENOTDIR: 'a part of the path is a file',
+  ENOSPC: 'the disk is full',
+  EEXIST: 'a file is in the way',
+};
+
+/** A file-system error in words, with its code for searching: "permission denied, EACCES". */
+function errno(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (!code) return (e as Error).message;
+  return REASONS[code] ? `${REASONS[code]}, ${code}` : code;
+}
+
 async function read(path: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(path));
   } catch (e) {
-    throw new LoraStudioError('bad-input', `${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, { file: path });
+    throw new LoraStudioError('bad-input', `${path}: cannot read it (${errno(e)}).`, { file: path });
   }
 }
 
 export async function readText(path: string): Promise<string> {
   return new TextDecoder().decode(await read(path));
+}
+
+/** The data file as text, refused by name first when its bytes are an image, an archive, ... (src/io/binary.ts). */
+export async function readDataText(path: string): Promise<string> {
+  const bytes = await read(path);
+  refuseBinary(bytes, path);
+  return new TextDecoder().decode(bytes);
 }
 
 /** The files under dir (hidden entries skipped, '/'-separated names), read from disk only when asked for. */
@@ -32,7 +59,7 @@ export function nodeFolderSource(dir: string): ModelFiles {
       .map((n) => n.split(sep).join('/'))
       .sort();
   } catch (e) {
-    throw new LoraStudioError('bad-input', `${dir}: cannot read the model folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}).`, { file: dir });
+    throw new LoraStudioError('bad-input', `${dir}: cannot read the model folder (${errno(e)}).`, { file: dir });
   }
   const known = new Set(names);
   return {
@@ -77,13 +104,61 @@ export async function loadAdapterDir(dir: string, config: ModelConfig): Promise<
   return readAdapter(new TextDecoder().decode(await read(c)), await read(w), adapterExpectation(config), { config: c, weights: w });
 }
 
-/** Write both PEFT files; each goes to a temporary name first, so a failed write leaves the old adapter intact. */
+/**
+ * --out, checked before any training: a folder, or a path where one can be created, that we may write in.
+ * Nothing is created here, so a run refused later leaves no empty folder behind.
+ */
+export async function checkOutDir(dir: string, flag = '--out'): Promise<void> {
+  let at = resolve(dir);
+  for (;;) {
+    const s = await stat(at).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? undefined : e));
+    if (s instanceof Error) throw new LoraStudioError('storage', `${flag} ${dir}: cannot look at ${at} (${errno(s)}); choose another folder.`, { file: dir });
+    if (s === undefined) {
+      if (dirname(at) === at) break;
+      at = dirname(at);
+      continue;
+    }
+    if (!s.isDirectory()) {
+      const what = at === resolve(dir) ? `${dir} is a file, not a folder` : `${at} is a file, so the folder ${dir} cannot be created`;
+      throw new LoraStudioError('bad-input', `${flag} ${dir}: ${what}; give a folder (it is created if missing).`, { file: dir });
+    }
+    try {
+      await access(at, constants.W_OK);
+    } catch (e) {
+      throw new LoraStudioError('storage', `${flag} ${dir}: cannot write in ${at} (${errno(e)}); choose a folder you can write to.`, { file: dir });
+    }
+    return;
+  }
+}
+
+/**
+ * Write both PEFT files, each to a temporary name first and then renamed, so a failed write leaves an old
+ * adapter intact and no half-written file: on failure the temporary files go, and the folder too if this
+ * call created it.
+ */
 export async function saveAdapterDir(dir: string, adapter: AdapterConfig, weights: Map<string, Float32Array>, config: ModelConfig): Promise<void> {
   const out = writeAdapter(adapter, weights, adapterExpectation(config));
-  await mkdir(dir, { recursive: true });
   const files: [string, string | Uint8Array][] = [['adapter_model.safetensors', out.weights], ['adapter_config.json', out.configJson]];
-  for (const [name, data] of files) await writeFile(join(dir, `${name}.tmp`), data);
-  for (const [name] of files) await rename(join(dir, `${name}.tmp`), join(dir, name));
+  const written: string[] = [], renamed: string[] = [];
+  let created: string | undefined;
+  try {
+    created = await mkdir(dir, { recursive: true });
+    for (const [name, data] of files) {
+      await writeFile(join(dir, `${name}.tmp`), data);
+      written.push(join(dir, `${name}.tmp`));
+    }
+    for (const [name] of files) {
+      await rename(join(dir, `${name}.tmp`), join(dir, name));
+      renamed.push(name);
+    }
+  } catch (e) {
+    for (const tmp of written) await rm(tmp, { force: true });
+    // A folder this call created held no adapter before: it goes whole.
+    if (created) await rm(created, { recursive: true, force: true });
+    // Two renames are not one atomic step: if only the first went through, say so rather than "nothing".
+    const kept = created || renamed.length === 0 ? 'nothing was written' : `only ${renamed.join(', ')} was replaced, so the folder mixes two adapters`;
+    throw new LoraStudioError('storage', `${dir}: cannot write the adapter there (${errno(e)}); ${kept}. Choose another --out.`, { file: dir, cause: e });
+  }
 }
 
 /** Rows of token ids from JSONL `{"input_ids": [...]}` lines, all of one length. */

@@ -11,7 +11,7 @@ const rows = (a: Float32Array, n: number, m: number) => Array.from({ length: n }
 
 export async function loraLinearCommand(args: string[]): Promise<string> {
   const file = args[0];
-  if (!file) throw new LoraStudioError('bad-input', 'usage: lora-linear FILE.json (a JSON file with W, A, B, x and alpha)');
+  if (!file || args.length > 1 || file.startsWith('--')) throw new LoraStudioError('bad-input', 'usage: lora-linear FILE.json (one JSON file with W, A, B, x and alpha)');
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -50,6 +50,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${e.message}\n`);
       return 1;
     }
+    // A file-system error no command named itself ("EACCES: permission denied, open 'x'"): still a path for
+    // the user to fix, so one line. Anything else is a bug, and its stack trace is for us.
+    const io = e as NodeJS.ErrnoException;
+    if (typeof io?.code === 'string' && typeof io.syscall === 'string') {
+      process.stderr.write(`error: ${io.message}\n`);
+      return 1;
+    }
     throw e;
   }
 }

@@ -23,22 +23,29 @@ import { LlamaModel } from '../model/llama';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { batchAt, type DataRow } from '../train/batches';
 import { Evaluator, Trainer } from '../train/trainer';
-import { loadAdapterDir, loadModelArg, loadTokenRows, readText, saveAdapterDir } from './files';
+import { checkOutDir, loadAdapterDir, loadModelArg, loadTokenRows, readDataText, saveAdapterDir } from './files';
 
 type Flags = Map<string, string | true>;
 
 const BOOLEAN_FLAGS = new Set(['rslora', 'pack']);
 
+/** --name value, --name=value, and the boolean --rslora / --pack; an option given twice is refused. */
 export function parseFlags(args: string[], allowed: string[]): Flags {
   const flags: Flags = new Map();
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (!a.startsWith('--')) throw new LoraStudioError('bad-input', `unexpected argument "${a}"; options start with --`);
-    const name = a.slice(2);
+    const eq = a.indexOf('=');
+    const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
     if (!allowed.includes(name)) throw new LoraStudioError('bad-input', `unknown option --${name}; expected one of ${allowed.map((f) => `--${f}`).join(', ')}`);
-    if (BOOLEAN_FLAGS.has(name)) { flags.set(name, true); continue; }
-    const v = args[++i];
-    if (v === undefined || v.startsWith('--')) throw new LoraStudioError('bad-input', `--${name} needs a value`);
+    if (flags.has(name)) throw new LoraStudioError('bad-input', `--${name} is given twice; keep one`);
+    if (BOOLEAN_FLAGS.has(name)) {
+      if (eq >= 0) throw new LoraStudioError('bad-input', `--${name} takes no value; write --${name} alone`);
+      flags.set(name, true);
+      continue;
+    }
+    const v = eq >= 0 ? a.slice(eq + 1) : args[++i];
+    if (v === undefined || v === '' || (eq < 0 && v.startsWith('--'))) throw new LoraStudioError('bad-input', `--${name} needs a value`);
     flags.set(name, v);
   }
   return flags;
@@ -53,17 +60,16 @@ function str(f: Flags, name: string, required = false): string | undefined {
 function num(f: Flags, name: string, fallback: number, check: (v: number) => boolean, what: string): number {
   const raw = f.get(name);
   if (raw === undefined) return fallback;
-  const v = Number(raw);
+  // Number('') and Number(' ') are 0: a blank is not a number here.
+  const v = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
   if (!Number.isFinite(v) || !check(v)) throw new LoraStudioError('bad-input', `--${name} must be ${what} (got ${raw})`);
   return v;
 }
 
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
 
-/** Rows of the data file, all of length T. */
-async function loadRows(f: Flags, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
-  const path = str(f, 'data', true)!;
-  const text = await readText(path);
+/** Rows of the data file (its text already read and checked by readDataText), all of length T. */
+async function loadRows(f: Flags, path: string, text: string, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
   const { config, tokenizer } = model;
   const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
   let tokenRows = false;
@@ -90,11 +96,14 @@ export async function evalCommand(args: string[]): Promise<string> {
   // Flags are checked before the model loads, so a typo costs no loading time.
   const batchSize = num(f, 'batch-size', 8, posInt, 'a positive integer');
   const limit = num(f, 'limit', Infinity, posInt, 'a positive integer (the number of rows to evaluate)');
-  const loaded = await loadModelArg(str(f, 'model', true)!, progressLog);
+  if (f.has('seq-len')) num(f, 'seq-len', 0, posInt, 'a positive integer');
+  const modelArg = str(f, 'model', true)!, dataPath = str(f, 'data', true)!;
+  const text = await readDataText(dataPath);
+  const loaded = await loadModelArg(modelArg, progressLog);
   const { config, weights } = loaded;
   // --limit keeps the first N rows of T tokens, after tokenizing (and packing): a cheap, fixed held-out slice.
   // A file with fewer rows is evaluated whole; "tokens" in the output says how much was read.
-  const all = await loadRows(f, loaded, 0);
+  const all = await loadRows(f, dataPath, text, loaded, 0);
   const rows = all.rows.slice(0, limit), T = all.T;
   const gpu = await createNodeGpu();
   const model = new LlamaModel(gpu, config, weights);
@@ -126,33 +135,32 @@ export async function evalCommand(args: string[]): Promise<string> {
 export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
   const f = parseFlags(args, ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
     'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack']);
+  // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
+  // and a run refused for any reason writes nothing.
   const modelDir = str(f, 'model', true)!;
+  const dataPath = str(f, 'data', true)!;
   const out = str(f, 'out', true)!;
   const seed = num(f, 'seed', 0, (v) => Number.isInteger(v), 'an integer');
-  const loaded = await loadModelArg(modelDir, progressLog);
-  const { config, weights } = loaded;
-  const { rows, T } = await loadRows(f, loaded, seed);
   const optimizer = str(f, 'optimizer') ?? 'adamw';
   if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new LoraStudioError('bad-input', `--optimizer must be adamw or sgd (got ${optimizer})`);
   const steps = num(f, 'steps', 100, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
-  const batchSize = Math.min(num(f, 'batch-size', 8, posInt, 'a positive integer'), rows.length);
+  const batchFlag = num(f, 'batch-size', 8, posInt, 'a positive integer');
   const lr = num(f, 'lr', optimizer === 'sgd' ? 1e-2 : 1e-4, (v) => v >= 0, 'a non-negative number');
   const weightDecay = num(f, 'weight-decay', 0, (v) => v >= 0, 'a non-negative number');
   const maxGradNorm = num(f, 'max-grad-norm', 0, (v) => v >= 0, 'a non-negative number (0: no clipping)');
-
-  let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
+  if (f.has('seq-len')) num(f, 'seq-len', 0, posInt, 'a positive integer');
   const from = str(f, 'adapter');
+  let settings: AdapterConfig | undefined;
   if (from) {
     for (const k of ['targets', 'rank', 'alpha', 'dropout', 'rslora']) {
       if (f.has(k)) throw new LoraStudioError('bad-input', `--${k} cannot be combined with --adapter: the adapter's own adapter_config.json sets it`);
     }
-    ({ config: adapter, weights: tensors } = await loadAdapterDir(from, config));
   } else {
     const targets = (str(f, 'targets') ?? 'q_proj,v_proj').split(',').map((t) => t.trim()).filter(Boolean);
     for (const t of targets) {
       if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new LoraStudioError('bad-input', `--targets: unknown module "${t}"; choose from ${LORA_TARGETS.join(', ')}`);
     }
-    adapter = {
+    settings = {
       r: num(f, 'rank', 8, () => true, 'a positive integer'),
       loraAlpha: num(f, 'alpha', 16, () => true, 'a number'),
       loraDropout: num(f, 'dropout', 0, () => true, 'in [0, 1)'),
@@ -160,8 +168,22 @@ export async function trainCommand(args: string[], print: (line: string) => void
       useRslora: f.get('rslora') === true,
       baseModel: modelDir,
     };
-    checkAdapterSettings(adapter);
+    checkAdapterSettings(settings);
+  }
+  await checkOutDir(out);
+  const text = await readDataText(dataPath);
+
+  const loaded = await loadModelArg(modelDir, progressLog);
+  const { config, weights } = loaded;
+  const { rows, T } = await loadRows(f, dataPath, text, loaded, seed);
+  const batchSize = Math.min(batchFlag, rows.length);
+
+  let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
+  if (settings) {
+    adapter = settings;
     tensors = initLora(config, adapter, seed);
+  } else {
+    ({ config: adapter, weights: tensors } = await loadAdapterDir(from!, config));
   }
   // Round-trip through PEFT's own config format now, so a bad setting fails before any training.
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));

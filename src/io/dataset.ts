@@ -27,6 +27,7 @@
 //
 // This file does not read files or touch the GPU.
 
+import { refuseBinaryText } from './binary.ts';
 import { FormatError, LoraStudioError, throwerFor } from './errors.ts';
 import { CHAT_ROLES, type ChatMessage, type ChatSegment, type LoraTokenizer } from './tokenizer.ts';
 import { mulberry32 } from '../util/random';
@@ -150,6 +151,8 @@ function looksLikeJsonl(text: string): boolean {
 export function parseDataset(text: string, fileName: string, tokenizer: LoraTokenizer | undefined, options: DatasetOptions): Dataset {
   checkOptions(options, fileName);
   if (text.startsWith('\uFEFF')) text = text.slice(1);
+  // The studio sends text its File.text() decoded; a .png or .docx still shows through (src/io/binary.ts).
+  refuseBinaryText(text, fileName);
   if (text.trim() === '') {
     throw new FormatError(fileName, `${fileName}: the dataset is empty. Give plain text, or one JSON object per line (${SHAPES}).`);
   }
