@@ -5,7 +5,7 @@
 //
 // One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
-// their buffers as they are built (`tracked`) and give them back to the pool when replaced, so repeated runs
+// their buffers as they are built (Gpu.track) and give them back to the pool when replaced, so repeated runs
 // reuse memory instead of growing it.
 //
 // The run: AdamW with a learning-rate schedule (src/train/schedule.ts), gradient accumulation, and a guard:
@@ -26,7 +26,7 @@
 // that the LoRA linear applies to (x·Aᵀ)·Bᵀ. It is baked into a generator's recorded program, so each
 // scale gets a generator of its own (cached; see generator()), and nothing is retrained.
 
-import type { Gpu } from '../gpu/gpu';
+import type { Gpu, Tracked } from '../gpu/gpu';
 import { GpuError } from '../gpu/errors';
 import { parseDataset, type Row } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
@@ -76,39 +76,6 @@ const MAX_GENERATORS = 4;
 /** A running run checkpoints into the library at most this often (and on pause and stop). */
 const CHECKPOINT_MS = 30_000;
 const GIB = 2 ** 30;
-
-/** Something built on the GPU together with every pooled buffer it took, to give back when it is dropped. */
-interface Tracked<T> {
-  value: T;
-  buffers: GPUBuffer[];
-}
-
-/**
- * Runs `make` while recording each buffer gpu.buffer() hands out (Trainer, Evaluator and Generator take all
- * of theirs there: parameters' gradients, optimizer moments, the tape's activations, uniforms).
- */
-function tracked<T>(gpu: Gpu, make: () => T): Tracked<T> {
-  const buffers: GPUBuffer[] = [];
-  const take = Gpu_buffer(gpu);
-  gpu.buffer = (label, bytes, usage) => {
-    const b = take(label, bytes, usage);
-    buffers.push(b);
-    return b;
-  };
-  try {
-    return { value: make(), buffers };
-  } finally {
-    delete (gpu as { buffer?: unknown }).buffer; // back to the class's method
-  }
-}
-
-function Gpu_buffer(gpu: Gpu): Gpu['buffer'] {
-  return Object.getPrototypeOf(gpu).buffer.bind(gpu);
-}
-
-function untrack(gpu: Gpu, t: Tracked<unknown> | null | undefined): void {
-  if (t) for (const b of t.buffers) gpu.release(b);
-}
 
 const badInput = (message: string): never => {
   throw new LoraStudioError('bad-input', message);
@@ -633,11 +600,7 @@ export class Session {
     const origin = start.kind === 'resume' ? start.origin : startSteps;
     const end = origin + o.steps;
     try {
-      untrack(gpu, this.trainer);
-      untrack(gpu, this.evaluator);
-      this.trainer = this.evaluator = null;
-      for (const g of this.generators.values()) untrack(gpu, g);
-      this.generators.clear();
+      this.dropPrograms(gpu);
       if (start.kind === 'resume') {
         model.setAdapter(cfg, start.weights);
         this.history = start.history.map((p) => ({ ...p }));
@@ -660,11 +623,11 @@ export class Session {
       const B = o.batchSize, T = data.seqLen, K = o.gradAccum;
       const opt = { kind: 'adamw' as const, lr: o.lr, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: o.maxGradNorm };
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
-        tracked(gpu, () => new Trainer(model, B, T, opt, o.seed, { gradAccum: K, keepLastGood: true })))).value;
+        gpu.track(() => new Trainer(model, B, T, opt, o.seed, { gradAccum: K, keepLastGood: true })))).value;
       if (start.kind === 'resume') trainer.restoreState(start.steps - origin, start.moments);
       this.measured.set(this.shapeKey(start.lora, B, T), trainer.transientBytes);
       const valB = Math.min(B, data.validation.length);
-      const evaluator = valB > 0 ? (this.evaluator = tracked(gpu, () => new Evaluator(model, valB, T))).value : null;
+      const evaluator = valB > 0 ? (this.evaluator = gpu.track(() => new Evaluator(model, valB, T))).value : null;
       const valEvery = Math.max(1, Math.ceil(o.steps / VAL_POINTS));
       const checkpoint = async (): Promise<void> => {
         try {
@@ -899,7 +862,7 @@ export class Session {
       // The scale is baked into the recorded program, so the adapter is swapped only while recording.
       model.adapter = adapter && scale !== 0 ? { ...adapter, loraAlpha: adapter.loraAlpha * scale } : undefined;
       try {
-        g = { ...tracked(gpu, () => new Generator(model, maxLen)), uses: 0 };
+        g = { ...gpu.track(() => new Generator(model, maxLen)), uses: 0 };
       } finally {
         model.adapter = adapter;
       }
@@ -908,10 +871,17 @@ export class Session {
     for (const [k, old] of this.generators) {
       if (this.generators.size <= MAX_GENERATORS) break;
       if (old.uses > 0 || old === g) continue;
-      untrack(gpu, old);
+      gpu.releaseAll(old.buffers);
       this.generators.delete(k);
     }
     return g;
+  }
+
+  /** Give back the trainer's, evaluator's and generators' buffers: they were recorded against the old adapter's. */
+  private dropPrograms(gpu: Gpu): void {
+    for (const t of [this.trainer, this.evaluator, ...this.generators.values()]) if (t) gpu.releaseAll(t.buffers);
+    this.trainer = this.evaluator = null;
+    this.generators.clear();
   }
 
   // ---- library ----------------------------------------------------------------------------------------
@@ -923,11 +893,7 @@ export class Session {
     const weights = this.fittingWeights(entry, config, facts.name);
     const cfg: AdapterConfig = { ...entry.config, baseModel: entry.baseModel };
     // Everything recorded against the old adapter's buffers goes with them.
-    untrack(gpu, this.trainer);
-    untrack(gpu, this.evaluator);
-    this.trainer = this.evaluator = null;
-    for (const g of this.generators.values()) untrack(gpu, g);
-    this.generators.clear();
+    this.dropPrograms(gpu);
     model.setAdapter(cfg, weights);
     this.adapter = cfg;
     this.steps = entry.steps;
