@@ -34,13 +34,14 @@ import { hubSource } from '../io/hub';
 import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCheckpoint } from '../io/library';
 import { folderSource, loadModel, readStreamWithProgress, type ModelFiles, type ReadProgress } from '../io/model_source';
 import { adapterConfigToJson, checkAdapterFitsModel, LORA_TARGETS, readAdapter, sameBaseModel, writeAdapter, type AdapterConfig, type AdapterExpectation } from '../io/peft';
-import { parseSafetensors, writeSafetensors } from '../io/safetensors';
+import { parseSafetensors } from '../io/safetensors';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { projectionDims, weightShapes, type ModelConfig } from '../model/config';
 import { Generator } from '../model/generate';
 import { LlamaModel } from '../model/llama';
 import { checkAdapterSettings, initLora } from '../model/lora';
 import { batchAt } from '../train/batches';
+import { buildCheckpoint, dataDifferences, parseRunSettings, readCheckpointMoments, textHash, type RunPlan } from '../train/checkpoint';
 import { learningRate, SCHEDULES } from '../train/schedule';
 import { Evaluator, Trainer } from '../train/trainer';
 import type {
@@ -54,7 +55,6 @@ import type {
   ModelSourceSpec,
   OptimSettings,
   ResponseBody,
-  RunSettings,
   TrainableFacts,
   TrainStopReason,
 } from './protocol';
@@ -148,19 +148,6 @@ function checkOptim(o: OptimSettings): void {
   if (!SCHEDULES.includes(o.schedule)) badInput(`Unknown schedule "${o.schedule}"; choose ${SCHEDULES.join(', ')}.`);
 }
 
-/** cyrb53: a 53-bit hash of a string, as hex. Enough to tell one dataset text from another; not cryptographic. */
-export function textHash(text: string): string {
-  let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ ch, 2654435761);
-    h2 = Math.imul(h2 ^ ch, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16);
-}
-
 function modelIdentity(spec: ModelSourceSpec): ModelIdentity {
   if (spec.kind === 'hub') return { kind: 'hub', id: spec.id.trim(), ...(spec.revision?.trim() ? { revision: spec.revision.trim() } : {}) };
   if (spec.kind === 'files') return { kind: 'files', label: spec.label || 'folder' };
@@ -178,28 +165,6 @@ export function describeModel(m: ModelIdentity): string {
   if (m.kind === 'hub') return `the Hub model ${m.id}${m.revision ? `@${m.revision}` : ''}`;
   if (m.kind === 'files') return `the folder “${m.label}”`;
   return `${DEFAULT_MODEL.name} (built in)`;
-}
-
-/** What differs between the data a run trained on and the loaded data, in words; [] when they are the same. */
-export function dataDifferences(want: DataIdentity, have: DataIdentity): string[] {
-  const out: string[] = [];
-  if (want.name !== have.name) out.push(`the file is “${have.name}”, not “${want.name}”`);
-  else if (want.chars !== have.chars || want.hash !== have.hash) out.push(`“${have.name}” holds other text than when the run started`);
-  if (want.seqLen !== have.seqLen) out.push(`the sequence length is ${have.seqLen}, not ${want.seqLen}`);
-  if (want.validationShare !== have.validationShare) out.push(`the validation share is ${have.validationShare}, not ${want.validationShare}`);
-  if (want.pack !== have.pack) out.push(want.pack ? 'packing is off' : 'packing is on');
-  if (want.seed !== have.seed) out.push(`the seed is ${have.seed}, not ${want.seed}`);
-  return out;
-}
-
-/** The RunSettings stored in a checkpoint, checked field by field (the library stores them as free JSON). */
-function parseRunSettings(value: Record<string, unknown>, name: string): RunSettings {
-  const s = value as Partial<RunSettings>;
-  const ok =
-    s.version === 1 && typeof s.origin === 'number' && s.lora !== undefined && Array.isArray(s.lora.targets) && s.optim !== undefined &&
-    typeof s.optim.steps === 'number' && s.model !== undefined && typeof s.model.kind === 'string' && s.data !== undefined && typeof s.data.hash === 'string';
-  if (!ok) badInput(`The checkpoint of “${name}” was not written by this version of LoRA Studio, so it cannot resume; load the adapter and continue training it instead.`);
-  return s as RunSettings;
 }
 
 /**
@@ -223,8 +188,6 @@ function runName(model: string): string {
   const two = (n: number) => String(n).padStart(2, '0');
   return `${model.split('/').pop()} run ${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
 }
-
-const MOMENT_NAMES = { m: 'exp_avg', v: 'exp_avg_sq' } as const; // torch.optim.AdamW's state names
 
 /**
  * The GPU memory the studio lets a run use. WebGPU does not say how much memory a GPU has, so this is a
@@ -262,15 +225,6 @@ interface Loaded {
   tokenizer?: LoraTokenizer;
   facts: ModelFacts;
   identity: ModelIdentity;
-}
-
-/** A run's plan, kept while its trainer holds the moments of the current adapter and it can go on. */
-interface RunPlan {
-  lora: LoraSettings;
-  optim: OptimSettings;
-  /** Adapter steps when the run began (RunSettings.origin). */
-  origin: number;
-  data: DataIdentity;
 }
 
 /** How a run starts: a fresh adapter, the held one further, or a checkpoint from the library. */
@@ -565,13 +519,7 @@ export class Session {
     const total = run.origin + run.optim.steps;
     if (!(ck!.step >= run.origin && ck!.step < total)) badInput(`The checkpoint of “${entry.name}” is at step ${ck!.step}, outside its run (${run.origin} to ${total}); it cannot resume.`);
     const weights = this.fittingWeights(entry, config, facts.name);
-    const stored = parseSafetensors(ck!.optimizer, 'optimizer state');
-    const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
-    for (const key of weights.keys()) {
-      const m = `${MOMENT_NAMES.m}.${key}`, v = `${MOMENT_NAMES.v}.${key}`;
-      if (!stored.tensors.has(m) || !stored.tensors.has(v)) badInput(`The checkpoint of “${entry.name}” lacks the optimizer state of ${key}; it cannot resume.`);
-      moments.set(key, { m: stored.readF32(m), v: stored.readF32(v) });
-    }
+    const moments = readCheckpointMoments(ck!, weights.keys(), entry.name);
     return this.runTraining(
       { kind: 'resume', lora: run.lora, optim: run.optim, origin: run.origin, weights, moments, steps: ck!.step, history: entry.lossHistory, entry: { id: entry.id, name: entry.name } },
       emit,
@@ -955,24 +903,8 @@ export class Session {
       let checkpoint: TrainingCheckpoint | undefined;
       const plan = this.plan, trainer = this.trainer?.value;
       if (withCheckpoint && plan && trainer && !this.deviceLost) {
-        const moments = await trainer.readMoments();
-        const tensors = model.lora.flatMap((p) => {
-          const mv = moments.get(p.key)!;
-          return [
-            { name: `${MOMENT_NAMES.m}.${p.key}`, shape: [...p.tensor.shape], data: mv.m },
-            { name: `${MOMENT_NAMES.v}.${p.key}`, shape: [...p.tensor.shape], data: mv.v },
-          ];
-        });
-        const settings: RunSettings = { version: 1, lora: plan.lora, optim: plan.optim, origin: plan.origin, model: this.loaded!.identity, data: plan.data };
-        const consumed = (this.steps - plan.origin) * plan.optim.gradAccum * plan.optim.batchSize;
-        const rows = Math.max(1, this.data?.train.length ?? 1);
-        checkpoint = {
-          step: this.steps,
-          totalSteps: plan.origin + plan.optim.steps,
-          optimizer: writeSafetensors(tensors),
-          settings: settings as unknown as Record<string, unknown>,
-          dataCursor: { epoch: Math.floor(consumed / rows), index: consumed % rows },
-        };
+        const params = model.lora.map((p) => ({ key: p.key, shape: p.tensor.shape }));
+        checkpoint = buildCheckpoint(this.steps, plan, this.loaded!.identity, this.data?.train.length ?? 1, params, await trainer.readMoments());
       }
       const entry = await this.library().save({
         id: this.entry?.id || undefined,
