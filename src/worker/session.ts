@@ -27,7 +27,6 @@
 // scale gets a generator of its own (cached; see generator()), and nothing is retrained.
 
 import type { Gpu, Tracked } from '../gpu/gpu';
-import { GpuError } from '../gpu/errors';
 import { parseDataset, type Row } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { hubSource } from '../io/hub';
@@ -39,10 +38,9 @@ import type { LoraTokenizer } from '../io/tokenizer';
 import { projectionDims, weightShapes, type ModelConfig } from '../model/config';
 import { Generator } from '../model/generate';
 import { LlamaModel } from '../model/llama';
-import { checkAdapterSettings, initLora } from '../model/lora';
-import { batchAt } from '../train/batches';
+import { initLora } from '../model/lora';
 import { buildCheckpoint, dataDifferences, parseRunSettings, readCheckpointMoments, textHash, type RunPlan } from '../train/checkpoint';
-import { learningRate, SCHEDULES } from '../train/schedule';
+import { adapterConfig, checkOptim, deviceLostMessage, isDeviceLoss, RunControl, studioOptimizer, trainLoop, type RunOutcome } from '../train/run';
 import { Evaluator, Trainer } from '../train/trainer';
 import type {
   DataIdentity,
@@ -56,7 +54,6 @@ import type {
   OptimSettings,
   ResponseBody,
   TrainableFacts,
-  TrainStopReason,
 } from './protocol';
 
 type Req<T extends EngineRequest['type']> = Extract<EngineRequest, { type: T }>;
@@ -66,11 +63,6 @@ export const DEFAULT_MODEL = { name: 'moby-llama', dir: 'models/moby-llama/', fi
 
 /** Progress events per file at most this often (plus each file's last one). */
 const PROGRESS_MS = 100;
-/** Copy the adapter to the CPU at most this often while training, for a lost device. */
-const SNAPSHOT_MS = 5_000;
-/** Validation loss: at most this many batches, measured about 20 times a run and at its end. */
-const MAX_VAL_BATCHES = 2;
-const VAL_POINTS = 10;
 /** Generators kept for reuse (by length and adapter scale). */
 const MAX_GENERATORS = 4;
 /** A running run checkpoints into the library at most this often (and on pause and stop). */
@@ -122,30 +114,6 @@ export function trainableParams(c: ModelConfig, lora: Pick<LoraSettings, 'target
     perLayer += lora.r * (inFeatures + outFeatures);
   }
   return c.layers * perLayer;
-}
-
-function adapterConfig(lora: LoraSettings, baseModel: string): AdapterConfig {
-  const targets = [...new Set(lora.targets)];
-  for (const t of targets) if (!(LORA_TARGETS as readonly string[]).includes(t)) badInput(`Unknown target module "${t}"; choose from ${LORA_TARGETS.join(', ')}.`);
-  // PEFT keeps targets in the order given; the studio uses the model's order, so equal settings give equal files.
-  const ordered = LORA_TARGETS.filter((t) => targets.includes(t));
-  const cfg: AdapterConfig = { r: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, targetModules: ordered, useRslora: lora.rslora, baseModel };
-  checkAdapterSettings(cfg);
-  return cfg;
-}
-
-function checkOptim(o: OptimSettings): void {
-  const whole = (v: number, min: number, what: string) => {
-    if (!Number.isSafeInteger(v) || v < min) badInput(`${what} must be a whole number ≥ ${min} (got ${v}).`);
-  };
-  whole(o.steps, 1, 'Steps');
-  whole(o.batchSize, 1, 'Batch size');
-  whole(o.gradAccum, 1, 'Gradient accumulation');
-  whole(o.warmupSteps, 0, 'Warm-up steps');
-  if (!Number.isInteger(o.seed)) badInput(`The seed must be a whole number (got ${o.seed}).`);
-  if (!(Number.isFinite(o.lr) && o.lr > 0)) badInput(`The learning rate must be a number > 0 (got ${o.lr}); 1e-4 to 1e-3 is usual for LoRA.`);
-  if (!(Number.isFinite(o.maxGradNorm) && o.maxGradNorm >= 0)) badInput(`Gradient clipping must be a number ≥ 0 (0: off; got ${o.maxGradNorm}).`);
-  if (!SCHEDULES.includes(o.schedule)) badInput(`Unknown schedule "${o.schedule}"; choose ${SCHEDULES.join(', ')}.`);
 }
 
 function modelIdentity(spec: ModelSourceSpec): ModelIdentity {
@@ -247,10 +215,6 @@ export interface SessionOptions {
   checkpointEveryMs?: number;
 }
 
-interface Run {
-  state: 'running' | 'paused' | 'stopping';
-  wake: (() => void) | null;
-}
 
 interface CachedGenerator extends Tracked<Generator> {
   uses: number;
@@ -274,7 +238,7 @@ export class Session {
   /** The adapter on the CPU, for a lost device. */
   private snapshot: Map<string, Float32Array> | null = null;
   private deviceLost: string | null = null;
-  private run: Run | null = null;
+  private run: RunControl | null = null;
   private trainer: Tracked<Trainer> | null = null;
   private evaluator: Tracked<Evaluator> | null = null;
   private generators = new Map<string, CachedGenerator>();
@@ -526,7 +490,7 @@ export class Session {
     );
   }
 
-  /** The loop behind train and resumeRun: one optimizer step per iteration, checkpoints into the library. */
+  /** Sets up the adapter, trainer and evaluator for train and resumeRun, runs the loop (src/train/run.ts), and reports. */
   private async runTraining(start: RunStart, emit: Emit<'train'>): Promise<ResponseBody<'train'>> {
     const { gpu, model, config, facts } = this.need();
     if (!this.data) badInput('Load training data first.');
@@ -538,15 +502,11 @@ export class Session {
     if (fit.refusal) badInput(fit.refusal);
 
     // The run exists from here on (before the first await), so a second `train` is refused at once.
-    const run: Run = (this.run = { state: 'running', wake: null });
-    let reason: TrainStopReason = 'done';
-    let message = '';
-    let trainSec = 0, pausedSec = 0, lastLoss: number | null = null, lastSnapshot = performance.now();
-    let lastCheckpoint = performance.now(), written: number | null = null, checkpointError: string | undefined;
-    const t0 = performance.now();
+    const control = (this.run = new RunControl());
     const startSteps = start.kind === 'resume' ? start.steps : start.kind === 'continue' ? this.steps : 0;
     const origin = start.kind === 'resume' ? start.origin : startSteps;
     const end = origin + o.steps;
+    let outcome: RunOutcome;
     try {
       this.dropPrograms(gpu);
       if (start.kind === 'resume') {
@@ -554,7 +514,6 @@ export class Session {
         this.history = start.history.map((p) => ({ ...p }));
         this.entry = start.entry;
         this.loadedFrom = null;
-        written = start.steps; // the entry holds this step already
       } else if (start.kind === 'fresh') {
         // A fresh adapter: PEFT's init from the seed.
         model.setAdapter(cfg, initLora(config, cfg, o.seed));
@@ -568,104 +527,47 @@ export class Session {
       this.steps = startSteps;
       this.snapshot = null;
       this.plan = { lora: start.lora, optim: o, origin, data: data.identity };
-      const B = o.batchSize, T = data.seqLen, K = o.gradAccum;
-      const opt = { kind: 'adamw' as const, lr: o.lr, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm: o.maxGradNorm };
+      const B = o.batchSize, T = data.seqLen;
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
-        gpu.track(() => new Trainer(model, B, T, opt, o.seed, { gradAccum: K, keepLastGood: true })))).value;
+        gpu.track(() => new Trainer(model, B, T, studioOptimizer(o), o.seed, { gradAccum: o.gradAccum, keepLastGood: true })))).value;
       if (start.kind === 'resume') trainer.restoreState(start.steps - origin, start.moments);
       this.measured.set(this.shapeKey(start.lora, B, T), trainer.transientBytes);
       const valB = Math.min(B, data.validation.length);
       const evaluator = valB > 0 ? (this.evaluator = gpu.track(() => new Evaluator(model, valB, T))).value : null;
-      const valEvery = Math.max(1, Math.ceil(o.steps / VAL_POINTS));
-      const checkpoint = async (): Promise<void> => {
-        try {
-          await this.persist(true);
-          written = this.steps;
-          checkpointError = undefined;
-        } catch (e) {
-          if (gpu.lost) throw e;
-          checkpointError = `The checkpoint at step ${this.steps} could not be saved (${(e as Error).message})`;
-        }
-        lastCheckpoint = performance.now();
-      };
-      while (this.steps < end) {
-        if (run.state === 'paused') {
-          // A paused tab is often a tab about to close: keep where the run is.
-          if (written !== this.steps && this.steps > startSteps) await checkpoint();
-          const p0 = performance.now();
-          while (run.state === 'paused') await new Promise<void>((wake) => (run.wake = wake));
-          pausedSec += (performance.now() - p0) / 1000;
-        }
-        if (run.state === 'stopping') {
-          reason = 'stopped';
-          break;
-        }
-        // s: the run's own step, which indexes the schedule and the data walk (the same after a resume).
-        const s = this.steps - origin;
-        const lr = learningRate({ lr: o.lr, kind: o.schedule, warmupSteps: o.warmupSteps, steps: o.steps }, s);
-        const batches = Array.from({ length: K }, (_, k) => batchAt(data.train, (s * K + k) * B, B, T));
-        const s0 = performance.now();
-        const loss = await trainer.stepBatches(batches, lr);
-        trainSec += (performance.now() - s0) / 1000;
-        if (!Number.isFinite(loss)) {
-          const failed = this.steps + 1;
-          this.steps = origin + trainer.restoreLastGood();
-          this.history = this.history.filter((p) => p.step <= this.steps);
-          this.plan = null; // the moments took the bad step: this run cannot go on
-          reason = 'nan';
-          message =
-            `The loss became ${loss} at step ${failed}, so training stopped. The adapter from step ${this.steps} (the last with a finite loss) is kept. ` +
-            'Lower the learning rate, or turn on gradient clipping, and start again.';
-          break;
-        }
-        this.steps++;
-        lastLoss = loss;
-        this.history.push({ step: this.steps, loss, split: 'train' });
-        let valLoss: number | undefined;
-        if (evaluator && ((this.steps - origin) % valEvery === 0 || this.steps === end)) {
-          valLoss = await this.validate(evaluator, data.validation, valB, T);
-          this.history.push({ step: this.steps, loss: valLoss, split: 'validation' });
-        }
-        if (performance.now() - lastSnapshot > SNAPSHOT_MS) {
-          this.snapshot = await model.readAdapter();
-          lastSnapshot = performance.now();
-        }
-        let checkpointStep: number | undefined;
-        if (this.steps < end && performance.now() - lastCheckpoint >= this.checkpointEveryMs) {
-          await checkpoint();
-          if (written === this.steps) checkpointStep = this.steps;
-        }
-        const ran = this.steps - startSteps;
-        const elapsedSec = (performance.now() - t0) / 1000 - pausedSec;
-        emit({
-          type: 'trainProgress',
-          step: this.steps,
-          steps: end,
-          loss,
-          valLoss,
-          lr,
-          tokensPerSec: trainSec > 0 ? (ran * K * B * T) / trainSec : 0,
-          etaSec: (elapsedSec / ran) * (end - this.steps),
-          elapsedSec,
-          ...(checkpointStep !== undefined ? { checkpointStep } : {}),
-          ...(checkpointError !== undefined ? { checkpointError } : {}),
-        });
-      }
-      this.snapshot = await model.readAdapter();
+      outcome = await trainLoop(
+        { model, trainer, evaluator, train: data.train, validation: data.validation, seqLen: T, optim: o, origin, startSteps,
+          written: start.kind === 'resume' ? start.steps : null, // the entry holds this step already
+          checkpointEveryMs: this.checkpointEveryMs },
+        control,
+        {
+          stepped: (step, points) => {
+            this.steps = step;
+            this.history.push(...points);
+          },
+          rolledBack: (step) => {
+            this.steps = step;
+            this.history = this.history.filter((p) => p.step <= step);
+            this.plan = null; // the moments took the bad step: this run cannot go on
+          },
+          snapshot: (weights) => (this.snapshot = weights),
+          checkpoint: async () => void (await this.persist(true)),
+          progress: (report) => emit({ type: 'trainProgress', ...report }),
+        },
+      );
     } catch (e) {
-      if (!(gpu.lost || (e instanceof GpuError && e.code === 'device-lost'))) {
-        this.plan = null;
-        throw e;
-      }
-      this.deviceLost = gpu.lost?.message || (e as Error).message;
       this.plan = null;
-      reason = 'device-lost';
-      message =
-        `The GPU device was lost during training (${this.deviceLost}). The adapter as of the last copy ` +
-        `(step ${this.steps} or a little before) can still be saved to the library; load the model again to go on.`;
+      if (!isDeviceLoss(gpu, e)) throw e;
+      const lost = gpu.lost?.message || (e as Error).message;
+      outcome = { reason: 'device-lost', steps: this.steps, lastLoss: null, written: null, checkpointError: undefined, message: deviceLostMessage(lost, this.steps), lost };
     } finally {
       this.run = null;
     }
+    if (outcome.lost !== undefined) {
+      this.deviceLost = outcome.lost;
+      this.plan = null;
+    }
+    let { message, written } = outcome;
+    const { reason, checkpointError } = outcome;
     const plural = (n: number) => `${n} step${n === 1 ? '' : 's'}`;
     if (reason === 'done') {
       this.plan = null;
@@ -692,45 +594,25 @@ export class Session {
       type: 'trainStopped',
       reason,
       steps: this.steps,
-      lastLoss,
+      lastLoss: outcome.lastLoss,
       message: message + stored,
       adapterId: this.entry?.id || null,
       resumable: this.plan !== null && written === this.steps,
     };
   }
 
-  /** Token-weighted mean loss over the first MAX_VAL_BATCHES batches of validation rows. */
-  private async validate(ev: Evaluator, rows: Row[], B: number, T: number): Promise<number> {
-    let sum = 0, tokens = 0;
-    for (let i = 0; i < MAX_VAL_BATCHES && i * B < rows.length; i++) {
-      const { ids, targets } = batchAt(rows, i * B, B, T);
-      const r = await ev.loss(ids, targets);
-      if (r.tokens > 0) {
-        sum += r.loss * r.tokens;
-        tokens += r.tokens;
-      }
-    }
-    return tokens > 0 ? sum / tokens : NaN;
-  }
-
   pause(): ResponseBody<'pause'> {
-    if (this.run?.state === 'running') this.run.state = 'paused';
+    this.run?.pause();
     return this.state();
   }
 
   resume(): ResponseBody<'resume'> {
-    if (this.run?.state === 'paused') {
-      this.run.state = 'running';
-      this.run.wake?.();
-    }
+    this.run?.resume();
     return this.state();
   }
 
   stop(): ResponseBody<'stop'> {
-    if (this.run) {
-      this.run.state = 'stopping';
-      this.run.wake?.();
-    }
+    this.run?.stop();
     return this.state();
   }
 
