@@ -56,3 +56,8 @@ export class UnsupportedError extends LoraStudioError {
     this.name = 'UnsupportedError';
   }
 }
+
+/** Refuse a request as asked: a 'bad-input' LoraStudioError whose message says what to change. */
+export function badInput(message: string): never {
+  throw new LoraStudioError('bad-input', message);
+}

@@ -7,7 +7,7 @@
 // This file does not read the GPU or write the library (the session does both); the run settings' types
 // are the worker protocol's (type imports only), since the UI shows them too.
 
-import { LoraStudioError } from '../io/errors';
+import { badInput } from '../io/errors';
 import type { TrainingCheckpoint } from '../io/library';
 import { parseSafetensors, writeSafetensors } from '../io/safetensors';
 import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../worker/protocol';
@@ -25,10 +25,6 @@ export interface RunPlan {
   origin: number;
   data: DataIdentity;
 }
-
-const badInput = (message: string): never => {
-  throw new LoraStudioError('bad-input', message);
-};
 
 /**
  * Where the data stream stands after adapter step `step`: each optimizer step consumed gradAccum·batchSize
@@ -95,6 +91,11 @@ export function textHash(text: string): string {
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
   return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16);
+}
+
+/** The fingerprint of `text` (file `name`) cut into rows with these settings. */
+export function dataIdentity(text: string, name: string, cut: Pick<DataIdentity, 'seqLen' | 'validationShare' | 'pack' | 'seed'>): DataIdentity {
+  return { name, chars: text.length, hash: textHash(text), seqLen: cut.seqLen, validationShare: cut.validationShare, pack: cut.pack, seed: cut.seed };
 }
 
 /** What differs between the data a run trained on and the loaded data, in words; [] when they are the same. */

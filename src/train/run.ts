@@ -13,7 +13,7 @@
 import { GpuError } from '../gpu/errors';
 import type { Gpu } from '../gpu/gpu';
 import type { Row } from '../io/dataset';
-import { LoraStudioError } from '../io/errors';
+import { badInput } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import { LORA_TARGETS, type AdapterConfig } from '../io/peft';
 import type { LlamaModel } from '../model/llama';
@@ -28,10 +28,6 @@ const SNAPSHOT_MS = 5_000;
 /** Validation loss: at most this many batches, measured VAL_POINTS times a run and at its end. */
 const MAX_VAL_BATCHES = 2;
 const VAL_POINTS = 10;
-
-const badInput = (message: string): never => {
-  throw new LoraStudioError('bad-input', message);
-};
 
 /** The optimizer the studio runs: AdamW, β 0.9/0.999, ε 1e-8, no weight decay, the run's lr and clipping. */
 export function studioOptimizer(o: Pick<OptimSettings, 'lr' | 'maxGradNorm'>): OptimizerSettings {
@@ -151,6 +147,18 @@ export interface RunOutcome {
   message: string;
   /** The lost device's message. */
   lost?: string;
+}
+
+/**
+ * What happened to a run, for the user: a finished run's steps (`fresh`: from 0, else up to the planned
+ * `end`), a stopped one's, or the outcome's own message (a non-finite loss, a lost device).
+ */
+export function stopMessage(outcome: RunOutcome, fresh: boolean, startSteps: number, end: number): string {
+  const { reason, steps } = outcome;
+  const plural = (n: number) => `${n} step${n === 1 ? '' : 's'}`;
+  if (reason === 'done') return fresh ? `Trained ${plural(steps)}.` : `Trained to step ${steps} of ${end}.`;
+  if (reason === 'stopped') return `Stopped after ${plural(steps)}; the adapter is kept${steps > startSteps ? ', and the run can resume from the library' : ''}.`;
+  return outcome.message;
 }
 
 /** Whether `e` (thrown while training on `gpu`) means the device is gone. */

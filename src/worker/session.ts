@@ -1,190 +1,54 @@
-// The studio's engine session: the loaded model and tokenizer, the tokenized data, the adapter being trained
-// and the state of its run. Each public method answers one request of protocol.ts and reports streamed
-// events through `emit`; it knows nothing of postMessage (engine.worker.ts does), so a Node test can drive
-// it on Dawn (tests/worker/session.test.ts).
+// The studio's engine session: the loaded model and tokenizer, the tokenized data, the adapter the engine
+// holds and the state of its run. Each public method answers one request of protocol.ts and reports
+// streamed events through `emit`; it knows nothing of postMessage (engine.worker.ts does), so a Node test
+// can drive it on Dawn (tests/worker/session.test.ts). It keeps the state and checks the requests; the
+// work is elsewhere: reading models (model_files.ts), memory estimates (memory_estimate.ts), the training
+// loop (src/train/run.ts), checkpoints (src/train/checkpoint.ts), generators (generators.ts), library
+// entries (adapter_entries.ts), model identities (identity.ts).
 //
 // One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
 // their buffers as they are built (Gpu.track) and give them back to the pool when replaced, so repeated runs
-// reuse memory instead of growing it.
-//
-// The run: AdamW with a learning-rate schedule (src/train/schedule.ts), gradient accumulation, and a guard:
-// a non-finite loss stops the run and puts back the last adapter whose loss was finite (Trainer.keepLastGood);
-// a lost device stops it and keeps the CPU copy of the adapter taken every few seconds, which can still be
-// saved. Generation and training share the GPU, so generation waits for a pause.
+// reuse memory instead of growing it. Generation and training share the GPU, so generation waits for a pause.
 //
 // The library (src/io/library.ts): every run writes itself into one library entry, created at its first
 // checkpoint. While it runs (every CHECKPOINT_MS, on pause and on stop) the entry gets the adapter, the
-// AdamW moments, the step and the loss history in one record (TrainingCheckpoint, with RunSettings naming
-// the model, the data and the schedule), so a closed tab can resume it (resumeRun) and go on exactly as if
-// it had never stopped; the library writes crash-safely, so a failed checkpoint (storage full) leaves the
-// previous one whole and training goes on. A finished run drops its checkpoint and stays as a plain adapter.
-// loadAdapter puts a saved adapter back into the model, after checking its shapes against it; `train` with
-// `continue` trains it further (a fresh optimizer and schedule, into a new entry).
-//
-// The α slider of Try it: generate's alphaScale multiplies the adapter's α, i.e. the scale s = α/r (or α/√r)
-// that the LoRA linear applies to (x·Aᵀ)·Bᵀ. It is baked into a generator's recorded program, so each
-// scale gets a generator of its own (cached; see generator()), and nothing is retrained.
+// AdamW moments, the step and the loss history in one record, so a closed tab can resume it (resumeRun) and
+// go on exactly as if it had never stopped; the library writes crash-safely, so a failed checkpoint (storage
+// full) leaves the previous one whole and training goes on. A finished run drops its checkpoint and stays as
+// a plain adapter. loadAdapter puts a saved adapter back into the model, after checking its shapes against
+// it; `train` with `continue` trains it further (a fresh optimizer and schedule, into a new entry). A lost
+// device ends a run and keeps the CPU copy of the adapter the loop takes every few seconds, to be saved.
 
 import type { Gpu, Tracked } from '../gpu/gpu';
 import { parseDataset, type Row } from '../io/dataset';
-import { LoraStudioError } from '../io/errors';
-import { hubSource } from '../io/hub';
+import { badInput } from '../io/errors';
 import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCheckpoint } from '../io/library';
-import { folderSource, loadModel, readStreamWithProgress, type ModelFiles, type ReadProgress } from '../io/model_source';
-import { adapterConfigToJson, checkAdapterFitsModel, LORA_TARGETS, readAdapter, sameBaseModel, writeAdapter, type AdapterConfig, type AdapterExpectation } from '../io/peft';
-import { parseSafetensors } from '../io/safetensors';
+import { LORA_TARGETS, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { LoraTokenizer } from '../io/tokenizer';
-import { projectionDims, weightShapes, type ModelConfig } from '../model/config';
-import { Generator } from '../model/generate';
+import type { ModelConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
 import { initLora } from '../model/lora';
-import { buildCheckpoint, dataDifferences, parseRunSettings, readCheckpointMoments, textHash, type RunPlan } from '../train/checkpoint';
-import { adapterConfig, checkOptim, deviceLostMessage, isDeviceLoss, RunControl, studioOptimizer, trainLoop, type RunOutcome } from '../train/run';
+import { trainableParams } from '../model/params';
+import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';
+import { adapterConfig, checkOptim, deviceLostMessage, isDeviceLoss, RunControl, stopMessage, studioOptimizer, trainLoop, type RunOutcome } from '../train/run';
 import { Evaluator, Trainer } from '../train/trainer';
-import type {
-  DataIdentity,
-  EngineRequest,
-  EventBody,
-  LoraSettings,
-  MemoryEstimate,
-  ModelFacts,
-  ModelIdentity,
-  ModelSourceSpec,
-  OptimSettings,
-  ResponseBody,
-  TrainableFacts,
-} from './protocol';
+import type { DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
+import { adapterExpectation, adapterLoaded, entryConfig, fittingWeights, runName } from './adapter_entries';
+import { GeneratorCache } from './generators';
+import { modelFacts, readModel } from './model_files';
+import { MemoryEstimator } from './memory_estimate';
+import { DEFAULT_MODEL, describeModel, modelIdentity, sameModel } from './identity';
 
 type Req<T extends EngineRequest['type']> = Extract<EngineRequest, { type: T }>;
 type Emit<T extends EngineRequest['type']> = (ev: EventBody<T>) => void;
 
-export const DEFAULT_MODEL = { name: 'moby-llama', dir: 'models/moby-llama/', files: ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'] };
+export { DEFAULT_MODEL };
 
-/** Progress events per file at most this often (plus each file's last one). */
-const PROGRESS_MS = 100;
 /** Generators kept for reuse (by length and adapter scale). */
 const MAX_GENERATORS = 4;
 /** A running run checkpoints into the library at most this often (and on pause and stop). */
 const CHECKPOINT_MS = 30_000;
-const GIB = 2 ** 30;
-
-const badInput = (message: string): never => {
-  throw new LoraStudioError('bad-input', message);
-};
-
-/** The files of the embedded model, fetched from the studio's own server with progress. */
-function urlSource(baseUrl: string, names: string[], label: string): ModelFiles {
-  const known = new Set(names);
-  const path = (name: string) => `${label}/${name}`;
-  return {
-    label,
-    list: () => [...names],
-    has: (name) => known.has(name),
-    path,
-    read: async (name, onProgress) => {
-      const url = new URL(name, baseUrl).href;
-      let res: Response;
-      try {
-        res = await fetch(url);
-      } catch (e) {
-        throw new LoraStudioError('bad-input', `${path(name)}: could not fetch it from the studio's server (${(e as Error).message}); reload the page.`, { file: path(name), cause: e });
-      }
-      if (!res.ok) throw new LoraStudioError('bad-input', `${path(name)}: the studio's server answered HTTP ${res.status}; reload the page.`, { file: path(name) });
-      const encoding = res.headers.get('content-encoding');
-      const length = Number(res.headers.get('content-length') ?? NaN);
-      const total = (!encoding || encoding === 'identity') && Number.isSafeInteger(length) ? length : undefined;
-      return res.body ? readStreamWithProgress(res.body, name, total, onProgress) : new Uint8Array(await res.arrayBuffer());
-    },
-  };
-}
-
-/** Base-model parameters: every tensor the config implies. */
-function modelParams(c: ModelConfig): number {
-  let n = 0;
-  for (const shape of weightShapes(c).values()) n += shape.reduce((a, b) => a * b, 1);
-  return n;
-}
-
-/** LoRA parameters: Σ over layers and targets of r·(in + out). */
-export function trainableParams(c: ModelConfig, lora: Pick<LoraSettings, 'targets' | 'r'>): number {
-  let perLayer = 0;
-  for (const t of lora.targets) {
-    const { inFeatures, outFeatures } = projectionDims(c, t);
-    perLayer += lora.r * (inFeatures + outFeatures);
-  }
-  return c.layers * perLayer;
-}
-
-function modelIdentity(spec: ModelSourceSpec): ModelIdentity {
-  if (spec.kind === 'hub') return { kind: 'hub', id: spec.id.trim(), ...(spec.revision?.trim() ? { revision: spec.revision.trim() } : {}) };
-  if (spec.kind === 'files') return { kind: 'files', label: spec.label || 'folder' };
-  return { kind: 'default' };
-}
-
-export function sameModel(a: ModelIdentity, b: ModelIdentity): boolean {
-  if (a.kind === 'hub' && b.kind === 'hub') return a.id === b.id && (a.revision || 'main') === (b.revision || 'main');
-  if (a.kind === 'files' && b.kind === 'files') return a.label === b.label;
-  return a.kind === b.kind;
-}
-
-/** A model identity in words, for messages: "moby-llama (built in)", "the Hub model org/x", "the folder “x”". */
-export function describeModel(m: ModelIdentity): string {
-  if (m.kind === 'hub') return `the Hub model ${m.id}${m.revision ? `@${m.revision}` : ''}`;
-  if (m.kind === 'files') return `the folder “${m.label}”`;
-  return `${DEFAULT_MODEL.name} (built in)`;
-}
-
-/**
- * Why a stored adapter cannot go into this model, or null when it fits (checkAdapterFitsModel in peft.ts:
- * every factor's rank and size against the model's projections, and its layer count), said in the terms of
- * the library entry the user picked. A different base-model name alone is not a misfit here: the entry was
- * accepted into the library, and loadAdapter warns about the name before it gets this far.
- */
-export function adapterMisfit(name: string, cfg: AdapterConfig, weights: Uint8Array, c: ModelConfig, modelName: string): string | null {
-  const tensors = parseSafetensors(weights, 'adapter_model.safetensors').tensors;
-  const fit = checkAdapterFitsModel(cfg, tensors, c, { modelName });
-  if (fit.fits) return null;
-  const trained = `“${name}” was trained on ${cfg.baseModel || 'an unnamed model'} with r=${cfg.r} on ${cfg.targetModules.join(', ')}`;
-  const remedy = cfg.baseModel && !sameBaseModel(cfg.baseModel, modelName) ? ` Load ${cfg.baseModel} to use it.` : ' Load the model it was trained on to use it.';
-  return `${trained}, and does not fit the loaded model: ${fit.refusals.map((e) => e.message).join(' ')}${remedy}`;
-}
-
-/** A default name for a run's library entry: the model's short name and the local time it started. */
-function runName(model: string): string {
-  const d = new Date();
-  const two = (n: number) => String(n).padStart(2, '0');
-  return `${model.split('/').pop()} run ${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
-}
-
-/**
- * The GPU memory the studio lets a run use. WebGPU does not say how much memory a GPU has, so this is a
- * conservative budget: 4 GiB, or half the machine's memory where the browser reports less (integrated GPUs
- * and SwiftShader share it).
- */
-function memoryBudget(): number {
-  const gb = (globalThis.navigator as { deviceMemory?: number } | undefined)?.deviceMemory;
-  return Math.min(4 * GIB, gb ? (gb * GIB) / 2 : 4 * GIB);
-}
-
-/**
- * Activation and gradient bytes a (B, T) step needs at its peak, by formula (the tape's exact figure is used
- * once a trainer of the same shape has been built): per layer the tensors the backward reads (normed inputs,
- * q/k/v before and after rotation, attention output and statistics, the MLP's gate, up and product, the
- * residuals, the LoRA intermediates and dropout copies), plus one layer's gradients in flight and the LM
- * head's logits chunk with its gradient.
- */
-function activationBytes(c: ModelConfig, lora: LoraSettings, N: number, maxLogitsBytes: number): number {
-  const C = c.hidden, Q = c.heads * c.headDim, KV = c.kvHeads * c.headDim, I = c.intermediate;
-  let loraFloats = 0;
-  for (const t of lora.targets) loraFloats += lora.r + (lora.dropout > 0 ? projectionDims(c, t).inFeatures : 0);
-  const perLayer = N * (6 * C + 3 * Q + 3 * KV + 3 * I + 2 * c.heads + 2 + loraFloats);
-  const backward = N * (2 * C + Q + 2 * KV + 2 * I);
-  const vc = Math.min(c.vocab, Math.max(1, Math.floor(maxLogitsBytes / (4 * N))));
-  return 4 * (c.layers * perLayer + backward + 2 * N * vc + 4 * N * C);
-}
-
-const mb = (bytes: number) => `${Math.ceil(bytes / 1e6).toLocaleString('en-US')} MB`;
 
 interface Loaded {
   gpu: Gpu;
@@ -193,31 +57,17 @@ interface Loaded {
   tokenizer?: LoraTokenizer;
   facts: ModelFacts;
   identity: ModelIdentity;
+  memory: MemoryEstimator;
 }
 
 /** How a run starts: a fresh adapter, the held one further, or a checkpoint from the library. */
 type RunStart =
   | { kind: 'fresh' | 'continue'; lora: LoraSettings; optim: OptimSettings }
-  | {
-      kind: 'resume';
-      lora: LoraSettings;
-      optim: OptimSettings;
-      origin: number;
-      weights: Map<string, Float32Array>;
-      moments: Map<string, { m: Float32Array; v: Float32Array }>;
-      steps: number;
-      history: LossPoint[];
-      entry: { id: string; name: string };
-    };
+  | { kind: 'resume'; lora: LoraSettings; optim: OptimSettings; origin: number; weights: Map<string, Float32Array>; moments: Moments; steps: number; history: LossPoint[]; entry: { id: string; name: string } };
 
 export interface SessionOptions {
   /** How often a running run checkpoints into the library, in ms (default 30 s; 0: after every step). */
   checkpointEveryMs?: number;
-}
-
-
-interface CachedGenerator extends Tracked<Generator> {
-  uses: number;
 }
 
 export class Session {
@@ -241,10 +91,7 @@ export class Session {
   private run: RunControl | null = null;
   private trainer: Tracked<Trainer> | null = null;
   private evaluator: Tracked<Evaluator> | null = null;
-  private generators = new Map<string, CachedGenerator>();
-  private generating = 0;
-  /** Trainer.transientBytes by the shape that determines it. */
-  private measured = new Map<string, number>();
+  private generators = new GeneratorCache(MAX_GENERATORS);
 
   private readonly checkpointEveryMs: number;
 
@@ -261,69 +108,21 @@ export class Session {
   async loadModel(req: Req<'loadModel'>, emit: Emit<'loadModel'>): Promise<ResponseBody<'loadModel'>> {
     this.refuseWhileBusy('load another model');
     const t0 = performance.now();
-    const source = await this.source(req.source);
-    // The weights' stored dtype, from the safetensors headers as the files go by.
-    const dtypes = new Set<string>();
-    const read = source.read;
-    const watched: ModelFiles = {
-      ...source,
-      read: async (name, onProgress) => {
-        const bytes = await read(name, onProgress);
-        if (name.endsWith('.safetensors')) for (const t of parseSafetensors(bytes, source.path(name)).tensors.values()) dtypes.add(t.dtype);
-        return bytes;
-      },
-    };
-    let last = 0;
-    const onProgress = (p: ReadProgress) => {
-      const now = performance.now();
-      if (p.percent !== 100 && now - last < PROGRESS_MS) return;
-      last = now;
-      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent });
-    };
     // Everything is read and checked before the old model goes: a model that fails to load changes nothing.
-    const { config, weights, tokenizer } = await loadModel(watched, { onProgress });
-
+    const { config, weights, tokenizer, label, dtype } = await readModel(req.source, (p) =>
+      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }));
     this.unload();
     const gpu = await this.openDevice();
     let model: LlamaModel;
     try {
-      model = await gpu.checked(`Loading ${source.label}`, () => new LlamaModel(gpu, config, weights));
+      model = await gpu.checked(`Loading ${label}`, () => new LlamaModel(gpu, config, weights));
     } catch (e) {
       gpu.destroy();
       throw e;
     }
-    const facts: ModelFacts = {
-      name: source.label,
-      architecture: config.architecture,
-      params: modelParams(config),
-      layers: config.layers,
-      vocab: config.vocab,
-      hidden: config.hidden,
-      heads: config.heads,
-      kvHeads: config.kvHeads,
-      headDim: config.headDim,
-      intermediate: config.intermediate,
-      contextLength: config.maxPositions,
-      dtype: [...dtypes].sort().join(', ') || 'unknown',
-      tiedEmbeddings: config.tied,
-      hasTokenizer: tokenizer !== undefined,
-    };
-    this.loaded = { gpu, model, config, tokenizer, facts, identity: modelIdentity(req.source) };
+    const facts = modelFacts(label, config, dtype, tokenizer !== undefined);
+    this.loaded = { gpu, model, config, tokenizer, facts, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
     return { type: 'modelLoaded', model: facts, trainable: req.lora ? this.trainable(req.lora) : null, seconds: (performance.now() - t0) / 1000 };
-  }
-
-  private async source(spec: ModelSourceSpec): Promise<ModelFiles> {
-    switch (spec.kind) {
-      case 'default':
-        return urlSource(new URL(DEFAULT_MODEL.dir, spec.baseUrl).href, DEFAULT_MODEL.files, DEFAULT_MODEL.name);
-      case 'hub':
-        return hubSource(spec.id.trim(), { revision: spec.revision?.trim() || undefined, token: spec.token || undefined });
-      case 'files':
-        if (spec.files.length === 0) return badInput('The folder is empty: pick the folder that holds config.json and the model.safetensors weights.');
-        return folderSource(new Map(spec.files.map((f) => [f.path, f.blob])), spec.label || 'folder');
-      default:
-        return badInput(`Unknown model source ${JSON.stringify((spec as { kind: unknown }).kind)}.`);
-    }
   }
 
   /** Drop the model and everything built on it; its device goes, and all its memory with it. */
@@ -341,8 +140,7 @@ export class Session {
     this.deviceLost = null;
     this.trainer = null;
     this.evaluator = null;
-    this.generators.clear();
-    this.measured.clear();
+    this.generators.clear(null);
   }
 
   private need(): Loaded {
@@ -359,7 +157,7 @@ export class Session {
 
   private refuseWhileBusy(what: string): void {
     if (this.run) badInput(`Training is running: stop it before you ${what}.`);
-    if (this.generating > 0) badInput(`Text is being generated: wait for it to finish before you ${what}.`);
+    if (this.generators.busy > 0) badInput(`Text is being generated: wait for it to finish before you ${what}.`);
   }
 
   // ---- data -------------------------------------------------------------------------------------------
@@ -376,15 +174,7 @@ export class Session {
       vocabSize: config.vocab,
     });
     if (data.train.length === 0) badInput(`${req.fileName}: every row went to validation; lower the validation share.`);
-    const identity: DataIdentity = {
-      name: req.fileName,
-      chars: req.text.length,
-      hash: textHash(req.text),
-      seqLen: req.seqLen,
-      validationShare: req.validationShare,
-      pack: req.pack,
-      seed: req.seed ?? 0,
-    };
+    const identity = dataIdentity(req.text, req.fileName, { seqLen: req.seqLen, validationShare: req.validationShare, pack: req.pack, seed: req.seed ?? 0 });
     this.data = { train: data.train, validation: data.validation, seqLen: req.seqLen, identity };
     const first = data.train[0].ids;
     const firstTokens = tokenizer ? Array.from(first.subarray(0, 24), (id) => tokenizer.decode([id])) : [];
@@ -406,43 +196,16 @@ export class Session {
     return { type: 'memoryEstimate', ...this.estimate(req.lora, req.optim, req.seqLen) };
   }
 
-  private estimate(lora: LoraSettings, optim: Pick<OptimSettings, 'batchSize'>, seqLen: number): MemoryEstimate {
-    const { gpu, model, config, facts } = this.need();
-    const trainable = this.trainable(lora);
-    const N = Math.max(1, optim.batchSize) * Math.max(1, seqLen);
-    let weights = 0, largestWeight = 0;
-    for (const shape of weightShapes(config).values()) {
-      const bytes = 4 * shape.reduce((a, b) => a * b, 1);
-      weights += bytes;
-      largestWeight = Math.max(largestWeight, bytes);
-    }
-    const adapter = 4 * trainable.params;
-    // Gradients, AdamW's two moments, and the two last-good copies.
-    const optimizer = 5 * adapter;
-    const key = this.shapeKey(lora, optim.batchSize, seqLen);
-    const measured = this.measured.get(key);
-    const activations = measured ?? activationBytes(config, lora, N, model.maxLogitsBytes);
-    const bytes = weights + adapter + optimizer + activations;
-    const limitBytes = memoryBudget();
-    const maxBufferSize = gpu.limits.maxBufferSize;
-    const largestBuffer = Math.max(largestWeight, Math.min(model.maxLogitsBytes, 4 * N * config.vocab));
+  private estimate(lora: LoraSettings, optim: OptimSettings, seqLen: number): MemoryEstimate {
+    const { facts, memory } = this.need();
     let refusal: string | null = null;
+    let adapter: AdapterConfig | null = null;
     try {
-      adapterConfig(lora, facts.name);
+      adapter = adapterConfig(lora, facts.name);
     } catch (e) {
       refusal = (e as Error).message;
     }
-    if (refusal === null && largestBuffer > maxBufferSize) {
-      refusal = `This model needs a single buffer of ${mb(largestBuffer)}; this GPU allows ${mb(maxBufferSize)} per buffer. Choose a smaller model.`;
-    } else if (refusal === null && bytes > limitBytes) {
-      refusal = `Needs about ${mb(bytes)} of GPU memory; the studio allows itself ${mb(limitBytes)} here. Lower the batch size or the sequence length (or the rank).`;
-    }
-    return { bytes, limitBytes, breakdown: { weights, adapter, optimizer, activations }, largestBuffer, maxBufferSize, measured: measured !== undefined, trainable, refusal };
-  }
-
-  private shapeKey(lora: LoraSettings, B: number, T: number): string {
-    const targets = LORA_TARGETS.filter((t) => lora.targets.includes(t)).join(',');
-    return `${B}x${T}/${targets}/r${lora.r}/${lora.dropout > 0 ? 'dropout' : 'plain'}`;
+    return memory.estimate({ adapter, optim, seqLen, validationRows: this.data?.validation.length }, this.trainable(lora), refusal);
   }
 
   // ---- training ---------------------------------------------------------------------------------------
@@ -482,7 +245,7 @@ export class Session {
     }
     const total = run.origin + run.optim.steps;
     if (!(ck!.step >= run.origin && ck!.step < total)) badInput(`The checkpoint of “${entry.name}” is at step ${ck!.step}, outside its run (${run.origin} to ${total}); it cannot resume.`);
-    const weights = this.fittingWeights(entry, config, facts.name);
+    const weights = fittingWeights(entry, config, facts.name);
     const moments = readCheckpointMoments(ck!, weights.keys(), entry.name);
     return this.runTraining(
       { kind: 'resume', lora: run.lora, optim: run.optim, origin: run.origin, weights, moments, steps: ck!.step, history: entry.lossHistory, entry: { id: entry.id, name: entry.name } },
@@ -492,7 +255,7 @@ export class Session {
 
   /** Sets up the adapter, trainer and evaluator for train and resumeRun, runs the loop (src/train/run.ts), and reports. */
   private async runTraining(start: RunStart, emit: Emit<'train'>): Promise<ResponseBody<'train'>> {
-    const { gpu, model, config, facts } = this.need();
+    const { gpu, model, config, facts, memory } = this.need();
     if (!this.data) badInput('Load training data first.');
     const data = this.data!;
     const o = start.optim;
@@ -531,7 +294,7 @@ export class Session {
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
         gpu.track(() => new Trainer(model, B, T, studioOptimizer(o), o.seed, { gradAccum: o.gradAccum, keepLastGood: true })))).value;
       if (start.kind === 'resume') trainer.restoreState(start.steps - origin, start.moments);
-      this.measured.set(this.shapeKey(start.lora, B, T), trainer.transientBytes);
+      memory.markBuilt({ adapter: cfg, optim: o, seqLen: T, validationRows: data.validation.length });
       const valB = Math.min(B, data.validation.length);
       const evaluator = valB > 0 ? (this.evaluator = gpu.track(() => new Evaluator(model, valB, T))).value : null;
       outcome = await trainLoop(
@@ -566,14 +329,10 @@ export class Session {
       this.deviceLost = outcome.lost;
       this.plan = null;
     }
-    let { message, written } = outcome;
+    let { written } = outcome;
     const { reason, checkpointError } = outcome;
-    const plural = (n: number) => `${n} step${n === 1 ? '' : 's'}`;
-    if (reason === 'done') {
-      this.plan = null;
-      message = start.kind === 'fresh' ? `Trained ${plural(this.steps)}.` : `Trained to step ${this.steps} of ${end}.`;
-    }
-    if (reason === 'stopped') message = `Stopped after ${plural(this.steps)}; the adapter is kept${this.steps > startSteps ? ', and the run can resume from the library' : ''}.`;
+    if (reason === 'done') this.plan = null;
+    const message = stopMessage(outcome, start.kind === 'fresh', startSteps, end);
     // The run's last word in the library: a finished adapter (its checkpoint dropped), or a stopped run's checkpoint.
     let stored = '';
     if (reason === 'done' || (reason === 'stopped' && this.steps > startSteps && written !== this.steps)) {
@@ -582,22 +341,14 @@ export class Session {
         written = this.steps;
         stored = reason === 'done' ? ` It is in the library as “${entry.name}”.` : '';
       } catch (e) {
-        stored =
-          ` The library could not be updated (${(e as Error).message})` +
-          (written !== null ? `; it keeps the checkpoint from step ${written}.` : '.') +
-          ' Free some space and save the adapter from here.';
+        stored = ` The library could not be updated (${(e as Error).message})${written !== null ? `; it keeps the checkpoint from step ${written}.` : '.'} Free some space and save the adapter from here.`;
       }
     } else if (checkpointError) {
       stored = ` ${checkpointError}.`;
     }
     return {
-      type: 'trainStopped',
-      reason,
-      steps: this.steps,
-      lastLoss: outcome.lastLoss,
-      message: message + stored,
-      adapterId: this.entry?.id || null,
-      resumable: this.plan !== null && written === this.steps,
+      type: 'trainStopped', reason, steps: this.steps, lastLoss: outcome.lastLoss, message: message + stored,
+      adapterId: this.entry?.id || null, resumable: this.plan !== null && written === this.steps,
     };
   }
 
@@ -623,7 +374,7 @@ export class Session {
   // ---- generation -------------------------------------------------------------------------------------
 
   async generate(req: Req<'generate'>, emit: Emit<'generate'>): Promise<ResponseBody<'generate'>> {
-    const { config, tokenizer } = this.need();
+    const { config, tokenizer, model } = this.need();
     if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it to try the model.');
     if (!tokenizer) badInput('This model has no tokenizer.json, so it cannot read a prompt.');
     if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens < 1 || req.maxTokens > config.maxPositions - 1) {
@@ -642,18 +393,11 @@ export class Session {
     const stopIds = eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
     const t0 = performance.now();
     const out: number[] = [];
-    const gen = this.generator(maxLen, scale);
-    this.generating++;
-    gen.uses++;
-    try {
-      await gen.value.generate(ids, { maxNewTokens: req.maxTokens, temperature: req.temperature, topK: req.topK, seed: req.seed ?? 0, stopIds }, (id) => {
+    await this.generators.use(model, this.adapter, maxLen, scale, (gen) =>
+      gen.generate(ids, { maxNewTokens: req.maxTokens, temperature: req.temperature, topK: req.topK, seed: req.seed ?? 0, stopIds }, (id) => {
         out.push(id);
         emit({ type: 'token', tokenId: id, text: tokenizer!.decode(out, { skipSpecialTokens: true }) });
-      });
-    } finally {
-      gen.uses--;
-      this.generating--;
-    }
+      }));
     return { type: 'generated', text: tokenizer!.decode(out, { skipSpecialTokens: true }), tokens: out.length, seconds: (performance.now() - t0) / 1000 };
   }
 
@@ -663,55 +407,21 @@ export class Session {
    * For tests and for looking inside a generation; no protocol message uses it yet.
    */
   async nextTokenLogits(prompt: string, alphaScale: number | null): Promise<Float32Array> {
-    const { config, tokenizer } = this.need();
+    const { config, tokenizer, model } = this.need();
     if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it to try the model.');
     if (!tokenizer) badInput('This model has no tokenizer.json, so it cannot read a prompt.');
     if (alphaScale !== null && !this.adapter) badInput('There is no adapter yet.');
     const ids = tokenizer!.encode(prompt, { addSpecialTokens: true });
     if (ids.length === 0 || ids.length > config.maxPositions) badInput(`The prompt must be 1 to ${config.maxPositions} tokens long.`);
-    const gen = this.generator(Math.min(config.maxPositions, Math.ceil(ids.length / 16) * 16), alphaScale ?? 0);
-    this.generating++;
-    gen.uses++;
-    try {
-      return await gen.value.nextLogits(ids);
-    } finally {
-      gen.uses--;
-      this.generating--;
-    }
-  }
-
-  /** A generator of `maxLen` positions with the adapter at `scale` × its α (0: the base model), cached. */
-  private generator(maxLen: number, scale: number): CachedGenerator {
-    const { gpu, model } = this.need();
-    const key = `${maxLen}/${scale}`;
-    let g = this.generators.get(key);
-    if (g) {
-      this.generators.delete(key); // re-inserted below: the Map's order is the eviction order
-    } else {
-      const adapter = this.adapter ?? undefined;
-      // The scale is baked into the recorded program, so the adapter is swapped only while recording.
-      model.adapter = adapter && scale !== 0 ? { ...adapter, loraAlpha: adapter.loraAlpha * scale } : undefined;
-      try {
-        g = { ...gpu.track(() => new Generator(model, maxLen)), uses: 0 };
-      } finally {
-        model.adapter = adapter;
-      }
-    }
-    this.generators.set(key, g);
-    for (const [k, old] of this.generators) {
-      if (this.generators.size <= MAX_GENERATORS) break;
-      if (old.uses > 0 || old === g) continue;
-      gpu.releaseAll(old.buffers);
-      this.generators.delete(k);
-    }
-    return g;
+    const maxLen = Math.min(config.maxPositions, Math.ceil(ids.length / 16) * 16);
+    return this.generators.use(model, this.adapter, maxLen, alphaScale ?? 0, (gen) => gen.nextLogits(ids));
   }
 
   /** Give back the trainer's, evaluator's and generators' buffers: they were recorded against the old adapter's. */
   private dropPrograms(gpu: Gpu): void {
-    for (const t of [this.trainer, this.evaluator, ...this.generators.values()]) if (t) gpu.releaseAll(t.buffers);
+    for (const t of [this.trainer, this.evaluator]) if (t) gpu.releaseAll(t.buffers);
     this.trainer = this.evaluator = null;
-    this.generators.clear();
+    this.generators.clear(gpu);
   }
 
   // ---- library ----------------------------------------------------------------------------------------
@@ -720,10 +430,10 @@ export class Session {
     const { gpu, model, config, facts } = this.need();
     this.refuseWhileBusy('load an adapter');
     const entry = await this.library().get(req.adapterId);
-    const weights = this.fittingWeights(entry, config, facts.name);
-    const cfg: AdapterConfig = { ...entry.config, baseModel: entry.baseModel };
+    const weights = fittingWeights(entry, config, facts.name);
     // Everything recorded against the old adapter's buffers goes with them.
     this.dropPrograms(gpu);
+    const cfg = entryConfig(entry);
     model.setAdapter(cfg, weights);
     this.adapter = cfg;
     this.steps = entry.steps;
@@ -732,34 +442,7 @@ export class Session {
     this.plan = null;
     this.entry = null;
     this.loadedFrom = { id: entry.id, name: entry.name };
-    const note =
-      entry.baseModel !== '' && !sameBaseModel(entry.baseModel, facts.name)
-        ? `“${entry.name}” was trained on ${entry.baseModel}; the loaded model is ${facts.name}. The shapes fit, so it is applied, but it may not mean much on this model.`
-        : null;
-    const total = entry.checkpoint?.totalSteps;
-    return {
-      type: 'adapterLoaded',
-      adapterId: entry.id,
-      name: entry.name,
-      baseModel: entry.baseModel,
-      lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora },
-      steps: entry.steps,
-      lossHistory: this.history,
-      checkpoint: entry.checkpoint ? { step: entry.checkpoint.step, totalSteps: typeof total === 'number' ? total : null } : null,
-      note,
-    };
-  }
-
-  /** A library entry's weights as F32 tensors, after checking that they fit this model (else a refusal saying how not). */
-  private fittingWeights(entry: AdapterEntry, config: ModelConfig, modelName: string): Map<string, Float32Array> {
-    const cfg: AdapterConfig = { ...entry.config, baseModel: entry.baseModel };
-    const misfit = adapterMisfit(entry.name, cfg, entry.weights, config, modelName);
-    if (misfit) throw new LoraStudioError('bad-shape', misfit);
-    return readAdapter(JSON.stringify(adapterConfigToJson(cfg)), entry.weights, this.expectation(config)).weights;
-  }
-
-  private expectation(config: ModelConfig): AdapterExpectation {
-    return { numLayers: config.layers, shapes: (t) => projectionDims(config, t) };
+    return adapterLoaded(entry, facts.name, this.history);
   }
 
   async saveAdapter(req: Req<'saveAdapter'>): Promise<ResponseBody<'saveAdapter'>> {
@@ -781,7 +464,7 @@ export class Session {
       const adapter = this.adapter!;
       const weights = this.deviceLost ? this.snapshot : await model.readAdapter();
       if (!weights) return badInput('The GPU was lost before any copy of the adapter was taken; nothing can be saved.');
-      const { weights: bytes } = writeAdapter(adapter, weights, this.expectation(config));
+      const { weights: bytes } = writeAdapter(adapter, weights, adapterExpectation(config));
       let checkpoint: TrainingCheckpoint | undefined;
       const plan = this.plan, trainer = this.trainer?.value;
       if (withCheckpoint && plan && trainer && !this.deviceLost) {
