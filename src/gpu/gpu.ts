@@ -1,6 +1,11 @@
 // Gpu: the device plus everything that creates GPU objects — labelled pipelines (cached), pooled buffers,
 // uniform buffers, bind groups, submission and read-back. Nothing outside src/gpu calls device.create*.
 //
+// Allocation tracking: `track(make)` returns what `make` built with every buffer it took from this Gpu, so a
+// trainer or generator can hand them all back to the pool (`releaseAll`) when it is replaced; allocatedBytes
+// and peakBytes count what the device holds. On a recording device (recording.ts) the same accounting is
+// the memory plan of whatever was built (src/model/memory.ts).
+//
 // Work is described as Dispatch records (pipeline + bind group + grid). Ops build them; the caller decides
 // when to encode: `run()` for one-off work, or the autograd tape, which records a whole training step once
 // and replays its dispatches into a single command buffer each step.
@@ -24,6 +29,12 @@ export type Binding = GPUBuffer | GPUBufferBinding;
 
 export type TypedArray = Float32Array | Uint32Array | Int32Array;
 
+/** Something built on the GPU together with every buffer it took from the Gpu (see Gpu.track). */
+export interface Tracked<T> {
+  value: T;
+  buffers: GPUBuffer[];
+}
+
 const STORAGE = 0x0080 | 0x0004 | 0x0008; // STORAGE | COPY_SRC | COPY_DST (numeric so this file needs no globals at import)
 const UNIFORM_USAGE = 0x0040; // GPUBufferUsage.UNIFORM
 const UNIFORM = UNIFORM_USAGE | 0x0008; // UNIFORM | COPY_DST
@@ -35,7 +46,8 @@ export class Gpu {
   private pipelines = new Map<string, GPUComputePipeline>();
   /** Released buffers by "usage:size", handed out again before anything new is allocated. */
   private pool = new Map<string, GPUBuffer[]>();
-  private sizes = new WeakMap<GPUBuffer, number>();
+  /** Open track() scopes, innermost last: each records every buffer handed out while it is open. */
+  private scopes: GPUBuffer[][] = [];
   /** Bytes currently allocated by this Gpu (pooled ones included) and the most ever allocated. */
   allocatedBytes = 0;
   peakBytes = 0;
@@ -86,21 +98,52 @@ export class Gpu {
 
   /** A storage buffer of at least `bytes` (rounded up to 16), reused from the pool when one is free. */
   buffer(label: string, bytes: number, usage = STORAGE): GPUBuffer {
+    return this.take(label, bytes, usage, true);
+  }
+
+  /**
+   * A storage buffer of `bytes` zeros: always a new one, which WebGPU zero-fills, never a pooled one that
+   * still holds old values. A model built from shapes alone (the memory plan) gets its weights here.
+   */
+  zeros(label: string, bytes: number): GPUBuffer {
+    return this.take(label, bytes, STORAGE, false);
+  }
+
+  private take(label: string, bytes: number, usage: number, pooled: boolean): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     if (size > this.device.limits.maxBufferSize) {
       throw new GpuError('out-of-memory', `${label}: ${size} bytes exceeds this GPU's largest buffer (${this.device.limits.maxBufferSize} bytes).`);
     }
-    const free = this.pool.get(`${usage}:${size}`);
-    const reused = free?.pop();
-    if (reused) {
-      reused.label = label;
-      return reused;
+    let buf = pooled ? this.pool.get(`${usage}:${size}`)?.pop() : undefined;
+    if (buf) {
+      buf.label = label;
+    } else {
+      buf = this.device.createBuffer({ label, size, usage });
+      this.allocatedBytes += size;
+      this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
     }
-    const buf = this.device.createBuffer({ label, size, usage });
-    this.sizes.set(buf, size);
-    this.allocatedBytes += size;
-    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    for (const scope of this.scopes) scope.push(buf);
     return buf;
+  }
+
+  /**
+   * Runs `make` and returns what it built with every buffer it took here (parameters' gradients, optimizer
+   * moments, the tape's activations, uniforms: Trainer, Evaluator and Generator take all theirs from this
+   * Gpu), to give back with releaseAll() when it is dropped. Scopes nest: a buffer counts in each open one.
+   */
+  track<T>(make: () => T): Tracked<T> {
+    const buffers: GPUBuffer[] = [];
+    this.scopes.push(buffers);
+    try {
+      return { value: make(), buffers };
+    } finally {
+      this.scopes.splice(this.scopes.lastIndexOf(buffers), 1);
+    }
+  }
+
+  /** Give every buffer of a track() back to the pool. Only once no queued work still reads them. */
+  releaseAll(buffers: readonly GPUBuffer[]): void {
+    for (const b of buffers) this.release(b);
   }
 
   /** Give a buffer back to the pool. Only do this once no queued work still reads it. */

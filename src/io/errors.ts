@@ -66,3 +66,8 @@ export function throwerFor(Kind: new (file: string, message: string, cause?: unk
     throw new Kind(file, `${where}: ${problem}`, cause);
   };
 }
+
+/** Refuse a request as asked: a 'bad-input' LoraStudioError whose message says what to change. */
+export function badInput(message: string): never {
+  throw new LoraStudioError('bad-input', message);
+}

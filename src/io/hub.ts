@@ -12,7 +12,8 @@
 // or open a local folder instead.
 
 import { FormatError, LoraStudioError } from './errors.ts';
-import { isSafeFileName, readStreamWithProgress, type ModelFiles, type OnProgress } from './model_source.ts';
+import { isSafeFileName, type ModelFiles, type OnProgress } from './model_source.ts';
+import { readResponseWithProgress } from './url_source.ts';
 
 /** Bytes by URL. Implementations must treat a failed get as a miss. */
 export interface HubCache {
@@ -129,13 +130,9 @@ export async function hubSource(id: string, options: HubOptions = {}): Promise<M
       return offline(e);
     }
     if (!res.ok) throw statusError(res.status, name);
-    // With a content-encoding, content-length counts compressed bytes and cannot check or scale progress.
-    const encoding = res.headers.get('content-encoding');
-    const length = Number(res.headers.get('content-length') ?? NaN);
-    const total = (!encoding || encoding === 'identity') && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-    let bytes: Uint8Array;
+    let bytes: Uint8Array, total: number | undefined;
     try {
-      bytes = res.body ? await readStreamWithProgress(res.body, file, total, onProgress) : new Uint8Array(await res.arrayBuffer());
+      ({ bytes, total } = await readResponseWithProgress(res, file, onProgress));
     } catch (e) {
       return offline(e);
     }

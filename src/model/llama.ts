@@ -85,17 +85,22 @@ export class LlamaModel {
    */
   maxBindingBytes: number;
 
-  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights) {
+  /** `weights` null: every weight zero, from the config's shapes alone (the memory plan, src/model/memory.ts). */
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null) {
     this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
-    for (const [name] of weightShapes(config)) {
+    for (const [name, shape] of weightShapes(config)) {
+      if (weights === null) {
+        this.weights.set(name, gpu.zeros(name, 4 * shape.reduce((a, b) => a * b, 1)));
+        continue;
+      }
       const w = weights.get(name);
       if (!w) throw new Error(`LlamaModel: weight ${name} missing (loadWeights checks this)`);
       this.weights.set(name, gpu.upload(name, w));
     }
   }
 
-  /** Install an adapter (its A and B on the GPU as trainable parameters). */
-  setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array>): void {
+  /** Install an adapter (its A and B on the GPU as trainable parameters); `tensors` null: all zero. */
+  setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array> | null): void {
     for (const p of this.lora) this.gpu.release(p.tensor.buffer!);
     this.adapter = adapter;
     this.lora = [];
@@ -104,10 +109,10 @@ export class LlamaModel {
         const { inFeatures, outFeatures } = projectionDims(this.config, t);
         for (const which of ['A', 'B'] as const) {
           const key = loraKey(l, t, which);
-          const data = tensors.get(key);
           const shape = which === 'A' ? [adapter.r, inFeatures] : [outFeatures, adapter.r];
-          if (!data || data.length !== shape[0] * shape[1]) throw new Error(`setAdapter: ${key} missing or not ${shape.join('×')}`);
-          const buf = this.gpu.upload(key, data);
+          const data = tensors?.get(key);
+          if (tensors && (!data || data.length !== shape[0] * shape[1])) throw new Error(`setAdapter: ${key} missing or not ${shape.join('×')}`);
+          const buf = data ? this.gpu.upload(key, data) : this.gpu.zeros(key, 4 * shape[0] * shape[1]);
           this.lora.push({ key, tensor: new Tensor(key, shape, true, buf) });
           this.lora[this.lora.length - 1].tensor.requiresGrad = true;
         }

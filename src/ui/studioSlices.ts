@@ -12,6 +12,7 @@ import type { StudioSettings } from './studioDefaults';
 import { engine, library, toFailure, type Failure, type StudioState } from './store';
 import { DEFAULT_SETTINGS, DEMO_DATA } from './studioDefaults';
 import { extendTrainLive, loadTrainLive, pushTrainProgress, resetTrainLive } from './trainLive';
+import { modelIdentity, sameModel } from '../worker/identity';
 
 type Creator<T> = StateCreator<StudioState, [], [], T>;
 
@@ -24,20 +25,6 @@ export type ModelChoice =
   | { kind: 'default' }
   | { kind: 'hub'; id: string; revision?: string; token?: string }
   | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
-
-/** The identity a checkpoint records for a model choice (session.ts makes the same from the source). */
-function identityOf(choice: ModelChoice): ModelIdentity {
-  if (choice.kind === 'hub') return { kind: 'hub', id: choice.id.trim(), ...(choice.revision?.trim() ? { revision: choice.revision.trim() } : {}) };
-  if (choice.kind === 'files') return { kind: 'files', label: choice.label || 'folder' };
-  return { kind: 'default' };
-}
-
-function sameIdentity(a: ModelIdentity | null, b: ModelIdentity): boolean {
-  if (!a || a.kind !== b.kind) return false;
-  if (a.kind === 'hub' && b.kind === 'hub') return a.id === b.id && (a.revision || 'main') === (b.revision || 'main');
-  if (a.kind === 'files' && b.kind === 'files') return a.label === b.label;
-  return true;
-}
 
 export interface ModelSlice {
   model: {
@@ -78,7 +65,7 @@ export const createModelSlice: Creator<ModelSlice> = (set, get) => {
         );
         // The old model's data, adapter and outputs went with it.
         set({
-          model: { ...get().model, status: 'ready', label: res.model.name, progress: null, facts: res.model, seconds: res.seconds, error: null, identity: identityOf(choice) },
+          model: { ...get().model, status: 'ready', label: res.model.name, progress: null, facts: res.model, seconds: res.seconds, error: null, identity: modelIdentity(choice) },
           train: { ...get().train, status: 'idle', stopped: null, error: null, adapterSteps: null, saved: null, adapter: null, checkpoint: null, runEntryId: null, resumable: false },
           tryIt: { ...get().tryIt, base: emptyOutput(), adapted: emptyOutput() },
           memory: { ...get().memory, trainable: res.trainable },
@@ -358,12 +345,12 @@ export const createTrainSlice: Creator<TrainSlice> = (set, get) => {
       const { lora, optim, model, data } = run_;
       // The run's settings, before model and data load: they tokenize the data with them.
       set({ settings: { ...get().settings, lora, optim, seqLen: data.seqLen, validationShare: data.validationShare, pack: data.pack } });
-      if (!sameIdentity(get().model.identity, model)) {
+      if (!sameModel(get().model.identity, model)) {
         if (model.kind === 'files') {
           return fail(`“${entry.name}” was training on the local folder “${model.label}”. Open that folder in the Model panel, then press Resume again.`);
         }
         await get().loadModel(model.kind === 'hub' ? { kind: 'hub', id: model.id, revision: model.revision, token: get().model.hubToken || undefined } : { kind: 'default' });
-        if (!sameIdentity(get().model.identity, model)) {
+        if (!sameModel(get().model.identity, model)) {
           return fail(`“${entry.name}” needs ${model.kind === 'hub' ? model.id : 'the built-in model'}, which did not load: ${get().model.error?.message ?? 'see the Model panel'}.`);
         }
       }

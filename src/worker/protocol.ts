@@ -135,11 +135,16 @@ export interface MemoryEstimate {
   bytes: number;
   /** The budget the studio allows itself on this GPU (WebGPU does not report the GPU's memory). */
   limitBytes: number;
-  breakdown: { weights: number; adapter: number; optimizer: number; activations: number };
+  /**
+   * The engine's own allocation plan (src/model/memory.ts), by what the bytes hold: adapter is LoRA A and B
+   * with their gradients, optimizer AdamW's moments and the last-good copies, activations the tapes' pooled
+   * buffers, other the uniforms, ids, targets and loss.
+   */
+  breakdown: { weights: number; adapter: number; optimizer: number; activations: number; other: number };
   /** The largest single buffer the run needs, against the device's maxBufferSize. */
   largestBuffer: number;
   maxBufferSize: number;
-  /** Whether the activations came from a trainer built with these shapes (else a formula). */
+  /** Whether a trainer of these shapes has already been built on this GPU (the figures are the plan's either way). */
   measured: boolean;
   trainable: TrainableFacts;
   /** null when it fits; else what to change, for the disabled Start button. */

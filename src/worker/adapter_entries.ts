@@ -1,0 +1,72 @@
+// Library entries (src/io/library.ts AdapterEntry) and the loaded model, in the session's terms: whether a
+// stored adapter fits the model and why not, its weights read back for it, the answer to loadAdapter, and
+// the default name of a run's entry. The session does the reading and writing; nothing here touches the
+// GPU or the library.
+
+import { LoraStudioError } from '../io/errors';
+import type { AdapterEntry, LossPoint } from '../io/library';
+import { adapterConfigToJson, checkAdapterFitsModel, readAdapter, sameBaseModel, type AdapterConfig, type AdapterExpectation } from '../io/peft';
+import { parseSafetensors } from '../io/safetensors';
+import { projectionDims, type ModelConfig } from '../model/config';
+import type { ResponseBody } from './protocol';
+
+/** What an adapter of this model must look like (PEFT files are checked against it). */
+export function adapterExpectation(config: ModelConfig): AdapterExpectation {
+  return { numLayers: config.layers, shapes: (t) => projectionDims(config, t) };
+}
+
+/**
+ * Why a stored adapter cannot go into this model, or null when it fits (checkAdapterFitsModel in peft.ts:
+ * every factor's rank and size against the model's projections, and its layer count), said in the terms of
+ * the library entry the user picked. A different base-model name alone is not a misfit here: the entry was
+ * accepted into the library, and loadAdapter warns about the name before it gets this far.
+ */
+export function adapterMisfit(name: string, cfg: AdapterConfig, weights: Uint8Array, c: ModelConfig, modelName: string): string | null {
+  const tensors = parseSafetensors(weights, 'adapter_model.safetensors').tensors;
+  const fit = checkAdapterFitsModel(cfg, tensors, c, { modelName });
+  if (fit.fits) return null;
+  const trained = `“${name}” was trained on ${cfg.baseModel || 'an unnamed model'} with r=${cfg.r} on ${cfg.targetModules.join(', ')}`;
+  const remedy = cfg.baseModel && !sameBaseModel(cfg.baseModel, modelName) ? ` Load ${cfg.baseModel} to use it.` : ' Load the model it was trained on to use it.';
+  return `${trained}, and does not fit the loaded model: ${fit.refusals.map((e) => e.message).join(' ')}${remedy}`;
+}
+
+/** The entry's adapter settings (its base model included). */
+export function entryConfig(entry: AdapterEntry): AdapterConfig {
+  return { ...entry.config, baseModel: entry.baseModel };
+}
+
+/** A library entry's weights as F32 tensors, after checking that they fit this model (else a refusal saying how not). */
+export function fittingWeights(entry: AdapterEntry, config: ModelConfig, modelName: string): Map<string, Float32Array> {
+  const cfg = entryConfig(entry);
+  const misfit = adapterMisfit(entry.name, cfg, entry.weights, config, modelName);
+  if (misfit) throw new LoraStudioError('bad-shape', misfit);
+  return readAdapter(JSON.stringify(adapterConfigToJson(cfg)), entry.weights, adapterExpectation(config)).weights;
+}
+
+/** The answer to loadAdapter once `entry` is in the model named `modelName`, with the loss history it now holds. */
+export function adapterLoaded(entry: AdapterEntry, modelName: string, lossHistory: LossPoint[]): ResponseBody<'loadAdapter'> {
+  const cfg = entryConfig(entry);
+  const note =
+    entry.baseModel !== '' && !sameBaseModel(entry.baseModel, modelName)
+      ? `“${entry.name}” was trained on ${entry.baseModel}; the loaded model is ${modelName}. The shapes fit, so it is applied, but it may not mean much on this model.`
+      : null;
+  const total = entry.checkpoint?.totalSteps;
+  return {
+    type: 'adapterLoaded',
+    adapterId: entry.id,
+    name: entry.name,
+    baseModel: entry.baseModel,
+    lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora },
+    steps: entry.steps,
+    lossHistory,
+    checkpoint: entry.checkpoint ? { step: entry.checkpoint.step, totalSteps: typeof total === 'number' ? total : null } : null,
+    note,
+  };
+}
+
+/** A default name for a run's library entry: the model's short name and the local time it started. */
+export function runName(model: string): string {
+  const d = new Date();
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${model.split('/').pop()} run ${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}`;
+}

@@ -1,0 +1,74 @@
+// The studio's model sources (protocol.ts ModelSourceSpec) read into memory: the embedded model from the
+// studio's server, a Hub repository or a picked folder, every file checked by loadModel, with progress at
+// most every PROGRESS_MS per file and the weights' stored dtype noted as the files go by; and the facts the
+// studio shows about a model. Nothing here touches the GPU (the session uploads what this returns).
+
+import { hubSource } from '../io/hub';
+import { badInput } from '../io/errors';
+import { folderSource, loadModel, type LoadedModel, type ModelFiles, type ReadProgress } from '../io/model_source';
+import { parseSafetensors } from '../io/safetensors';
+import { urlSource } from '../io/url_source';
+import type { ModelConfig } from '../model/config';
+import { modelParams } from '../model/params';
+import { DEFAULT_MODEL } from './identity';
+import type { ModelFacts, ModelSourceSpec } from './protocol';
+
+/** Progress events per file at most this often (plus each file's last one). */
+const PROGRESS_MS = 100;
+
+export function modelSource(spec: ModelSourceSpec): Promise<ModelFiles> | ModelFiles {
+  switch (spec.kind) {
+    case 'default':
+      return urlSource(new URL(DEFAULT_MODEL.dir, spec.baseUrl).href, DEFAULT_MODEL.files, DEFAULT_MODEL.name);
+    case 'hub':
+      return hubSource(spec.id.trim(), { revision: spec.revision?.trim() || undefined, token: spec.token || undefined });
+    case 'files':
+      if (spec.files.length === 0) return badInput('The folder is empty: pick the folder that holds config.json and the model.safetensors weights.');
+      return folderSource(new Map(spec.files.map((f) => [f.path, f.blob])), spec.label || 'folder');
+    default:
+      return badInput(`Unknown model source ${JSON.stringify((spec as { kind: unknown }).kind)}.`);
+  }
+}
+
+/** The model of `spec`, read and checked; `dtype`: how its weights were stored ("BF16", "F32, F16"). */
+export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void): Promise<LoadedModel & { label: string; dtype: string }> {
+  const source = await modelSource(spec);
+  const dtypes = new Set<string>();
+  const read = source.read;
+  const watched: ModelFiles = {
+    ...source,
+    read: async (name, progress) => {
+      const bytes = await read(name, progress);
+      if (name.endsWith('.safetensors')) for (const t of parseSafetensors(bytes, source.path(name)).tensors.values()) dtypes.add(t.dtype);
+      return bytes;
+    },
+  };
+  let last = 0;
+  const throttled = (p: ReadProgress) => {
+    const now = performance.now();
+    if (p.percent !== 100 && now - last < PROGRESS_MS) return;
+    last = now;
+    onProgress(p);
+  };
+  const loaded = await loadModel(watched, { onProgress: throttled });
+  return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown' };
+}
+
+export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean): ModelFacts {
+  return {
+    name,
+    architecture: config.architecture,
+    params: modelParams(config),
+    layers: config.layers,
+    vocab: config.vocab,
+    hidden: config.hidden,
+    heads: config.heads,
+    kvHeads: config.kvHeads,
+    headDim: config.headDim,
+    intermediate: config.intermediate,
+    contextLength: config.maxPositions,
+    dtype,
+    tiedEmbeddings: config.tied,
+    hasTokenizer,
+  };
+}
