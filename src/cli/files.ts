@@ -7,9 +7,11 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { LoraStudioError } from '../io/errors';
 import { hubSource, isHubId } from '../io/hub';
-import { loadModel, type LoadedModel, type ModelFiles } from '../io/model_source';
+import type { ModelFiles } from '../io/model_source';
 import { readAdapter, writeAdapter, type AdapterConfig } from '../io/peft';
-import { projectionDims, type ModelConfig } from '../model/config';
+import type { ModelConfig } from '../model/config';
+import { loadModel, type LoadedModel } from '../model/load';
+import { adapterExpectation } from '../model/lora';
 
 async function read(path: string): Promise<Uint8Array> {
   try {
@@ -66,10 +68,6 @@ export async function loadModelArg(arg: string, log: (line: string) => void = ()
       if (line !== last) log((last = line));
     },
   });
-}
-
-export function adapterExpectation(config: ModelConfig) {
-  return { numLayers: config.layers, shapes: (t: Parameters<typeof projectionDims>[1]) => projectionDims(config, t) };
 }
 
 export async function loadAdapterDir(dir: string, config: ModelConfig): Promise<{ config: AdapterConfig; weights: Map<string, Float32Array> }> {

@@ -32,14 +32,15 @@ import { parseDataset, type Row } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { hubSource } from '../io/hub';
 import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCheckpoint } from '../io/library';
-import { folderSource, loadModel, readStreamWithProgress, type ModelFiles, type ReadProgress } from '../io/model_source';
+import { folderSource, readStreamWithProgress, type ModelFiles, type ReadProgress } from '../io/model_source';
 import { adapterConfigToJson, checkAdapterFitsModel, LORA_TARGETS, readAdapter, sameBaseModel, writeAdapter, type AdapterConfig, type AdapterExpectation } from '../io/peft';
 import { parseSafetensors, writeSafetensors } from '../io/safetensors';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { projectionDims, weightShapes, type ModelConfig } from '../model/config';
 import { Generator } from '../model/generate';
+import { loadModel } from '../model/load';
 import { LlamaModel } from '../model/llama';
-import { checkAdapterSettings, initLora } from '../model/lora';
+import { adapterExpectation, checkAdapterSettings, initLora } from '../model/lora';
 import { batchAt } from '../train/batches';
 import { learningRate, SCHEDULES } from '../train/schedule';
 import { Evaluator, Trainer } from '../train/trainer';
@@ -243,7 +244,7 @@ function parseRunSettings(value: Record<string, unknown>, name: string): RunSett
  */
 export function adapterMisfit(name: string, cfg: AdapterConfig, weights: Uint8Array, c: ModelConfig, modelName: string): string | null {
   const tensors = parseSafetensors(weights, 'adapter_model.safetensors').tensors;
-  const fit = checkAdapterFitsModel(cfg, tensors, c, { modelName });
+  const fit = checkAdapterFitsModel(cfg, tensors, adapterExpectation(c), { modelName });
   if (fit.fits) return null;
   const trained = `“${name}” was trained on ${cfg.baseModel || 'an unnamed model'} with r=${cfg.r} on ${cfg.targetModules.join(', ')}`;
   const remedy = cfg.baseModel && !sameBaseModel(cfg.baseModel, modelName) ? ` Load ${cfg.baseModel} to use it.` : ' Load the model it was trained on to use it.';
