@@ -4,8 +4,9 @@
 // `error`. Long requests (loadModel, train, resumeRun, generate) also stream events carrying their
 // request's `id` before that response (see EventFor); the worker posts them as they happen and never
 // waits for the UI.
-// This file holds types (and the list of event names) only, so the UI can import it without pulling the
-// engine into its bundle.
+// This file holds types, the list of event names, and the few constants of the engine the UI shows (the
+// LoRA targets, the schedules, the WebGPU-missing message), re-exported from below: the UI imports the
+// engine through this file only, without pulling the engine into its bundle.
 //
 // Matrices cross the boundary as number[][] (rows); they are tiny here (teaching examples). Model files
 // cross as Blobs (structured clone shares them, it does not copy the bytes).
@@ -19,6 +20,9 @@ import type { LoraTarget } from '../io/peft';
 import type { ScheduleKind } from '../train/schedule';
 
 export type { GpuInfo, LossPoint, LoraTarget, ScheduleKind };
+export { WEBGPU_MISSING_MESSAGE } from '../gpu/errors';
+export { LORA_TARGETS } from '../io/peft';
+export { SCHEDULES } from '../train/schedule';
 
 /** Rows of a matrix: m[i][j] is row i, column j. */
 export type Matrix = number[][];
