@@ -9,9 +9,11 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { refuseBinary } from '../io/binary';
 import { LoraStudioError } from '../io/errors';
 import { hubSource, isHubId } from '../io/hub';
-import { loadModel, type LoadedModel, type ModelFiles } from '../io/model_source';
+import type { ModelFiles } from '../io/model_source';
 import { readAdapter, writeAdapter, type AdapterConfig } from '../io/peft';
-import { projectionDims, type ModelConfig } from '../model/config';
+import type { ModelConfig } from '../model/config';
+import { loadModel, type LoadedModel } from '../model/load';
+import { adapterExpectation } from '../model/lora';
 
 const REASONS: Record<string, string> = {
   ENOENT: 'no such file or folder',
@@ -93,10 +95,6 @@ export async function loadModelArg(arg: string, log: (line: string) => void = ()
       if (line !== last) log((last = line));
     },
   });
-}
-
-export function adapterExpectation(config: ModelConfig) {
-  return { numLayers: config.layers, shapes: (t: Parameters<typeof projectionDims>[1]) => projectionDims(config, t) };
 }
 
 export async function loadAdapterDir(dir: string, config: ModelConfig): Promise<{ config: AdapterConfig; weights: Map<string, Float32Array> }> {

@@ -16,10 +16,10 @@
 
 import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
-import type { LoadedModel } from '../io/model_source';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
 import { LlamaModel } from '../model/llama';
+import type { LoadedModel } from '../model/load';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { batchAt, type DataRow } from '../train/batches';
 import { Evaluator, Trainer } from '../train/trainer';

@@ -2,14 +2,13 @@
 // (The shared LoraStudioError lives in src/io/errors.ts; GPU errors carry the same `code` field so
 // the worker protocol can forward any of them as one typed message.)
 
+import { CodedError } from '../util/coded_error';
+
 export type GpuErrorCode = 'webgpu-missing' | 'adapter-timeout' | 'no-adapter' | 'device-lost' | 'out-of-memory' | 'validation';
 
-export class GpuError extends Error {
-  readonly code: GpuErrorCode;
+export class GpuError extends CodedError<GpuErrorCode> {
   constructor(code: GpuErrorCode, message: string) {
-    super(message);
-    this.name = 'GpuError';
-    this.code = code;
+    super('GpuError', code, message);
   }
 }
 

@@ -1,18 +1,17 @@
-// Where a model's files come from, and loading a model from any of them. A source is a flat set of named
-// files (config.json, model.safetensors or shards, tokenizer.json, ...): a folder the user picked or dropped,
-// the Hub (hub.ts), the embedded default model, or a folder on disk in Node (src/cli/files.ts).
-// `loadModel` reads config.json, the weights (one file, or the shards model.safetensors.index.json lists)
-// and the tokenizer, validating each and naming the file in every error.
+// Where a model's files come from, and reading them. A source is a flat set of named files (config.json,
+// model.safetensors or shards, tokenizer.json, ...): a folder the user picked or dropped, the Hub (hub.ts),
+// the embedded default model, or a folder on disk in Node (src/cli/files.ts). The readers below take each
+// kind of file out of a source, bounded in size and validated, naming the file in every error; the page
+// uses only the file pickers (filesFromFileList, filesFromDirectory).
 //
-// This file does not fetch (hub.ts), does not touch the GPU and does not store anything: a source with a
-// cache writes it only through `commit()`, which loadModel calls after everything has parsed, so a model
-// that fails to load leaves nothing behind.
+// This file does not fetch (hub.ts), does not touch the GPU, and does not make a model out of the files:
+// src/model/load.ts does, in an order that reads the small files first. A source with a cache writes it
+// only through `commit()`, which loadModel calls after everything has parsed, so a model that fails to load
+// leaves nothing behind.
 
-import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from './errors.ts';
+import { ConfigError, FormatError, LoraStudioError, UnsupportedError } from './errors.ts';
 import { parseSafetensors } from './safetensors.ts';
 import { loadTokenizer, type LoraTokenizer } from './tokenizer.ts';
-import { parseModelConfig, type ModelConfig } from '../model/config.ts';
-import { loadWeights, type Weights } from '../model/weights.ts';
 
 /** Progress of one file: bytes so far, and the total and percent when the size is known. */
 export interface ReadProgress {
@@ -35,13 +34,6 @@ export interface ModelFiles {
   path(name: string): string;
   /** Persist what was read (a download cache); loadModel calls it only once the model has loaded. */
   commit?(): Promise<void>;
-}
-
-export interface LoadedModel {
-  config: ModelConfig;
-  weights: Weights;
-  tokenizer?: LoraTokenizer;
-  files: string[];
 }
 
 // Generous bounds well above real files (SmolLM2's config.json is 1 KB, a 70B index 60 KB, Qwen2's
@@ -205,8 +197,34 @@ function parseIndex(text: string, source: ModelFiles): { shards: string[]; place
   return { shards, placement };
 }
 
-/** The weight files to read: model.safetensors, else the shards of the index. */
-async function weightFiles(source: ModelFiles, onProgress?: OnProgress): Promise<{ shards: string[]; placement?: Map<string, string> }> {
+/**
+ * config.json's text, once it is known to be a JSON object of reasonable size (parseModelConfig in
+ * src/model/config.ts reads its fields).
+ */
+export async function readConfigText(source: ModelFiles, onProgress?: OnProgress): Promise<string> {
+  const configFile = source.path('config.json');
+  if (!source.has('config.json')) {
+    const found = source.list();
+    throw new ConfigError(
+      configFile,
+      `${configFile}: not found (found: ${found.slice(0, 8).join(', ') || 'no files'}). A Hugging Face model folder has config.json next to its weights.`,
+    );
+  }
+  const configText = await readText(source, 'config.json', MAX_CONFIG_BYTES, onProgress);
+  parseJsonObject(configText, configFile, 'config.json', (problem, cause) => {
+    throw new ConfigError(configFile, `${configFile}: ${problem}`, cause);
+  });
+  return configText;
+}
+
+/** Which weight files hold the model: model.safetensors, else the shards its index lists, with where each tensor is. */
+export interface WeightFiles {
+  shards: string[];
+  placement?: Map<string, string>;
+}
+
+/** The weight files to read: model.safetensors, else the shards of the index (read and validated here). */
+export async function findWeightFiles(source: ModelFiles, onProgress?: OnProgress): Promise<WeightFiles> {
   if (source.has('model.safetensors')) return { shards: ['model.safetensors'] };
   if (source.has(INDEX)) return parseIndex(await readText(source, INDEX, MAX_JSON_BYTES, onProgress), source);
   const found = source.list();
@@ -224,51 +242,23 @@ async function weightFiles(source: ModelFiles, onProgress?: OnProgress): Promise
   );
 }
 
-/** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
-export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress } = {}): Promise<LoadedModel> {
-  const { onProgress } = options;
-  const configFile = source.path('config.json');
-  if (!source.has('config.json')) {
-    const found = source.list();
-    throw new ConfigError(
-      configFile,
-      `${configFile}: not found (found: ${found.slice(0, 8).join(', ') || 'no files'}). A Hugging Face model folder has config.json next to its weights.`,
-    );
-  }
-  const configText = await readText(source, 'config.json', MAX_CONFIG_BYTES, onProgress);
-  parseJsonObject(configText, configFile, 'config.json', (problem, cause) => {
-    throw new ConfigError(configFile, `${configFile}: ${problem}`, cause);
-  });
-  const config = parseModelConfig(configText, configFile);
-
-  // The small files first, so a bad index or tokenizer fails before gigabytes of weights are read.
-  const { shards, placement } = await weightFiles(source, onProgress);
-  const tokenizer = await readTokenizer(source, config, onProgress);
-
+/** The bytes of every weight file, each named by its path, once the index's placement of every tensor checks out. */
+export async function readWeightFiles(source: ModelFiles, { shards, placement }: WeightFiles, onProgress?: OnProgress): Promise<{ name: string; bytes: Uint8Array }[]> {
   const files: { name: string; bytes: Uint8Array }[] = [];
   for (const s of shards) files.push({ name: source.path(s), bytes: await source.read(s, onProgress) });
   if (placement !== undefined) checkPlacement(files, shards, placement, source.path(INDEX));
-  const weights = loadWeights(config, files);
-  await source.commit?.();
-  return { config, weights, tokenizer, files: source.list() };
+  return files;
 }
 
-async function readTokenizer(source: ModelFiles, config: ModelConfig, onProgress?: OnProgress): Promise<LoraTokenizer | undefined> {
+/** The tokenizer, when tokenizer.json is present, with tokenizer_config.json and chat_template.jinja beside it. */
+export async function readTokenizer(source: ModelFiles, onProgress?: OnProgress): Promise<LoraTokenizer | undefined> {
   if (!source.has('tokenizer.json')) return undefined;
   const json = await readText(source, 'tokenizer.json', MAX_TOKENIZER_BYTES, onProgress);
   const cfg = source.has('tokenizer_config.json') ? await readText(source, 'tokenizer_config.json', MAX_JSON_BYTES, onProgress) : undefined;
   // Newer transformers save the template beside tokenizer_config.json rather than inside it.
   const chatTemplate = source.has('chat_template.jinja') ? await readText(source, 'chat_template.jinja', MAX_CONFIG_BYTES, onProgress) : undefined;
   const names = { tokenizer: source.path('tokenizer.json'), config: source.path('tokenizer_config.json'), chatTemplate: source.path('chat_template.jinja') };
-  const tokenizer = loadTokenizer(json, cfg, names, { chatTemplate });
-  if (tokenizer.vocabSize > config.vocab) {
-    throw new ShapeError(
-      names.tokenizer,
-      `${names.tokenizer}: produces ids up to ${tokenizer.vocabSize - 1}, but ${source.path('config.json')} has vocab_size ${config.vocab}: ` +
-        'the tokenizer belongs to another model.',
-    );
-  }
-  return tokenizer;
+  return loadTokenizer(json, cfg, names, { chatTemplate });
 }
 
 /** Each tensor the index places must be in that shard and in no other. */

@@ -12,7 +12,6 @@
 // would silently misapply (DoRA, per-layer ranks, partial layers, extra saved modules), and says
 // (checkAdapterFitsModel) every reason an adapter does not fit a loaded model.
 
-import { projectionDims, type ModelConfig } from '../model/config.ts';
 import { ConfigError, FormatError, type LoraStudioError, ShapeError, throwerFor, UnsupportedError } from './errors.ts';
 import { parseSafetensors, writeSafetensors } from './safetensors.ts';
 
@@ -332,7 +331,9 @@ export interface AdapterFit {
 
 /**
  * Whether an adapter (its parsed adapter_config.json and the tensor shapes of adapter_model.safetensors,
- * e.g. parseSafetensors(bytes).tensors) can be applied to a model (parseModelConfig of its config.json).
+ * e.g. parseSafetensors(bytes).tensors) can be applied to a model, given as what the model expects of an
+ * adapter (its layer count and projection sizes: adapterExpectation in src/model/lora.ts makes it from a
+ * model's config.json).
  * Unlike readAdapter, which stops at the first problem, this lists every one, once per kind:
  *   - tensors that are not LoRA weights of a listed target (a module the model lacks, such as GPT-2's
  *     c_attn, is not a LoRA weight here; parseAdapterConfig already refuses such names in target_modules,
@@ -347,7 +348,7 @@ export interface AdapterFit {
 export function checkAdapterFitsModel(
   adapter: AdapterConfig,
   tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
-  model: ModelConfig,
+  expected: AdapterExpectation,
   options: { modelName?: string; files?: AdapterFileNames } = {},
 ): AdapterFit {
   const { config: cFile, weights: wFile } = options.files ?? DEFAULT_NAMES;
@@ -368,8 +369,8 @@ export function checkAdapterFitsModel(
     }
     seen.add(loraKey(p.layer, p.target, p.which));
     deepest = Math.max(deepest, p.layer);
-    if (p.layer >= model.layers) continue; // said once below
-    const { inFeatures, outFeatures } = projectionDims(model, p.target);
+    if (p.layer >= expected.numLayers) continue; // said once below
+    const { inFeatures, outFeatures } = expected.shapes(p.target);
     const factor = `lora_${p.which} of ${p.target}`;
     if (shape.length !== 2) {
       refuse(`matrix ${p.target}.${p.which}`, () => new FormatError(wFile, `${wFile}: ${key} has shape [${shape.join(', ')}]; a LoRA factor is a matrix.`));
@@ -387,17 +388,17 @@ export function checkAdapterFitsModel(
           'the adapter was trained for another model.'));
     }
   }
-  if (deepest >= model.layers) {
+  if (deepest >= expected.numLayers) {
     refuse('deeper', () => new ShapeError(wFile,
-      `${wFile}: has weights for ${deepest + 1} layers, but ${modelName} has ${model.layers} (num_hidden_layers): the adapter was trained for another model.`));
+      `${wFile}: has weights for ${deepest + 1} layers, but ${modelName} has ${expected.numLayers} (num_hidden_layers): the adapter was trained for another model.`));
   }
-  for (let layer = 0; layer < model.layers; layer++) {
+  for (let layer = 0; layer < expected.numLayers; layer++) {
     for (const target of adapter.targetModules) {
       for (const which of ['A', 'B'] as const) {
         if (seen.has(loraKey(layer, target, which))) continue;
         if (deepest >= 0 && layer > deepest) {
           refuse('shallower', () => new ShapeError(wFile,
-            `${wFile}: has weights for only ${deepest + 1} layers, but ${modelName} has ${model.layers} (num_hidden_layers): the adapter was trained for another model.`));
+            `${wFile}: has weights for only ${deepest + 1} layers, but ${modelName} has ${expected.numLayers} (num_hidden_layers): the adapter was trained for another model.`));
         } else {
           refuse(`missing ${target}.${which}`, () => new FormatError(wFile,
             `${wFile}: has no ${loraKey(layer, target, which)}: ${cFile} lists ${target}, so every layer needs lora_A and lora_B. The file is incomplete.`));

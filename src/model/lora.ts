@@ -2,7 +2,7 @@
 // PEFT's own tensor names (base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight). The settings
 // are PEFT's AdapterConfig (src/io/peft.ts), so what trains is what gets saved.
 
-import { loraKey, type AdapterConfig } from '../io/peft';
+import { loraKey, type AdapterConfig, type AdapterExpectation } from '../io/peft';
 import { LoraStudioError } from '../io/errors';
 import { projectionDims, type ModelConfig } from './config';
 import { mulberry32 } from '../util/random';
@@ -36,4 +36,9 @@ export function initLora(config: ModelConfig, s: AdapterConfig, seed: number): M
     }
   }
   return out;
+}
+
+/** What this model dictates about an adapter's tensors (io/peft.ts checks adapters against it): its layer count and projection sizes. */
+export function adapterExpectation(config: ModelConfig): AdapterExpectation {
+  return { numLayers: config.layers, shapes: (t) => projectionDims(config, t) };
 }

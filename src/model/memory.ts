@@ -6,27 +6,23 @@
 // (tests/model/memory.test.ts compares the plan with the peak a real device reaches).
 //
 // Not a budget: what the studio allows itself is the session's call. Nor the GPU's own overheads (driver,
-// pipelines, the staging buffers of read-backs), which no Gpu counts. This sits beside the model it sizes
-// and builds the trainer of src/train as a run does (the only import of src/train from src/model).
+// pipelines, the staging buffers of read-backs), which no Gpu counts. This sits beside the model it sizes;
+// what a run builds on top of the model (the trainer and evaluator of src/train, a layer above) comes in as
+// a builder, so src/train/memory_plan.ts plans a run with the very classes a run uses.
 
 import { recordingGpu, type RecordingStats } from '../gpu/recording';
 import type { AdapterConfig } from '../io/peft';
-import { Evaluator, Trainer, type OptimizerSettings } from '../train/trainer';
 import type { ModelConfig } from './config';
 import { LlamaModel } from './llama';
 
-/** What a training run builds: the trainer of (batch, seqLen) micro-batches, and an evaluator beside it. */
-export interface RunShape {
-  adapter: AdapterConfig;
-  batch: number;
-  seqLen: number;
-  gradAccum: number;
-  optimizer: OptimizerSettings;
-  /** Trainer's keepLastGood: two more copies of the adapter. */
-  keepLastGood: boolean;
-  /** Rows of the validation batch the run's Evaluator takes; 0: none. */
-  evalBatch: number;
+/** What a run built on the model, beyond its weights and adapter: the gradient buffers among its buffers, and its tape's high-water mark. */
+export interface PlannedRun {
+  grads: Iterable<GPUBuffer>;
+  transientBytes: number;
 }
+
+/** Builds a run's programs (trainer, evaluator) on `model`; every buffer they take is counted. */
+export type RunBuilder = (model: LlamaModel) => PlannedRun;
 
 export interface MemoryPlan {
   /** Everything allocated at once, in bytes: the sum of the parts below. */
@@ -54,23 +50,22 @@ const OPTIMIZER_STATE = /\.(adam_m|adam_v|last_good\d+)$/;
 const TAPE = /^tape\./;
 
 /**
- * The memory plan of a run of `shape` on `config` (null: the model alone). `maxStorageBufferBindingSize`: the device's, since it
- * decides how the vocabulary is chunked. Buffer and grid limits are lifted on the recording device, so a
- * plan too big for the GPU still says how big it is (largestBuffer, bytes) instead of failing.
+ * The memory plan of `config` with `adapter` and the run `build` makes on it (no adapter, no run: the model
+ * alone). `maxStorageBufferBindingSize`: the device's, since it decides how the vocabulary is chunked. Buffer
+ * and grid limits are lifted on the recording device, so a plan too big for the GPU still says how big it is
+ * (largestBuffer, bytes) instead of failing.
  */
-export function planMemory(config: ModelConfig, shape: RunShape | null, maxStorageBufferBindingSize: number): MemoryPlan {
+export function planMemory(config: ModelConfig, adapter: AdapterConfig | null, maxStorageBufferBindingSize: number, build?: RunBuilder): MemoryPlan {
   const gpu = recordingGpu({ maxStorageBufferBindingSize, maxBufferSize: Number.MAX_SAFE_INTEGER, maxComputeWorkgroupsPerDimension: Number.MAX_SAFE_INTEGER });
   const model = gpu.track(() => new LlamaModel(gpu, config, null));
-  const params = shape ? gpu.track(() => model.value.setAdapter(shape.adapter, null)) : { buffers: [] };
-  const trainer = shape ? gpu.track(() =>
-    new Trainer(model.value, shape.batch, shape.seqLen, shape.optimizer, 0, { gradAccum: shape.gradAccum, keepLastGood: shape.keepLastGood })) : null;
-  const evaluator = shape && shape.evalBatch > 0 ? gpu.track(() => new Evaluator(model.value, shape.evalBatch, shape.seqLen)) : null;
+  const params = adapter ? gpu.track(() => model.value.setAdapter(adapter, null)) : { buffers: [] };
+  const run = adapter && build ? gpu.track(() => build(model.value)) : null;
 
   const bytes = (buffers: readonly GPUBuffer[]) => buffers.reduce((n, b) => n + b.size, 0);
   const largest = (buffers: readonly GPUBuffer[]) => buffers.reduce((n, b) => Math.max(n, b.size), 0);
-  const grads = new Set(trainer?.value.grads.values());
+  const grads = new Set(run?.value.grads);
   const plan = { weights: bytes(model.buffers), adapter: bytes(params.buffers), optimizer: 0, activations: 0, other: 0 };
-  const built = [...(trainer?.buffers ?? []), ...(evaluator?.buffers ?? [])];
+  const built = run?.buffers ?? [];
   for (const b of built) {
     if (grads.has(b)) plan.adapter += b.size;
     else if (TAPE.test(b.label)) plan.activations += b.size;
@@ -82,7 +77,7 @@ export function planMemory(config: ModelConfig, shape: RunShape | null, maxStora
     ...plan,
     largestWeight: largest(model.buffers),
     largestBuffer: Math.max(largest(model.buffers), largest(params.buffers), largest(built)),
-    transientBytes: trainer?.value.transientBytes ?? 0,
+    transientBytes: run?.value.transientBytes ?? 0,
     recorded: { ...gpu.device.stats },
   };
 }

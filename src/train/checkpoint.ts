@@ -10,7 +10,7 @@
 import { badInput } from '../io/errors';
 import type { TrainingCheckpoint } from '../io/library';
 import { parseSafetensors, writeSafetensors } from '../io/safetensors';
-import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../worker/protocol';
+import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from './settings';
 
 /** torch.optim.AdamW's state names for the first and second moments. */
 export const MOMENT_NAMES = { m: 'exp_avg', v: 'exp_avg_sq' } as const;

@@ -18,7 +18,7 @@ import type { LossPoint } from '../io/library';
 import { LORA_TARGETS, type AdapterConfig } from '../io/peft';
 import type { LlamaModel } from '../model/llama';
 import { checkAdapterSettings } from '../model/lora';
-import type { LoraSettings, OptimSettings } from '../worker/protocol';
+import type { LoraSettings, OptimSettings } from './settings';
 import { batchAt } from './batches';
 import { learningRate, SCHEDULES } from './schedule';
 import type { Evaluator, OptimizerSettings, Trainer } from './trainer';

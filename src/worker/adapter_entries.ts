@@ -5,15 +5,12 @@
 
 import { LoraStudioError } from '../io/errors';
 import type { AdapterEntry, LossPoint } from '../io/library';
-import { adapterConfigToJson, checkAdapterFitsModel, readAdapter, sameBaseModel, type AdapterConfig, type AdapterExpectation } from '../io/peft';
+import { adapterConfigToJson, checkAdapterFitsModel, readAdapter, sameBaseModel, type AdapterConfig } from '../io/peft';
 import { parseSafetensors } from '../io/safetensors';
-import { projectionDims, type ModelConfig } from '../model/config';
+import type { ModelConfig } from '../model/config';
+import { adapterExpectation } from '../model/lora';
 import type { ResponseBody } from './protocol';
 
-/** What an adapter of this model must look like (PEFT files are checked against it). */
-export function adapterExpectation(config: ModelConfig): AdapterExpectation {
-  return { numLayers: config.layers, shapes: (t) => projectionDims(config, t) };
-}
 
 /**
  * Why a stored adapter cannot go into this model, or null when it fits (checkAdapterFitsModel in peft.ts:
@@ -23,7 +20,7 @@ export function adapterExpectation(config: ModelConfig): AdapterExpectation {
  */
 export function adapterMisfit(name: string, cfg: AdapterConfig, weights: Uint8Array, c: ModelConfig, modelName: string): string | null {
   const tensors = parseSafetensors(weights, 'adapter_model.safetensors').tensors;
-  const fit = checkAdapterFitsModel(cfg, tensors, c, { modelName });
+  const fit = checkAdapterFitsModel(cfg, tensors, adapterExpectation(c), { modelName });
   if (fit.fits) return null;
   const trained = `“${name}” was trained on ${cfg.baseModel || 'an unnamed model'} with r=${cfg.r} on ${cfg.targetModules.join(', ')}`;
   const remedy = cfg.baseModel && !sameBaseModel(cfg.baseModel, modelName) ? ` Load ${cfg.baseModel} to use it.` : ' Load the model it was trained on to use it.';

@@ -4,14 +4,12 @@
 // Events a request streams before its response (progress, training steps, tokens) go to its `onEvent`.
 // It imports no engine code: the worker bundle is built separately by Vite from the URL below.
 
+import { CodedError } from '../util/coded_error';
 import { EVENT_TYPES, type EngineErrorCode, type EngineEvent, type EngineRequest, type EngineRequestBody, type EngineResponse, type EventFor, type ResponseFor } from './protocol';
 
-export class EngineError extends Error {
-  readonly code: EngineErrorCode;
+export class EngineError extends CodedError<EngineErrorCode> {
   constructor(code: EngineErrorCode, message: string) {
-    super(message);
-    this.name = 'EngineError';
-    this.code = code;
+    super('EngineError', code, message);
   }
 }
 

@@ -6,7 +6,8 @@
 
 import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from '../model/config';
-import { planMemory, type MemoryPlan, type RunShape } from '../model/memory';
+import type { MemoryPlan } from '../model/memory';
+import { planRun, type RunShape } from '../train/memory_plan';
 import { studioOptimizer } from '../train/run';
 import type { MemoryEstimate, OptimSettings, TrainableFacts } from './protocol';
 
@@ -77,7 +78,7 @@ export class MemoryEstimator {
     let plan = this.plans.get(key);
     if (!plan) {
       if (this.plans.size >= MAX_PLANS) this.plans.clear();
-      plan = planMemory(this.config, shape, this.limits.maxStorageBufferBindingSize);
+      plan = planRun(this.config, shape, this.limits.maxStorageBufferBindingSize);
       this.plans.set(key, plan);
     }
     return { key, plan };

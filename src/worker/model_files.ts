@@ -5,10 +5,11 @@
 
 import { hubSource } from '../io/hub';
 import { badInput } from '../io/errors';
-import { folderSource, loadModel, type LoadedModel, type ModelFiles, type ReadProgress } from '../io/model_source';
+import { folderSource, type ModelFiles, type ReadProgress } from '../io/model_source';
 import { parseSafetensors } from '../io/safetensors';
 import { urlSource } from '../io/url_source';
 import type { ModelConfig } from '../model/config';
+import { loadModel, type LoadedModel } from '../model/load';
 import { modelParams } from '../model/params';
 import { DEFAULT_MODEL } from './identity';
 import type { ModelFacts, ModelSourceSpec } from './protocol';

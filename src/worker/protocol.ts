@@ -4,8 +4,9 @@
 // `error`. Long requests (loadModel, train, resumeRun, generate) also stream events carrying their
 // request's `id` before that response (see EventFor); the worker posts them as they happen and never
 // waits for the UI.
-// This file holds types (and the list of event names) only, so the UI can import it without pulling the
-// engine into its bundle.
+// This file holds types, the list of event names, and the few constants of the engine the UI shows (the
+// LoRA targets, the schedules, the WebGPU-missing message), re-exported from below: the UI imports the
+// engine through this file only, without pulling the engine into its bundle.
 //
 // Matrices cross the boundary as number[][] (rows); they are tiny here (teaching examples). Model files
 // cross as Blobs (structured clone shares them, it does not copy the bytes).
@@ -17,8 +18,12 @@ import type { ErrorCode } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import type { LoraTarget } from '../io/peft';
 import type { ScheduleKind } from '../train/schedule';
+import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../train/settings';
 
-export type { GpuInfo, LossPoint, LoraTarget, ScheduleKind };
+export type { DataIdentity, GpuInfo, LoraSettings, LossPoint, LoraTarget, ModelIdentity, OptimSettings, RunSettings, ScheduleKind };
+export { WEBGPU_MISSING_MESSAGE } from '../gpu/errors';
+export { LORA_TARGETS } from '../io/peft';
+export { SCHEDULES } from '../train/schedule';
 
 /** Rows of a matrix: m[i][j] is row i, column j. */
 export type Matrix = number[][];
@@ -39,67 +44,6 @@ export type ModelSourceSpec =
     }
   /** A folder the user picked or dropped: paths relative to the model's root ("config.json", "sub/x"). */
   | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
-
-/**
- * A model source as a checkpoint remembers it, to load the same model when a run resumes: never a token,
- * and for a folder only its name (the files must be picked again).
- */
-export type ModelIdentity = { kind: 'default' } | { kind: 'hub'; id: string; revision?: string } | { kind: 'files'; label: string };
-
-/** Which tokenized data a run trained on: the text's fingerprint and the settings that cut it into rows. */
-export interface DataIdentity {
-  /** The file name the studio gave loadDataset ("sotu/train.jsonl" for the demo). */
-  name: string;
-  /** Characters of the text, and a 53-bit hash of it (hex). */
-  chars: number;
-  hash: string;
-  seqLen: number;
-  validationShare: number;
-  pack: boolean;
-  seed: number;
-}
-
-/**
- * What a training checkpoint (src/io/library.ts TrainingCheckpoint.settings) records about its run, so a
- * closed tab can resume it: the settings, the model and data, and where the run's schedule began.
- */
-export interface RunSettings {
-  version: 1;
-  lora: LoraSettings;
-  optim: OptimSettings;
-  /**
-   * The adapter's steps when this run started (0 for a fresh adapter; more when it continued a saved one).
-   * The run's step s = adapter step − origin indexes the schedule, the data and AdamW's t.
-   */
-  origin: number;
-  model: ModelIdentity;
-  data: DataIdentity;
-}
-
-/** PEFT's LoRA settings (src/io/peft.ts AdapterConfig, in the studio's words). */
-export interface LoraSettings {
-  targets: LoraTarget[];
-  r: number;
-  alpha: number;
-  dropout: number;
-  rslora: boolean;
-}
-
-/** The optimizer run: AdamW (β 0.9/0.999, ε 1e-8, no weight decay) with a learning-rate schedule. */
-export interface OptimSettings {
-  lr: number;
-  schedule: ScheduleKind;
-  warmupSteps: number;
-  /** Optimizer steps. */
-  steps: number;
-  /** Rows per micro-batch. */
-  batchSize: number;
-  /** Micro-batches per optimizer step (gradient accumulation). */
-  gradAccum: number;
-  /** Global gradient-norm clipping; 0: off. */
-  maxGradNorm: number;
-  seed: number;
-}
 
 /** What the studio shows about a loaded model. */
 export interface ModelFacts {

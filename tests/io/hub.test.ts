@@ -13,9 +13,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { hubSource, HubError, isHubId, type HubCache } from '../../src/io/hub';
-import { filesFromFileList, folderSource, loadModel, type LoadedModel, type ReadProgress } from '../../src/io/model_source';
+import { filesFromFileList, folderSource, type ReadProgress } from '../../src/io/model_source';
 import { LoraStudioError } from '../../src/io/errors';
 import { loadModelDir } from '../../src/cli/files';
+import { loadModel, type LoadedModel } from '../../src/model/load';
 import { tinyRepo } from '../fixtures/tokenizer/tiny_repo';
 
 const repos = new Map<string, Map<string, Uint8Array>>([

@@ -6,12 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from '../../src/io/errors';
 import { hubSource, type HubCache } from '../../src/io/hub';
-import { folderSource, loadModel } from '../../src/io/model_source';
+import { folderSource } from '../../src/io/model_source';
 import { loadTokenizer } from '../../src/io/tokenizer';
 import { parseDataset, type DatasetOptions } from '../../src/io/dataset';
 import { readAdapter, writeAdapter, loraKey, type AdapterConfig } from '../../src/io/peft';
 import { writeSafetensors } from '../../src/io/safetensors';
 import { parseModelConfig, projectionDims, type ModelConfig } from '../../src/model/config';
+import { loadModel } from '../../src/model/load';
+import { adapterExpectation as expectation } from '../../src/model/lora';
 import { fixtureText, REPO_CONFIG, tinyRepo, TOKENIZER_VOCAB } from '../fixtures/tokenizer/tiny_repo';
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -143,7 +145,6 @@ describe('malformed model folders', () => {
 // ── Adapters ────────────────────────────────────────────────────────────────────────────────────────────
 
 const MODEL: ModelConfig = parseModelConfig(JSON.stringify(REPO_CONFIG));
-const expectation = (c: ModelConfig) => ({ numLayers: c.layers, shapes: (target: Parameters<typeof projectionDims>[1]) => projectionDims(c, target) });
 const ADAPTER: AdapterConfig = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, baseModel: 'tiny' };
 const NAMES = { config: 'ad/adapter_config.json', weights: 'ad/adapter_model.safetensors' };
 

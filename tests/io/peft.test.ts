@@ -22,6 +22,7 @@ import {
 } from '../../src/io/peft.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { parseModelConfig, projectionDims } from '../../src/model/config.ts';
+import { adapterExpectation } from '../../src/model/lora.ts';
 
 // A tiny Llama: hidden 32, 2 KV heads of 8 (so k/v project to 16), MLP 48, 2 layers.
 const MODEL: AdapterExpectation = {
@@ -320,13 +321,13 @@ describe('checkAdapterFitsModel', () => {
   const shapesOf = (shapes: Map<string, number[]>) => new Map([...shapes].map(([k, shape]) => [k, { shape }]));
   const ALL: AdapterConfig = { ...CONFIG, targetModules: [...LORA_TARGETS] };
   const check = (cfg: AdapterConfig, shapes: Map<string, number[]>, model = llama(), modelName?: string) =>
-    checkAdapterFitsModel(cfg, shapesOf(shapes), model, { modelName });
+    checkAdapterFitsModel(cfg, shapesOf(shapes), adapterExpectation(model), { modelName });
   const messages = (fit: ReturnType<typeof check>) => fit.refusals.map((e) => e.message);
 
   it('fits an adapter made for the model, every target, from the tensors of its safetensors file', () => {
     for (const t of LORA_TARGETS) expect(projectionDims(llama(), t)).toEqual(MODEL.shapes(t));
     const file = parseSafetensors(weightsFile(adapterShapes(ALL)));
-    const fit = checkAdapterFitsModel(ALL, file.tensors, llama(), { modelName: './models/SmolLM2-135M/' });
+    const fit = checkAdapterFitsModel(ALL, file.tensors, adapterExpectation(llama()), { modelName: './models/SmolLM2-135M/' });
     expect(fit).toEqual({ fits: true, refusals: [], warnings: [] });
   });
 
@@ -409,7 +410,7 @@ describe('checkAdapterFitsModel', () => {
 
   it('names the files the caller read the adapter from', () => {
     const files = { config: 'up/adapter_config.json', weights: 'up/adapter_model.safetensors' };
-    const fit = checkAdapterFitsModel(CONFIG, shapesOf(adapterShapes({ ...CONFIG, r: 2 })), llama(), { files });
+    const fit = checkAdapterFitsModel(CONFIG, shapesOf(adapterShapes({ ...CONFIG, r: 2 })), adapterExpectation(llama()), { files });
     expect(fit.refusals[0].file).toBe(files.weights);
     expect(fit.refusals[0].message).toMatch(/^up\/adapter_model\.safetensors: .* but up\/adapter_config\.json says r = 4/);
   });

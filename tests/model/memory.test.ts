@@ -13,7 +13,7 @@ import type { AdapterConfig } from '../../src/io/peft';
 import { weightShapes } from '../../src/model/config';
 import { LlamaModel } from '../../src/model/llama';
 import { initLora } from '../../src/model/lora';
-import { planMemory, type RunShape } from '../../src/model/memory';
+import { planRun, type RunShape } from '../../src/train/memory_plan';
 import { trainableParams } from '../../src/model/params';
 import { Evaluator, Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
 
@@ -36,7 +36,7 @@ describe('memory plan', () => {
       const { config, weights } = await loadModelDir(writeTinyModel(5, { num_hidden_layers: 2, vocab_size: 96 }));
       const gpu = await createNodeGpu(); // a fresh device, so its peak is this run's alone
       try {
-        const plan = planMemory(config, shape, gpu.limits.maxStorageBufferBindingSize);
+        const plan = planRun(config, shape, gpu.limits.maxStorageBufferBindingSize);
 
         const model = new LlamaModel(gpu, config, weights);
         model.setAdapter(shape.adapter, initLora(config, shape.adapter, 1));

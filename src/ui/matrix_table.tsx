@@ -1,6 +1,6 @@
 // A small matrix as an accessible table: a caption with its name and shape, one cell per entry.
 // Meant for teaching-sized matrices: the worked examples show theirs this way, and the playground draws its
-// 16×16 ones as heatmaps (teach/Heatmap.tsx) with these tables as their full text alternative.
+// 16×16 ones as heatmaps (teach/heatmap.tsx) with these tables as their full text alternative.
 
 import type { Matrix } from '../worker/protocol';
 

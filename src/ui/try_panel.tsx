@@ -5,7 +5,7 @@
 
 import { useId } from 'react';
 import { useStudio } from './store';
-import type { GenerationOutput } from './studioSlices';
+import type { GenerationOutput } from './state/studio_state';
 
 export function TryPanel() {
   const t = useStudio((s) => s.tryIt);

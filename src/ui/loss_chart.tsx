@@ -9,7 +9,7 @@
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { trainLive, type LossPoint, type TrainLive } from './trainLive';
+import { trainLive, type LossPoint, type TrainLive } from './train_live';
 
 interface Props {
   logScale: boolean;

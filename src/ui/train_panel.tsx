@@ -4,13 +4,13 @@
 // AdamW and schedule for the set number of steps). Every run checkpoints itself into the library while it
 // goes (weights, AdamW moments, step, loss history), so a closed tab resumes from the Library panel; the
 // line under the buttons says which step the library holds, or why the latest checkpoint failed.
-// The per-step numbers come from trainLive.ts through a throttled subscription and the chart's own
+// The per-step numbers come from train_live.ts through a throttled subscription and the chart's own
 // subscription, never through the studio store, so a step does not re-render the app.
 
 import { useId, useState, type FormEvent } from 'react';
-import { LossChart } from './LossChart';
+import { LossChart } from './loss_chart';
 import { useStudio } from './store';
-import { trainLive, useThrottled, type TrainLive } from './trainLive';
+import { trainLive, useThrottled, type TrainLive } from './train_live';
 
 const selectLast = (s: TrainLive) => s.last;
 const selectBase = (s: TrainLive) => s.base;

@@ -1,7 +1,7 @@
 // A matrix drawn as a heatmap (one coloured cell per entry) or, for a column vector, as horizontal bars.
 // The colour scale diverges around 0 (blue below, red above, the panel's own surface at 0) and is symmetric,
 // ±limit, so two pictures on the same limit compare by eye; the legend gives the limit and the real min/max.
-// Colours are CSS variables (styles.css, `---- teach`), so light and dark both work.
+// Colours are CSS variables (teach.css, `---- playground`), so light and dark both work.
 // For assistive tech and exact numbers: the grid has an aria-label summarising it, takes focus, and arrow
 // keys move a cursor whose entry is read out below it (as pointer hover does). The full tables are the
 // playground's "All numbers" section. Not for big tensors: one element per entry.

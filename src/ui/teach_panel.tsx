@@ -1,14 +1,14 @@
 // "Teach: the LoRA linear", in three modes: the playground (a 16×16 layer with live rank, α and seed
-// controls, drawn as heatmaps: ./teach/Playground.tsx) and two worked examples, each one click away, whose
+// controls, drawn as heatmaps: ./teach/playground_view.tsx) and two worked examples, each one click away, whose
 // inputs and GPU outputs are shown as small tables with the scale α/r and the parameter counts.
 // The mode and the playground settings live in the URL hash (./teach/url.ts), so a lesson can link to them;
 // this component restores them on hashchange and asks the store to compute once the GPU is ready.
 
 import { useEffect } from 'react';
-import { MatrixTable, tidyMatrix } from './MatrixTable';
+import { MatrixTable, tidyMatrix } from './matrix_table';
 import { useStudio } from './store';
-import { Playground } from './teach/Playground';
-import { TEACH_EXAMPLES, type TeachExampleId } from './teachExamples';
+import { Playground } from './teach/playground_view';
+import { TEACH_EXAMPLES, type TeachExampleId } from './teach_examples';
 
 const EXAMPLE_IDS: TeachExampleId[] = [1, 2];
 

@@ -7,7 +7,7 @@
 import { useEffect, useId, useState, type DragEvent, type FormEvent } from 'react';
 import { filesFromDirectory, filesFromFileList, type DirectoryHandleLike } from '../io/model_source';
 import { useStudio } from './store';
-import type { ModelChoice } from './studioSlices';
+import type { ModelChoice } from './state/studio_state';
 
 export const count = new Intl.NumberFormat('en-US');
 

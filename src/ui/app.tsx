@@ -2,14 +2,14 @@
 // panels. Panels are self-contained sections reading the store: the main flow (model, data, settings, train,
 // try it) in a two-column grid, then the library and the teaching panel.
 
-import { DataPanel } from './DataPanel';
-import { LibraryPanel } from './LibraryPanel';
-import { LoraPanel } from './LoraPanel';
-import { ModelPanel } from './ModelPanel';
-import { TrainPanel } from './TrainPanel';
-import { TryPanel } from './TryPanel';
+import { DataPanel } from './data_panel';
+import { LibraryPanel } from './library_panel';
+import { LoraPanel } from './lora_panel';
+import { ModelPanel } from './model_panel';
+import { TrainPanel } from './train_panel';
+import { TryPanel } from './try_panel';
 import { useStudio } from './store';
-import { TeachPanel } from './TeachPanel';
+import { TeachPanel } from './teach_panel';
 
 export function App() {
   const gpu = useStudio((s) => s.gpu);

@@ -3,9 +3,9 @@
 // first rows with their token counts, and the first row cut into tokens).
 
 import { useId, useState, type DragEvent } from 'react';
-import { count } from './ModelPanel';
+import { count } from './model_panel';
 import { useStudio } from './store';
-import { DEMO_DATA } from './studioDefaults';
+import { DEMO_DATA } from './studio_defaults';
 
 /** Larger files are refused before reading: the engine holds every row in memory. */
 const MAX_DATA_BYTES = 64 << 20;

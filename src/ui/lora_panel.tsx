@@ -4,9 +4,8 @@
 // the Train panel's Start button obeys.
 
 import { useEffect, useId, useState } from 'react';
-import { LORA_TARGETS, type LoraTarget } from '../io/peft';
-import { SCHEDULES, type ScheduleKind } from '../train/schedule';
-import { count, megabytes } from './ModelPanel';
+import { LORA_TARGETS, SCHEDULES, type LoraTarget, type ScheduleKind } from '../worker/protocol';
+import { count, megabytes } from './model_panel';
 import { useStudio } from './store';
 
 const RANKS = [1, 2, 4, 8, 16, 32, 64];

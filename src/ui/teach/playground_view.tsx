@@ -4,9 +4,9 @@
 // This file draws; it computes nothing but labels and the parameter counts.
 
 import { useId, useMemo, useState, type ReactNode } from 'react';
-import { MatrixTable, tidyMatrix } from '../MatrixTable';
+import { MatrixTable, tidyMatrix } from '../matrix_table';
 import { useStudio } from '../store';
-import { Heatmap, formatNumber, niceCeil } from './Heatmap';
+import { Heatmap, formatNumber, niceCeil } from './heatmap';
 import { D, K, MAX_ALPHA, MAX_RANK, MAX_SEED, loraParams, playgroundLayer, type PlaygroundSettings } from './playground';
 
 /** A and B are drawn uniform in ±0.5 (playground.ts), so this limit uses their whole colour range. */

@@ -1,0 +1,39 @@
+// Loading a model out of its files: config.json into a ModelConfig, the weights (one file, or the shards
+// model.safetensors.index.json lists) checked against the shapes the config implies, and the tokenizer
+// checked against the config's vocabulary. The small files go first, so a bad index or tokenizer fails
+// before gigabytes of weights are read; the source's cache is committed only once everything has parsed.
+//
+// This file does not read files itself: where they come from, and each kind's reader, are src/io's
+// (model_source.ts, hub.ts). No GPU here.
+
+import { ShapeError } from '../io/errors';
+import { findWeightFiles, readConfigText, readTokenizer, readWeightFiles, type ModelFiles, type OnProgress } from '../io/model_source';
+import type { LoraTokenizer } from '../io/tokenizer';
+import { parseModelConfig, type ModelConfig } from './config';
+import { loadWeights, type Weights } from './weights';
+
+export interface LoadedModel {
+  config: ModelConfig;
+  weights: Weights;
+  tokenizer?: LoraTokenizer;
+  files: string[];
+}
+
+/** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
+export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress } = {}): Promise<LoadedModel> {
+  const { onProgress } = options;
+  const config = parseModelConfig(await readConfigText(source, onProgress), source.path('config.json'));
+  const weightFiles = await findWeightFiles(source, onProgress);
+  const tokenizer = await readTokenizer(source, onProgress);
+  if (tokenizer !== undefined && tokenizer.vocabSize > config.vocab) {
+    const file = source.path('tokenizer.json');
+    throw new ShapeError(
+      file,
+      `${file}: produces ids up to ${tokenizer.vocabSize - 1}, but ${source.path('config.json')} has vocab_size ${config.vocab}: ` +
+        'the tokenizer belongs to another model.',
+    );
+  }
+  const weights = loadWeights(config, await readWeightFiles(source, weightFiles, onProgress));
+  await source.commit?.();
+  return { config, weights, tokenizer, files: source.list() };
+}

@@ -1,0 +1,91 @@
+// The Library slice. The adapter library lives in IndexedDB, not on the GPU, so the page talks to it directly
+// (src/io/library.ts serialises page and worker writes with Web Locks). Downloads are the panel's job: these
+// actions only return the bytes.
+
+import type { ImportExpectation } from '../../io/library';
+import type { LoraTarget, ModelFacts } from '../../worker/protocol';
+import { library, libraryFailure } from './shared';
+import type { LibrarySlice, SliceCreator } from './studio_state';
+
+/** What an imported adapter must fit: the loaded model's name, layers and projection shapes (as config.ts's projectionDims). */
+export function importExpectation(m: ModelFacts): ImportExpectation {
+  const q = m.heads * m.headDim, kv = m.kvHeads * m.headDim;
+  const shapes: Record<LoraTarget, { inFeatures: number; outFeatures: number }> = {
+    q_proj: { inFeatures: m.hidden, outFeatures: q },
+    k_proj: { inFeatures: m.hidden, outFeatures: kv },
+    v_proj: { inFeatures: m.hidden, outFeatures: kv },
+    o_proj: { inFeatures: q, outFeatures: m.hidden },
+    gate_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
+    up_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
+    down_proj: { inFeatures: m.intermediate, outFeatures: m.hidden },
+  };
+  return { baseModel: m.name, numLayers: m.layers, shapes: (t) => shapes[t] };
+}
+
+export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
+  const patch = (p: Partial<LibrarySlice['library']>) => set({ library: { ...get().library, ...p } });
+  /** Re-reads the list and the storage estimate; failures of the estimate are not worth a message. */
+  const reload = async () => {
+    const items = await library().list();
+    const storage = (await navigator.storage?.estimate?.().catch(() => null)) ?? null;
+    patch({ status: 'ready', items, storage });
+  };
+  const attempt = async (what: () => Promise<string | null>): Promise<boolean> => {
+    try {
+      const notice = await what();
+      patch({ error: null, notice });
+      return true;
+    } catch (err) {
+      patch({ error: libraryFailure(err), notice: null });
+      return false;
+    }
+  };
+  return {
+    library: { status: 'idle', items: [], storage: null, importing: false, error: null, notice: null },
+    refreshLibrary: async () => {
+      if (get().library.status === 'idle') patch({ status: 'loading' });
+      try {
+        await reload();
+      } catch (err) {
+        patch({ status: 'error', error: libraryFailure(err) });
+      }
+    },
+    importAdapter: async (files, given) => {
+      const facts = get().model.facts;
+      const expected = given ?? (facts ? importExpectation(facts) : undefined);
+      patch({ importing: true });
+      await attempt(async () => {
+        const zip = files.length === 1 && /\.zip$/i.test(files[0].name) ? files[0] : null;
+        const entry = zip
+          ? await library().importPeft(new Uint8Array(await zip.arrayBuffer()), expected, { fileName: zip.name })
+          : await library().importPeft(new Map(await Promise.all(files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())] as const))), expected);
+        await reload();
+        return `Imported “${entry.name}”.`;
+      });
+      patch({ importing: false });
+    },
+    renameAdapter: (id, name) =>
+      attempt(async () => {
+        const renamed = await library().rename(id, name);
+        await reload();
+        return `Renamed to “${renamed.name}”.`;
+      }),
+    deleteAdapter: async (id) => {
+      const name = get().library.items.find((a) => a.id === id)?.name ?? 'the adapter';
+      await attempt(async () => {
+        await library().delete(id);
+        await reload();
+        return `Deleted “${name}”.`;
+      });
+    },
+    exportAdapter: async (id) => {
+      try {
+        return await library().exportPeft(id);
+      } catch (err) {
+        patch({ error: libraryFailure(err), notice: null });
+        return null;
+      }
+    },
+    dismissLibraryMessage: () => patch({ error: null, notice: null }),
+  };
+};

@@ -1,0 +1,230 @@
+// The shape of the studio's one zustand store: each slice's state and actions, and StudioState, all of them
+// together. Types only. The slices (the *_slice.ts files beside this one) implement them and store.ts
+// combines them; a slice reaches the others only through get() and set() over StudioState, so the slices
+// import this file and no slice imports another's store code: no import cycle.
+
+import type { StateCreator } from 'zustand';
+import type { AdapterLibrary, AdapterSummary, ImportExpectation, StorageEstimateLike } from '../../io/library';
+import type { GpuInfo, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseFor, TrainableFacts } from '../../worker/protocol';
+import type { StudioSettings } from '../studio_defaults';
+import type { TeachExample, TeachExampleId } from '../teach_examples';
+import type { PlaygroundSettings } from '../teach/playground';
+import type { TeachMode } from '../teach/url';
+import type { Failure } from './shared';
+
+/** How each slice is made: with set and get over the whole store, returning its own part. */
+export type SliceCreator<T> = StateCreator<StudioState, [], [], T>;
+
+export type StudioState = GpuSlice & TeachSlice & LibrarySlice & ModelSlice & SettingsSlice & DataSlice & TrainSlice & TrySlice;
+
+// ---- GPU -------------------------------------------------------------------------------------------------
+
+export interface GpuSlice {
+  gpu: { status: 'idle' | 'starting' | 'ready' | 'error'; info: GpuInfo | null; error: Failure | null };
+  /** Open the device in the worker; does nothing while starting or once ready. */
+  initGpu: () => Promise<void>;
+}
+
+// ---- Teach -----------------------------------------------------------------------------------------------
+
+export type LoraLinearResult = ResponseFor<'loraLinear'>;
+
+export interface PlaygroundState {
+  settings: PlaygroundSettings;
+  /** The GPU's answer for `result.settings`, which trail `settings` while a newer request is on its way. */
+  result: (LoraLinearResult & { settings: PlaygroundSettings }) | null;
+  /** A request is in flight or waiting for one to return. */
+  running: boolean;
+  error: Failure | null;
+}
+
+export interface TeachSlice {
+  teach: {
+    mode: TeachMode;
+    /** The worked example on show (mode example1/example2) and its GPU result. */
+    example: TeachExample | null;
+    result: LoraLinearResult | null;
+    running: boolean;
+    error: Failure | null;
+    playground: PlaygroundState;
+  };
+  /** Show an example's inputs at once and its outputs when the GPU answers. */
+  loadExample: (id: TeachExampleId) => Promise<void>;
+  openPlayground: () => void;
+  /** Change r, α or seed (clamped to their ranges); the GPU recomputes, coalescing a dragged slider. */
+  setPlayground: (patch: Partial<PlaygroundSettings>) => void;
+  /** Take mode and settings from the URL hash, if it is a teach link, and compute what they show. */
+  restoreTeach: () => void;
+  /** Compute what the current mode shows if nothing has been asked of the GPU for it yet (call when it is ready). */
+  syncTeach: () => void;
+}
+
+// ---- Library ---------------------------------------------------------------------------------------------
+
+export interface LibrarySlice {
+  library: {
+    status: 'idle' | 'loading' | 'ready' | 'error';
+    items: AdapterSummary[];
+    /** Browser storage in use and available to this site, when the browser says. */
+    storage: StorageEstimateLike | null;
+    importing: boolean;
+    error: Failure | null;
+    /** The last thing that went right, for a polite live region ("Imported …"). */
+    notice: string | null;
+  };
+  refreshLibrary: () => Promise<void>;
+  /**
+   * Imports a .zip or the two PEFT files. With a model loaded (or `expected` given) an adapter for another
+   * base model or with shapes that do not fit it is refused with the reason; with none loaded the files are
+   * only checked against themselves, and their shapes are checked when the adapter is loaded into a model.
+   */
+  importAdapter: (files: File[], expected?: ImportExpectation) => Promise<void>;
+  renameAdapter: (id: string, name: string) => Promise<boolean>;
+  deleteAdapter: (id: string) => Promise<void>;
+  exportAdapter: (id: string) => Promise<Awaited<ReturnType<AdapterLibrary['exportPeft']>> | null>;
+  dismissLibraryMessage: () => void;
+}
+
+// ---- model -----------------------------------------------------------------------------------------------
+
+export type ModelChoice =
+  | { kind: 'default' }
+  | { kind: 'hub'; id: string; revision?: string; token?: string }
+  | { kind: 'files'; label: string; files: { path: string; blob: Blob }[] };
+
+export interface ModelSlice {
+  model: {
+    status: 'idle' | 'loading' | 'ready' | 'error';
+    /** What is loading or loaded, in words ("moby-llama", a Hub id, a folder name). */
+    label: string | null;
+    progress: { file: string; loaded: number; total?: number; percent?: number } | null;
+    facts: ModelFacts | null;
+    seconds: number | null;
+    error: Failure | null;
+    /** Which model is loaded, as a checkpoint names it. */
+    identity: ModelIdentity | null;
+    /**
+     * The Hugging Face access token typed in the Model panel, for gated repositories: held in this store's
+     * memory only (never in the URL, IndexedDB or a checkpoint), so it is gone after a reload.
+     */
+    hubToken: string;
+  };
+  loadModel: (choice: ModelChoice) => Promise<void>;
+  setHubToken: (token: string) => void;
+}
+
+// ---- settings and memory ---------------------------------------------------------------------------------
+
+export interface SettingsSlice {
+  settings: StudioSettings;
+  memory: { estimate: MemoryEstimate | null; trainable: TrainableFacts | null; error: Failure | null };
+  setLora: (p: Partial<LoraSettings>) => void;
+  setOptim: (p: Partial<OptimSettings>) => void;
+  /** Sequence length, validation share, packing: the data is tokenized again. */
+  setDataSettings: (p: Partial<Pick<SettingsSlice['settings'], 'seqLen' | 'validationShare' | 'pack'>>) => void;
+  estimateMemory: () => void;
+}
+
+// ---- data ------------------------------------------------------------------------------------------------
+
+export type DatasetResult = Omit<ResponseFor<'loadDataset'>, 'id' | 'type'>;
+
+export interface DataSlice {
+  data: {
+    status: 'idle' | 'loading' | 'ready' | 'error';
+    /** The text the user chose (or the demo), kept so a new model or sequence length can tokenize it again. */
+    source: { name: string; text: string; demo: boolean } | null;
+    result: DatasetResult | null;
+    error: Failure | null;
+  };
+  /** Use this text as the training data (a dropped file, a pasted text). */
+  setDataText: (name: string, text: string) => Promise<void>;
+  useDemoData: () => Promise<void>;
+  /** Tokenize the current text with the loaded model (the demo when none was chosen). */
+  loadData: () => Promise<void>;
+}
+
+// ---- training --------------------------------------------------------------------------------------------
+
+export type TrainStopped = Omit<ResponseFor<'train'>, 'id'>;
+
+/** The adapter the engine holds: its settings, and where it came from when it came from the library. */
+export interface HeldAdapter {
+  lora: LoraSettings;
+  /** The library entry it was loaded from (Load), or null for one trained here. */
+  from: { id: string; name: string } | null;
+  /** Said when it fits the model but names another base model. */
+  note: string | null;
+}
+
+export interface TrainSlice {
+  train: {
+    status: 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'finished' | 'error';
+    /** What the current (or last) run does: a fresh adapter, the held one further, or a checkpoint resumed. */
+    kind: 'fresh' | 'continue' | 'resume';
+    stopped: TrainStopped | null;
+    error: Failure | null;
+    /** Steps of the adapter the engine holds; null while there is none. */
+    adapterSteps: number | null;
+    adapter: HeldAdapter | null;
+    /** The latest checkpoint of the running run that reached the library, or why the latest one did not. */
+    checkpoint: { step: number | null; error: string | null } | null;
+    /** The library entry the run writes to, once it has written; and whether it can resume from there. */
+    runEntryId: string | null;
+    resumable: boolean;
+    saving: boolean;
+    saved: { name: string; id: string } | null;
+  };
+  startTraining: () => Promise<void>;
+  /** Train the held adapter for settings.optim.steps more steps (fresh optimizer and schedule). */
+  continueTraining: () => Promise<void>;
+  pauseTraining: () => Promise<void>;
+  resumeTraining: () => Promise<void>;
+  stopTraining: () => Promise<void>;
+  saveAdapter: (name: string) => Promise<boolean>;
+  /** Put a library adapter into the loaded model (the engine checks that it fits); its settings and history come along. */
+  loadAdapter: (id: string) => Promise<boolean>;
+  /**
+   * Resume the unfinished run of a library entry: load the model and data it trained on when they are not
+   * loaded (a local folder or file must be picked again: the message says which), take its settings, show
+   * its loss history, and go on to its planned step.
+   */
+  resumeRun: (id: string) => Promise<void>;
+}
+
+// ---- try it ----------------------------------------------------------------------------------------------
+
+export interface GenerationOutput {
+  status: 'idle' | 'running' | 'done' | 'error';
+  /** The prompt this output continues. */
+  prompt: string;
+  /** The continuation so far. */
+  text: string;
+  tokens: number;
+  seconds: number | null;
+  error: Failure | null;
+  /** The α multiplier this output was generated with (the adapted column). */
+  alphaScale: number;
+}
+
+export interface TrySlice {
+  tryIt: {
+    prompt: string;
+    maxTokens: number;
+    temperature: number;
+    topK: number;
+    /** Multiplies the adapter's α while generating (0: the base model, 1: as trained). */
+    alphaScale: number;
+    base: GenerationOutput;
+    adapted: GenerationOutput;
+  };
+  setTry: (p: Partial<Pick<TrySlice['tryIt'], 'prompt' | 'maxTokens' | 'temperature' | 'topK' | 'alphaScale'>>) => void;
+  /**
+   * Move the α slider (a multiple of the adapter's α: 0 the base model, 1 as trained, up to 2) and continue
+   * the prompt again with the adapter at that scale, so the change shows at once. A dragged slider costs at
+   * most one generation in flight and one queued (the latest value).
+   */
+  setAlphaScale: (scale: number) => void;
+  /** Continue the prompt with the base model and, when there is an adapter, with it too. */
+  generate: () => Promise<void>;
+}
