@@ -1,70 +1,19 @@
 // The fused LoRA linear y = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ and its adapter-only backward (dx, dA, dB; the
-// frozen W and bias get no gradient), built on the two-segment GEMM in shaders/lora_linear.wgsl.
+// frozen W and bias get no gradient). It has no kernel of its own: every pass is one two-segment GEMM of the
+// matmul stem (src/autograd/matmul.ts, shaders/matmul.wgsl):
+//   forward   u  = x·Aᵀ                         P1 = x,  Q1 = A (TRANS_Q)
+//             y  = x·Wᵀ + s·u·Bᵀ + bias         P1 = x,  Q1 = W, P2 = u, Q2 = B (TRANS_Q)
+//   backward  du = s·dy·B                       P1 = dy, Q1 = B
+//             dx = dy·W + du·A                  P1 = dy, Q1 = W, P2 = du, Q2 = A
+//             dA += duᵀ·x                       P1 = du (TRANS_P), Q1 = x
+//             dB += s·dyᵀ·u                     P1 = dy (TRANS_P), Q1 = u
+// W never receives a gradient: it is frozen, so no dW pass exists.
 // These functions build Dispatch records over buffers the caller owns; they encode nothing themselves.
 //
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
-import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
-import type { UniformLayout } from '../gpu/uniforms';
-
-export const GEMM_PARAMS: UniformLayout = [
-  ['M', 'u32'], ['N', 'u32'], ['K1', 'u32'], ['K2', 'u32'],
-  ['ld_p1', 'u32'], ['ld_q1', 'u32'], ['ld_p2', 'u32'], ['ld_q2', 'u32'],
-  ['ld_c', 'u32'], ['batch_p1', 'u32'], ['batch_q1', 'u32'], ['batch_p2', 'u32'],
-  ['batch_q2', 'u32'], ['batch_c', 'u32'], ['alpha1', 'f32'], ['alpha2', 'f32'],
-  ['accumulate', 'u32'], ['has_bias', 'u32'],
-];
-
-const TILE = 64;
-
-export interface GemmSpec {
-  /** C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias] */
-  M: number;
-  N: number;
-  K1: number;
-  p1: Binding;
-  q1: Binding;
-  alpha1?: number;
-  K2?: number;
-  p2?: Binding;
-  q2?: Binding;
-  alpha2?: number;
-  bias?: Binding;
-  c: Binding;
-  /** P stored (K, M) instead of (M, K); Q stored (N, K) instead of (K, N). Both segments share the layout. */
-  transP?: boolean;
-  transQ?: boolean;
-  accumulate?: boolean;
-  /** Row strides; default to the packed layout. */
-  ldP1?: number; ldQ1?: number; ldP2?: number; ldQ2?: number; ldC?: number;
-  batch?: number;
-  batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
-}
-
-/** A GEMM builder: `gemm` below (version 1) or matmul_fast's `gemmFast`; see src/autograd/matmul.ts. */
-export type GemmFn = (gpu: Gpu, label: string, s: GemmSpec) => Dispatch;
-
-/** One dispatch of the tiled two-segment GEMM. */
-export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
-  const K2 = s.K2 ?? 0;
-  const transP = !!s.transP, transQ = !!s.transQ;
-  // Packed row strides: P (M,K) → K, or (K,M) → M; Q (K,N) → N, or (N,K) → K.
-  const ldP = (K: number) => (transP ? s.M : K);
-  const ldQ = (K: number) => (transQ ? K : s.N);
-  const bs = s.batchStrides ?? {};
-  const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, {
-    M: s.M, N: s.N, K1: s.K1, K2,
-    ld_p1: s.ldP1 ?? ldP(s.K1), ld_q1: s.ldQ1 ?? ldQ(s.K1), ld_p2: s.ldP2 ?? ldP(K2), ld_q2: s.ldQ2 ?? ldQ(K2),
-    ld_c: s.ldC ?? s.N,
-    batch_p1: bs.p1 ?? 0, batch_q1: bs.q1 ?? 0, batch_p2: bs.p2 ?? 0, batch_q2: bs.q2 ?? 0, batch_c: bs.c ?? 0,
-    alpha1: s.alpha1 ?? 1, alpha2: s.alpha2 ?? 1,
-    accumulate: s.accumulate ? 1 : 0, has_bias: s.bias ? 1 : 0,
-  });
-  const pipeline = gpu.pipeline('lora_linear', 'lora_gemm', { TRANS_P: transP ? 1 : 0, TRANS_Q: transQ ? 1 : 0 });
-  // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
-  const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
-  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
-}
+import type { Dispatch, Gpu } from '../gpu/gpu';
+import { gemm, type GemmFn } from './matmul';
 
 export interface LoraLinearDims {
   n: number; // N rows

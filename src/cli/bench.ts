@@ -27,9 +27,8 @@ import { parseModelConfig, weightShapes, type ModelConfig } from '../model/confi
 import { LlamaModel, logitsChunkWidth } from '../model/llama';
 import { initLora, mulberry32 } from '../model/lora';
 import type { Weights } from '../model/weights';
-import { gemm, type GemmSpec } from '../autograd/lora_linear';
 import { gemmFast } from '../autograd/matmul_fast';
-import { setGemmKernel, type GemmKernel } from '../autograd/matmul';
+import { gemm, setGemmKernel, type GemmKernel, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
