@@ -19,7 +19,7 @@ import { LoraStudioError } from '../io/errors';
 import type { LoadedModel } from '../io/model_source';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
-import { LlamaModel } from '../model/llama';
+import { createModel } from '../model/causal_lm';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { batchAt, type DataRow } from '../train/batches';
 import { Evaluator, Trainer } from '../train/trainer';
@@ -97,7 +97,7 @@ export async function evalCommand(args: string[]): Promise<string> {
   const all = await loadRows(f, loaded, 0);
   const rows = all.rows.slice(0, limit), T = all.T;
   const gpu = await createNodeGpu();
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   const adapterDir = str(f, 'adapter');
   if (adapterDir) {
     const a = await loadAdapterDir(adapterDir, config);
@@ -167,7 +167,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
   const gpu = await createNodeGpu();
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   model.setAdapter(adapter, tensors);
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.

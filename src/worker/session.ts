@@ -37,8 +37,8 @@ import { adapterConfigToJson, checkAdapterFitsModel, LORA_TARGETS, readAdapter, 
 import { parseSafetensors, writeSafetensors } from '../io/safetensors';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { projectionDims, weightShapes, type ModelConfig } from '../model/config';
-import { Generator } from '../model/generate';
-import { LlamaModel } from '../model/llama';
+import { Generator } from '../train/generate';
+import { createModel, type CausalLM } from '../model/causal_lm';
 import { checkAdapterSettings, initLora } from '../model/lora';
 import { batchAt } from '../train/batches';
 import { learningRate, SCHEDULES } from '../train/schedule';
@@ -290,7 +290,7 @@ const mb = (bytes: number) => `${Math.ceil(bytes / 1e6).toLocaleString('en-US')}
 
 interface Loaded {
   gpu: Gpu;
-  model: LlamaModel;
+  model: CausalLM;
   config: ModelConfig;
   tokenizer?: LoraTokenizer;
   facts: ModelFacts;
@@ -400,9 +400,9 @@ export class Session {
 
     this.unload();
     const gpu = await this.openDevice();
-    let model: LlamaModel;
+    let model: CausalLM;
     try {
-      model = await gpu.checked(`Loading ${source.label}`, () => new LlamaModel(gpu, config, weights));
+      model = await gpu.checked(`Loading ${source.label}`, () => createModel(gpu, config, weights));
     } catch (e) {
       gpu.destroy();
       throw e;
