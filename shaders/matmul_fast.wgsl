@@ -1,6 +1,6 @@
 // matmul_fast.wgsl — a register-blocked, vectorised version of the two-segment GEMM of matmul.wgsl.
 // That kernel is "version 1": this one computes the same thing and is tested against it
-// (tests/gpu/matmul_fast.test.ts). The model runs it by default (src/autograd/matmul.ts); bench/ measures both.
+// (tests/autograd/matmul_fast.test.ts). The model runs it by default (src/autograd/matmul.ts); bench/ measures both.
 //
 // Glossary: M rows of C, Nc columns of C, K1 / K2 the inner size of each segment, TILE the workgroup's
 // output tile (TILE = 8·WG), BK the K step.

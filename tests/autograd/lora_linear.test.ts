@@ -8,7 +8,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { testGpu, relMaxDiff } from './test-gpu';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loraLinearBackward, loraLinearForward, type LoraLinearDims } from '../../src/autograd/lora_linear';
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';

@@ -7,7 +7,7 @@
 // products carry ~1e-6 relative error, a wrong index gives errors of order 1.
 
 import { describe, expect, it } from 'vitest';
-import { testGpu, relMaxDiff } from './test-gpu';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { gemm, type GemmSpec } from '../../src/autograd/matmul';
 import { gemmFast, fastTileFor, type FastTile } from '../../src/autograd/matmul_fast';
 import type { Gpu } from '../../src/gpu/gpu';

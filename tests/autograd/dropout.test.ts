@@ -4,7 +4,7 @@
 // Tolerance 2e-5 relative, as for the fused kernel (fp32 against float64).
 
 import { describe, expect, it } from 'vitest';
-import { testGpu, relMaxDiff } from './test-gpu';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { dropoutBackward, dropoutForward, dropoutScale, rngAdvance } from '../../src/autograd/dropout';
 import { fill } from '../../src/autograd/elementwise';
 import { Tape } from '../../src/autograd/tape';
