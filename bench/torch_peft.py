@@ -32,7 +32,7 @@ BENCH = json.load(open(os.path.join(HERE, "models.json")))
 
 
 def logits_chunk_width(n, v, c, max_bytes=64 * 1024 * 1024):
-    """Vocabulary columns per LM-head chunk, as src/model/llama.ts logitsChunkWidth: the matmul shape the
+    """Vocabulary columns per LM-head chunk, as src/autograd/lm_head.ts logitsChunkWidth: the matmul shape the
     WebGPU bench reports as lm_head, so both benches time the same GEMM."""
     cols = max_bytes // (4 * n)
     if cols >= v:

@@ -1,11 +1,11 @@
-// matmul_fast.wgsl — a register-blocked, vectorised version of the two-segment GEMM of lora_linear.wgsl.
+// matmul_fast.wgsl — a register-blocked, vectorised version of the two-segment GEMM of matmul.wgsl.
 // That kernel is "version 1": this one computes the same thing and is tested against it
-// (tests/gpu/matmul_fast.test.ts). The model runs it by default (src/autograd/matmul.ts); bench/ measures both.
+// (tests/autograd/matmul_fast.test.ts). The model runs it by default (src/autograd/matmul.ts); bench/ measures both.
 //
 // Glossary: M rows of C, Nc columns of C, K1 / K2 the inner size of each segment, TILE the workgroup's
 // output tile (TILE = 8·WG), BK the K step.
 //
-// The contract and the Params struct are lora_gemm's:
+// The contract and the Params struct are matmul.wgsl's gemm:
 //   C[M, Nc] = (accumulate ? C : 0) + alpha1·P1[M, K1]·Q1[K1, Nc] + alpha2·P2[M, K2]·Q2[K2, Nc] (+ bias[Nc])
 // with P stored (M, K) or, when TRANS_P, (K, M); Q stored (K, Nc) or, when TRANS_Q, (Nc, K); the grid's z is a
 // batch index with per-operand batch strides. Every forward linear and the LM head are P·Qᵀ (TRANS_Q: both

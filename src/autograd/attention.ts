@@ -1,13 +1,14 @@
-// Causal grouped-query self-attention (scale 1/√D) and its backward, flash-attention style, on
-// shaders/attention.wgsl. These functions build Dispatch records over buffers the caller owns; they encode
-// nothing themselves. No (T, T) matrix is ever allocated: the forward saves one logsumexp per query row and
-// the backward recomputes the probabilities from it.
+// Causal grouped-query self-attention (scale 1/√D) and its backward, flash-attention style: dispatch
+// builders on shaders/attention.wgsl over buffers the caller owns (they encode nothing themselves), and
+// `attention`, the tape rule that records both. No (T, T) matrix is ever allocated: the forward saves one
+// logsumexp per query row and the backward recomputes the probabilities from it.
 //
 // Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H query heads, KV key/value heads
 // (query head h reads kv head h / (H/KV)), D head dimension (≤ ATTENTION_MAX_D).
 
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
+import type { Tape, Tensor } from './tape';
 
 /** Mirrors `struct Params` in shaders/attention.wgsl. */
 export const ATTENTION_PARAMS: UniformLayout = [
@@ -79,4 +80,21 @@ export function attentionBackward(gpu: Gpu, label: string, d: AttentionDims, b: 
     gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq], grid(d.H)),
     gpu.dispatch(lkv, gpu.pipeline('attention', 'attention_backward_dkdv'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dk, g.dv], grid(d.KV)),
   ];
+}
+
+/** Tape rule: out (N, H·D) = attention(q, k, v), q (N, H·D), k and v (N, KV·D). */
+export function attention(tape: Tape, label: string, q: Tensor, k: Tensor, v: Tensor, d: AttentionDims): Tensor {
+  const gpu = tape.gpu;
+  const out = tape.propagate(tape.tensor(`${label}.out`, q.shape), [q, k, v]);
+  const lse = tape.tensor(`${label}.lse`, [d.B, d.H, d.T]);
+  tape.op(`${label}.forward`, [q, k, v], [out, lse], (b) => attentionForward(gpu, label, d, { q: b(q), k: b(k), v: b(v), out: b(out), lse: b(lse) }));
+  tape.onGradient(out, [q, k, v], (dout) => {
+    const delta = tape.tensor(`${label}.delta`, [d.B, d.H, d.T]);
+    // The attention kernels overwrite dq/dk/dv; q, k, v each have this op as their only consumer.
+    const grads = [q, k, v].map((t) => (t.requiresGrad ? tape.gradSlot(t).grad : tape.tensor(`${t.label}.unused_grad`, t.shape)));
+    tape.op(`${label}.backward`, [q, k, v, out, lse, dout], [delta, ...grads], (b) =>
+      attentionBackward(gpu, label, d, { q: b(q), k: b(k), v: b(v), out: b(out), lse: b(lse) },
+        { dout: b(dout), delta: b(delta), dq: b(grads[0]), dk: b(grads[1]), dv: b(grads[2]) }));
+  });
+  return out;
 }

@@ -1,12 +1,14 @@
 // Flat-array helpers over caller-owned f32 buffers, binding shaders/elementwise.wgsl: residual add,
 // accumulate (a += b), fill (explicit zeroing) and scale. Each builds one Dispatch; nothing is encoded here.
-// add_forward takes an optional scale (out = alpha·(a + b)). Also home of `grid`, the workgroup-count split
-// that every flat kernel of this family uses.
+// add_forward takes an optional scale (out = alpha·(a + b)). `add` is the residual add's tape rule (its
+// backward is addForward as a copy or accumulate). Also home of `grid`, the workgroup-count split that every
+// flat kernel of this family uses.
 //
 // Shapes: n elements of any flattened shape.
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
+import type { Tape, Tensor } from './tape';
 
 export const ELEMENTWISE_PARAMS: UniformLayout = [['n', 'u32'], ['value', 'f32']];
 
@@ -56,4 +58,22 @@ export function fill(gpu: Gpu, label: string, n: number, x: Binding, value = 0):
 /** x *= s.  x (n). */
 export function scale(gpu: Gpu, label: string, n: number, x: Binding, s: number): Dispatch {
   return flat(gpu, label, 'scale', n, s, [x]);
+}
+
+/** Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). */
+export function add(tape: Tape, label: string, a: Tensor, b_: Tensor): Tensor {
+  const gpu = tape.gpu;
+  const out = tape.propagate(tape.tensor(label, a.shape), [a, b_]);
+  tape.op(`${label}.forward`, [a, b_], [out], (b) => addForward(gpu, label, a.numel, b(a), b(b_), b(out)));
+  tape.onGradient(out, [a, b_], (dout) => {
+    for (const t of [a, b_]) {
+      if (!t.requiresGrad) continue;
+      const slot = tape.gradSlot(t);
+      tape.op(`${label}.backward`, [dout], [slot.grad], (b) =>
+        slot.accumulate
+          ? accumulate(gpu, `${label}.backward`, t.numel, b(slot.grad), b(dout))
+          : addForward(gpu, `${label}.backward_copy`, t.numel, b(dout), b(dout), b(slot.grad), 0.5)); // ½(g + g) = g exactly
+    }
+  });
+  return out;
 }

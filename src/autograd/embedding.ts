@@ -1,12 +1,15 @@
 // Token embedding lookup and its scatter-add gradient over caller-owned buffers, binding
-// shaders/embedding.wgsl. The table is frozen in LoRA training, so only the forward runs there; the
-// backward (dtable +=, deterministic, O(V·C·N)) is for completeness. Dispatch records only; nothing is encoded.
+// shaders/embedding.wgsl, and `embedding`, the tape rule of the lookup. The table is frozen in LoRA training,
+// so only the forward runs there and the rule records no backward; the backward builder (dtable +=,
+// deterministic, O(V·C·N)) is for completeness. Dispatch records only; nothing is encoded.
 //
 // Shapes: N rows, V vocabulary, C hidden size.
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid, WG } from './elementwise';
+import { vocabChunks } from './cross_entropy';
+import type { Tape, Tensor } from './tape';
 
 export const EMBEDDING_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['V', 'u32'], ['v0', 'u32']];
 
@@ -42,4 +45,18 @@ export function embeddingBackward(gpu: Gpu, label: string, d: EmbeddingDims, ids
   const params = gpu.uniform(`${label}.embedding_backward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v, v0: d.v0 ?? 0 });
   const pipeline = gpu.pipeline('embedding', 'embedding_backward');
   return gpu.dispatch(`${label}.embedding_backward`, pipeline, [params, ids, dout, dtable], grid(gpu, Math.ceil((d.v * d.c) / WG)));
+}
+
+/**
+ * Tape rule: out (N, C) = table[ids], ids (N), table (V, C) persistent and frozen. The table is bound
+ * `chunkRows` rows at a time (see lm_head.ts's tableChunkRows), for a table larger than one binding.
+ */
+export function embedding(tape: Tape, label: string, ids: Tensor, table: Tensor, chunkRows: number): Tensor {
+  const gpu = tape.gpu;
+  const [v, c] = table.shape;
+  const n = ids.numel;
+  const out = tape.tensor(label, [n, c]);
+  tape.op(label, [ids, table], [out], (b) => vocabChunks(v, chunkRows).map(({ v0, vc }, i) =>
+    embeddingForward(gpu, `${label}.chunk${i}`, { n, c, v: vc, v0 }, b(ids), table.rows(v0, vc), b(out))));
+  return out;
 }

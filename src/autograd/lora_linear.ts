@@ -1,70 +1,23 @@
 // The fused LoRA linear y = x·Wᵀ + bias + s·(x·Aᵀ)·Bᵀ and its adapter-only backward (dx, dA, dB; the
-// frozen W and bias get no gradient), built on the two-segment GEMM in shaders/lora_linear.wgsl.
-// These functions build Dispatch records over buffers the caller owns; they encode nothing themselves.
+// frozen W and bias get no gradient). It has no kernel of its own: every pass is one two-segment GEMM of the
+// matmul stem (src/autograd/matmul.ts, shaders/matmul.wgsl):
+//   forward   u  = x·Aᵀ                         P1 = x,  Q1 = A (TRANS_Q)
+//             y  = x·Wᵀ + s·u·Bᵀ + bias         P1 = x,  Q1 = W, P2 = u, Q2 = B (TRANS_Q)
+//   backward  du = s·dy·B                       P1 = dy, Q1 = B
+//             dx = dy·W + du·A                  P1 = dy, Q1 = W, P2 = du, Q2 = A
+//             dA += duᵀ·x                       P1 = du (TRANS_P), Q1 = x
+//             dB += s·dyᵀ·u                     P1 = dy (TRANS_P), Q1 = u
+// W never receives a gradient: it is frozen, so no dW pass exists.
+// The builders make Dispatch records over buffers the caller owns; they encode nothing themselves. `linear`
+// is the tape rule of every projection, plain (one GEMM) or with LoRA and PEFT's lora_dropout on the
+// adapter's input; `runLoraLinear` is a one-off eager evaluation for the calculator and the Teach panel.
 //
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
-import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
-import type { UniformLayout } from '../gpu/uniforms';
-
-export const GEMM_PARAMS: UniformLayout = [
-  ['M', 'u32'], ['N', 'u32'], ['K1', 'u32'], ['K2', 'u32'],
-  ['ld_p1', 'u32'], ['ld_q1', 'u32'], ['ld_p2', 'u32'], ['ld_q2', 'u32'],
-  ['ld_c', 'u32'], ['batch_p1', 'u32'], ['batch_q1', 'u32'], ['batch_p2', 'u32'],
-  ['batch_q2', 'u32'], ['batch_c', 'u32'], ['alpha1', 'f32'], ['alpha2', 'f32'],
-  ['accumulate', 'u32'], ['has_bias', 'u32'],
-];
-
-const TILE = 64;
-
-export interface GemmSpec {
-  /** C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias] */
-  M: number;
-  N: number;
-  K1: number;
-  p1: Binding;
-  q1: Binding;
-  alpha1?: number;
-  K2?: number;
-  p2?: Binding;
-  q2?: Binding;
-  alpha2?: number;
-  bias?: Binding;
-  c: Binding;
-  /** P stored (K, M) instead of (M, K); Q stored (N, K) instead of (K, N). Both segments share the layout. */
-  transP?: boolean;
-  transQ?: boolean;
-  accumulate?: boolean;
-  /** Row strides; default to the packed layout. */
-  ldP1?: number; ldQ1?: number; ldP2?: number; ldQ2?: number; ldC?: number;
-  batch?: number;
-  batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
-}
-
-/** A GEMM builder: `gemm` below (version 1) or matmul_fast's `gemmFast`; see src/autograd/matmul.ts. */
-export type GemmFn = (gpu: Gpu, label: string, s: GemmSpec) => Dispatch;
-
-/** One dispatch of the tiled two-segment GEMM. */
-export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
-  const K2 = s.K2 ?? 0;
-  const transP = !!s.transP, transQ = !!s.transQ;
-  // Packed row strides: P (M,K) → K, or (K,M) → M; Q (K,N) → N, or (N,K) → K.
-  const ldP = (K: number) => (transP ? s.M : K);
-  const ldQ = (K: number) => (transQ ? K : s.N);
-  const bs = s.batchStrides ?? {};
-  const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, {
-    M: s.M, N: s.N, K1: s.K1, K2,
-    ld_p1: s.ldP1 ?? ldP(s.K1), ld_q1: s.ldQ1 ?? ldQ(s.K1), ld_p2: s.ldP2 ?? ldP(K2), ld_q2: s.ldQ2 ?? ldQ(K2),
-    ld_c: s.ldC ?? s.N,
-    batch_p1: bs.p1 ?? 0, batch_q1: bs.q1 ?? 0, batch_p2: bs.p2 ?? 0, batch_q2: bs.q2 ?? 0, batch_c: bs.c ?? 0,
-    alpha1: s.alpha1 ?? 1, alpha2: s.alpha2 ?? 1,
-    accumulate: s.accumulate ? 1 : 0, has_bias: s.bias ? 1 : 0,
-  });
-  const pipeline = gpu.pipeline('lora_linear', 'lora_gemm', { TRANS_P: transP ? 1 : 0, TRANS_Q: transQ ? 1 : 0 });
-  // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
-  const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
-  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
-}
+import type { Dispatch, Gpu } from '../gpu/gpu';
+import { gemm, matmul, type GemmFn } from './matmul';
+import { dropoutBackward, dropoutForward } from './dropout';
+import type { Tape, Tensor } from './tape';
 
 export interface LoraLinearDims {
   n: number; // N rows
@@ -170,4 +123,84 @@ export async function runLoraLinear(
   for (const buf of [...Object.values(b), deltaW]) if (buf) gpu.release(buf);
   gpu.releaseDispatches(dispatches);
   return out;
+}
+
+// ---- tape rule ---------------------------------------------------------------------------------------
+
+/** The adapter of one projection: A (R, IN) and B (OUT, R) trainable, its scale s and lora_dropout p. */
+export interface LoraOperand {
+  A: Tensor;
+  B: Tensor;
+  scale: number;
+  dropout: number;
+}
+
+/** LoRA dropout while training: the GPU step counter its masks hash, and a base seed. */
+export interface DropoutState {
+  counter: Tensor; // (1) u32, advanced once per step on the GPU
+  seed: number;
+}
+
+/**
+ * Tape rule: y (N, OUT) = x·Wᵀ + bias (+ s·(dropout(x)·Aᵀ)·Bᵀ with an adapter), x (N, IN), W (OUT, IN) and
+ * bias (OUT) frozen. Dropout applies only when `dropout` is given (training) and the adapter's p > 0.
+ */
+export function linear(
+  tape: Tape, label: string, x: Tensor, W: Tensor, bias: Tensor | undefined, lora?: LoraOperand, dropout?: DropoutState,
+): Tensor {
+  const gpu = tape.gpu;
+  const [n, inF] = x.shape;
+  const outF = W.shape[0];
+  const y = tape.propagate(tape.tensor(label, [n, outF]), lora ? [x, lora.A, lora.B] : [x]);
+  const frozen = bias ? [x, W, bias] : [x, W];
+  if (!lora) {
+    tape.op(`${label}.forward`, frozen, [y], (b) =>
+      matmul(gpu, `${label}.forward`, { M: n, N: outF, K1: inF, p1: b(x), q1: b(W), transQ: true, bias: bias && b(bias), c: b(y) }));
+    tape.onGradient(y, [x], (dy) => {
+      const dx = tape.gradSlot(x);
+      tape.op(`${label}.backward_dx`, [dy, W], [dx.grad], (b) =>
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(dx.grad), accumulate: dx.accumulate }));
+    });
+    return y;
+  }
+  const { A, B } = lora;
+  const r = A.shape[0];
+  const d = { n, inF, outF, r, scale: lora.scale };
+  const u = tape.tensor(`${label}.u`, [n, r]);
+  // PEFT's lora_dropout acts on the adapter's input only: y = x·Wᵀ + s·B(A(dropout(x))).
+  const p = dropout ? lora.dropout : 0;
+  const seed = dropout ? (dropout.seed ^ labelHash(label)) >>> 0 : 0;
+  const xd = p > 0 ? tape.tensor(`${label}.dropout`, [n, inF]) : undefined;
+  if (xd) {
+    tape.op(`${label}.dropout`, [dropout!.counter, x], [xd], (b) => dropoutForward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(x), b(xd)));
+  }
+  const adapterIn = xd ?? x;
+  tape.op(`${label}.forward`, [...frozen, adapterIn, A, B], [u, y], (b) =>
+    loraLinearForward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }, matmul));
+  tape.onGradient(y, [x, A, B], (dy) => {
+    const du = tape.tensor(`${label}.du`, [n, r]);
+    const dA = tape.gradSlot(A).grad, dB = tape.gradSlot(B).grad;
+    const slot = x.requiresGrad ? tape.gradSlot(x) : undefined;
+    const fusedDx = slot && !xd ? slot : undefined;
+    tape.op(`${label}.backward`, [x, adapterIn, W, A, B, u, dy], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
+      loraLinearBackward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), A: b(A), B: b(B), u: b(u), y: b(y) },
+        { dy: b(dy), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate, matmul));
+    if (slot && xd) {
+      // dx = dy·W + dropout_backward(du·A): the dropout mask splits the fused dx GEMM in two.
+      const duA = tape.tensor(`${label}.duA`, [n, inF]);
+      tape.op(`${label}.backward_dx`, [dy, W, du, A], [slot.grad, duA], (b) => [
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
+        matmul(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
+        dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(duA), b(slot.grad)),
+      ]);
+    }
+  });
+  return y;
+}
+
+/** FNV-1a of a label: a distinct, stable dropout stream per layer and projection. */
+export function labelHash(label: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }

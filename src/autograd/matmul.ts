@@ -1,14 +1,85 @@
-// Which GEMM kernel the model's linears, LoRA path and LM head run: the register-blocked matmul_fast
-// (shaders/matmul_fast.wgsl) by default, or version 1, the plain tiled lora_gemm (shaders/lora_linear.wgsl)
-// it is tested against. The choice is per device, so a test or the bench can run one model on each kernel
-// and compare; both compute the same contract (GemmSpec), so nothing else changes.
+// The matmul stem: the general two-segment GEMM contract (GemmSpec), its version-1 kernel `gemm` on
+// shaders/matmul.wgsl, and `matmul`, the builder every op of the model calls, which runs the device's chosen
+// kernel: the register-blocked matmul_fast (shaders/matmul_fast.wgsl) by default, or version 1, which it is
+// tested against. The choice is per device, so a test or the bench can run one model on each kernel and
+// compare; both compute the same contract, so nothing else changes. These functions build Dispatch records
+// over caller-owned buffers; they encode nothing. The linear tape rules that use them live in lora_linear.ts
+// and lm_head.ts.
 //
 // Measured so far only on SwiftShader (CPU), where the fast kernel gives about 2x version 1's FLOP/s
 // (`npm run bench -- --quick`, matmul vs matmul_fast); GPU figures: README, Performance.
+//
+// Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
-import { gemm, type GemmSpec } from './lora_linear';
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { UniformLayout } from '../gpu/uniforms';
+// A cycle by design: gemmFast falls back to `gemm` for bindings it cannot view as vec4s. Neither module uses
+// the other's exports while it is being evaluated, only inside functions, so either may load first.
 import { gemmFast } from './matmul_fast';
+
+/** Mirrors `struct Params` in shaders/matmul.wgsl (and in matmul_fast.wgsl, which shares the contract). */
+export const GEMM_PARAMS: UniformLayout = [
+  ['M', 'u32'], ['N', 'u32'], ['K1', 'u32'], ['K2', 'u32'],
+  ['ld_p1', 'u32'], ['ld_q1', 'u32'], ['ld_p2', 'u32'], ['ld_q2', 'u32'],
+  ['ld_c', 'u32'], ['batch_p1', 'u32'], ['batch_q1', 'u32'], ['batch_p2', 'u32'],
+  ['batch_q2', 'u32'], ['batch_c', 'u32'], ['alpha1', 'f32'], ['alpha2', 'f32'],
+  ['accumulate', 'u32'], ['has_bias', 'u32'],
+];
+
+const TILE = 64;
+
+export interface GemmSpec {
+  /** C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias] */
+  M: number;
+  N: number;
+  K1: number;
+  p1: Binding;
+  q1: Binding;
+  alpha1?: number;
+  K2?: number;
+  p2?: Binding;
+  q2?: Binding;
+  alpha2?: number;
+  bias?: Binding;
+  c: Binding;
+  /** P stored (K, M) instead of (M, K); Q stored (N, K) instead of (K, N). Both segments share the layout. */
+  transP?: boolean;
+  transQ?: boolean;
+  accumulate?: boolean;
+  /** Row strides; default to the packed layout. */
+  ldP1?: number; ldQ1?: number; ldP2?: number; ldQ2?: number; ldC?: number;
+  batch?: number;
+  batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
+}
+
+/** A GEMM builder: `gemm` below (version 1), matmul_fast's `gemmFast`, or `matmul` (the device's choice). */
+export type GemmFn = (gpu: Gpu, label: string, s: GemmSpec) => Dispatch;
+
+/** The GEMM_PARAMS values of `s`, with unset row strides filled in from the packed layout. */
+export function gemmParams(s: GemmSpec): Record<string, number> {
+  const K2 = s.K2 ?? 0;
+  // Packed row strides: P (M,K) → K, or (K,M) → M; Q (K,N) → N, or (N,K) → K.
+  const ldP = (K: number) => (s.transP ? s.M : K);
+  const ldQ = (K: number) => (s.transQ ? K : s.N);
+  const bs = s.batchStrides ?? {};
+  return {
+    M: s.M, N: s.N, K1: s.K1, K2,
+    ld_p1: s.ldP1 ?? ldP(s.K1), ld_q1: s.ldQ1 ?? ldQ(s.K1), ld_p2: s.ldP2 ?? ldP(K2), ld_q2: s.ldQ2 ?? ldQ(K2),
+    ld_c: s.ldC ?? s.N,
+    batch_p1: bs.p1 ?? 0, batch_q1: bs.q1 ?? 0, batch_p2: bs.p2 ?? 0, batch_q2: bs.q2 ?? 0, batch_c: bs.c ?? 0,
+    alpha1: s.alpha1 ?? 1, alpha2: s.alpha2 ?? 1,
+    accumulate: s.accumulate ? 1 : 0, has_bias: s.bias ? 1 : 0,
+  };
+}
+
+/** One dispatch of the tiled two-segment GEMM, version 1. */
+export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
+  const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, gemmParams(s));
+  const pipeline = gpu.pipeline('matmul', 'gemm', { TRANS_P: s.transP ? 1 : 0, TRANS_Q: s.transQ ? 1 : 0 });
+  // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
+  const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
+  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
+}
 
 export type GemmKernel = 'v1' | 'fast';
 

@@ -1,21 +1,15 @@
 // The register-blocked, vectorised GEMM of shaders/matmul_fast.wgsl, behind the same GemmSpec as `gemm`
-// (src/autograd/lora_linear.ts, "version 1", which it is tested against). The model runs it by default
-// (src/autograd/matmul.ts picks the kernel per device); the bench (src/cli/bench.ts) measures both.
+// (src/autograd/matmul.ts, "version 1", which it is tested against). The model runs it by default
+// (matmul.ts's `matmul` picks the kernel per device); the bench (src/cli/bench.ts) measures both.
 //
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
-import type { UniformLayout } from '../gpu/uniforms';
-import { gemm, type GemmSpec } from './lora_linear';
+import { gemm, gemmParams, GEMM_PARAMS, type GemmSpec } from './matmul';
 
-/** The same struct as lora_gemm's Params (shaders/lora_linear.wgsl): the two kernels are interchangeable. */
-export const MATMUL_FAST_PARAMS: UniformLayout = [
-  ['M', 'u32'], ['N', 'u32'], ['K1', 'u32'], ['K2', 'u32'],
-  ['ld_p1', 'u32'], ['ld_q1', 'u32'], ['ld_p2', 'u32'], ['ld_q2', 'u32'],
-  ['ld_c', 'u32'], ['batch_p1', 'u32'], ['batch_q1', 'u32'], ['batch_p2', 'u32'],
-  ['batch_q2', 'u32'], ['batch_c', 'u32'], ['alpha1', 'f32'], ['alpha2', 'f32'],
-  ['accumulate', 'u32'], ['has_bias', 'u32'],
-];
+// matmul_fast.wgsl's Params is gemm's struct, so the two kernels are interchangeable. A re-export stays a
+// live binding, so the matmul ↔ matmul_fast import cycle reads nothing before it is initialised.
+export { GEMM_PARAMS as MATMUL_FAST_PARAMS } from './matmul';
 
 export type FastTile = 64 | 128;
 
@@ -48,30 +42,17 @@ function vec4Binding(b: Binding): Binding | null {
  * `tile` forces the tile width (the bench compares both); by default fastTileFor picks it.
  */
 export function gemmFast(gpu: Gpu, label: string, s: GemmSpec, tile?: FastTile): Dispatch {
-  const K2 = s.K2 ?? 0;
-  const transP = !!s.transP, transQ = !!s.transQ;
   const operands = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c].map(vec4Binding);
   if (operands.some((b) => b === null)) return gemm(gpu, label, s);
-  // Packed row strides: P (M,K) → K, or (K,M) → M; Q (K,N) → N, or (N,K) → K.
-  const ldP = (K: number) => (transP ? s.M : K);
-  const ldQ = (K: number) => (transQ ? K : s.N);
-  const bs = s.batchStrides ?? {};
-  const v = {
-    M: s.M, N: s.N, K1: s.K1, K2,
-    ld_p1: s.ldP1 ?? ldP(s.K1), ld_q1: s.ldQ1 ?? ldQ(s.K1), ld_p2: s.ldP2 ?? ldP(K2), ld_q2: s.ldQ2 ?? ldQ(K2),
-    ld_c: s.ldC ?? s.N,
-    batch_p1: bs.p1 ?? 0, batch_q1: bs.q1 ?? 0, batch_p2: bs.p2 ?? 0, batch_q2: bs.q2 ?? 0, batch_c: bs.c ?? 0,
-    alpha1: s.alpha1 ?? 1, alpha2: s.alpha2 ?? 1,
-    accumulate: s.accumulate ? 1 : 0, has_bias: s.bias ? 1 : 0,
-  };
+  const v = gemmParams(s);
   // Whole-vec4 loads and stores need every row, leading dimension and batch offset to start on a vec4, and
   // every extent to be a multiple of 4 so that no vec4 straddles a matrix edge.
-  const aligned = [v.M, v.N, v.K1, K2, v.ld_p1, v.ld_q1, v.ld_p2, v.ld_q2, v.ld_c, v.batch_p1, v.batch_q1, v.batch_p2, v.batch_q2, v.batch_c]
+  const aligned = [v.M, v.N, v.K1, v.K2, v.ld_p1, v.ld_q1, v.ld_p2, v.ld_q2, v.ld_c, v.batch_p1, v.batch_q1, v.batch_p2, v.batch_q2, v.batch_c]
     .every((x) => x % 4 === 0);
   const width = tile ?? fastTileFor(s.M, s.N, s.batch ?? 1);
-  const params = gpu.uniform(`${label}.params`, MATMUL_FAST_PARAMS, v);
+  const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, v);
   const pipeline = gpu.pipeline('matmul_fast', 'matmul_fast', {
-    TRANS_P: transP ? 1 : 0, TRANS_Q: transQ ? 1 : 0, ALIGNED: aligned ? 1 : 0, WG: width / 8,
+    TRANS_P: s.transP ? 1 : 0, TRANS_Q: s.transQ ? 1 : 0, ALIGNED: aligned ? 1 : 0, WG: width / 8,
   });
   return gpu.dispatch(label, pipeline, [...(operands as Binding[]), params], [Math.ceil(s.N / width), Math.ceil(s.M / width), s.batch ?? 1]);
 }

@@ -1,12 +1,13 @@
-// RMSNorm forward and its input gradient over caller-owned buffers, binding shaders/rmsnorm.wgsl.
-// The norm weight w is frozen in LoRA training, so there is no dw: only dx, written or accumulated.
-// These functions build Dispatch records; they encode nothing themselves.
+// RMSNorm: forward and input-gradient dispatch builders over caller-owned buffers, binding
+// shaders/rmsnorm.wgsl, and `rmsnorm`, the tape rule that records both. The norm weight w is frozen in LoRA
+// training, so there is no dw: only dx, written or accumulated. The builders encode nothing themselves.
 //
 // Shapes: N rows, C hidden size.
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid } from './elementwise';
+import type { Tape, Tensor } from './tape';
 
 export const RMSNORM_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['eps', 'f32'], ['accumulate', 'u32']];
 
@@ -51,4 +52,22 @@ export function rmsnormBackward(
   });
   const pipeline = gpu.pipeline('rmsnorm', 'rmsnorm_backward');
   return gpu.dispatch(`${label}.rmsnorm_backward`, pipeline, [params, b.x, b.w, b.rstd, dy, dx], grid(gpu, d.n));
+}
+
+/**
+ * Tape rule: y = rmsnorm(x)·w over rows of w's length. x (N, C) with w (C) is the usual norm; x (N, H·D)
+ * with w (D) normalises each head on its own (the N·H rows of D are contiguous).
+ */
+export function rmsnorm(tape: Tape, label: string, x: Tensor, w: Tensor, eps: number): Tensor {
+  const gpu = tape.gpu;
+  const d = { n: x.numel / w.numel, c: w.numel, eps };
+  const y = tape.propagate(tape.tensor(label, x.shape), [x]);
+  const rstd = tape.tensor(`${label}.rstd`, [d.n]);
+  tape.op(`${label}.forward`, [x, w], [y, rstd], (b) => rmsnormForward(gpu, label, d, { x: b(x), w: b(w), y: b(y), rstd: b(rstd) }));
+  tape.onGradient(y, [x], (dy) => {
+    const dx = tape.gradSlot(x);
+    tape.op(`${label}.backward`, [x, w, rstd, dy], [dx.grad], (b) =>
+      rmsnormBackward(gpu, label, d, { x: b(x), w: b(w), rstd: b(rstd) }, b(dy), b(dx.grad), dx.accumulate));
+  });
+  return y;
 }

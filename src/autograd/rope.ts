@@ -1,12 +1,14 @@
-// Rotary position embedding (Hugging Face rotate-half convention) and its backward, on shaders/rope.wgsl.
-// These functions build Dispatch records over buffers the caller owns; they encode nothing themselves.
-// RoPE has no parameters, so the backward only maps dy to dx (the inverse rotation).
+// Rotary position embedding (Hugging Face rotate-half convention): forward and backward dispatch builders
+// on shaders/rope.wgsl over buffers the caller owns (they encode nothing themselves), and `rope`, the tape
+// rule that records both. RoPE has no parameters, so the backward only maps dy to dx (the inverse rotation).
 //
 // Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H heads in the tensor (query heads
 // for q, KV heads for k), D head dimension (even).
 
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
+import { accumulate } from './elementwise';
+import type { Tape, Tensor } from './tape';
 
 /** Mirrors `struct Params` in shaders/rope.wgsl. */
 export const ROPE_PARAMS: UniformLayout = [
@@ -38,7 +40,7 @@ export function checkRopeDims(d: RopeDims): void {
   if (!Number.isInteger(off) || off < 0) throw new RangeError(`RoPE: position offset must be a non-negative integer (got ${off})`);
 }
 
-function rope(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: RopeDims, src: GPUBuffer, dst: GPUBuffer): Dispatch[] {
+function ropeDispatch(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: RopeDims, src: GPUBuffer, dst: GPUBuffer): Dispatch[] {
   checkRopeDims(d);
   const N = d.B * d.T;
   // WebGPU forbids one buffer in two writable bindings, so in-place work has its own entry and binding.
@@ -56,10 +58,28 @@ function rope(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: RopeDims,
 
 /** y (N, heads·D) = rope(x (N, heads·D)); `y` may be `x` for an in-place rotation. */
 export function ropeForward(gpu: Gpu, label: string, d: RopeDims, b: { x: GPUBuffer; y: GPUBuffer }): Dispatch[] {
-  return rope(gpu, label, 'forward', d, b.x, b.y);
+  return ropeDispatch(gpu, label, 'forward', d, b.x, b.y);
 }
 
 /** dx (N, heads·D) = the inverse rotation of dy (N, heads·D), overwritten; `dx` may be `dy` (in place). */
 export function ropeBackward(gpu: Gpu, label: string, d: RopeDims, g: { dy: GPUBuffer; dx: GPUBuffer }): Dispatch[] {
-  return rope(gpu, label, 'backward', d, g.dy, g.dx);
+  return ropeDispatch(gpu, label, 'backward', d, g.dy, g.dx);
+}
+
+/** Tape rule: y = rope(x), x (N, heads·D). The kernel overwrites dx, so a second gradient goes through a temporary. */
+export function rope(tape: Tape, label: string, x: Tensor, d: RopeDims): Tensor {
+  const gpu = tape.gpu;
+  const y = tape.propagate(tape.tensor(label, x.shape), [x]);
+  tape.op(`${label}.forward`, [x], [y], (b) => ropeForward(gpu, label, d, { x: b(x), y: b(y) }));
+  tape.onGradient(y, [x], (dy) => {
+    const slot = tape.gradSlot(x);
+    if (!slot.accumulate) {
+      tape.op(`${label}.backward`, [dy], [slot.grad], (b) => ropeBackward(gpu, label, d, { dy: b(dy), dx: b(slot.grad) }));
+    } else {
+      const tmp = tape.tensor(`${label}.dx`, x.shape);
+      tape.op(`${label}.backward`, [dy], [tmp], (b) => ropeBackward(gpu, label, d, { dy: b(dy), dx: b(tmp) }));
+      tape.op(`${label}.backward_acc`, [tmp], [slot.grad], (b) => accumulate(gpu, `${label}.backward_acc`, x.numel, b(slot.grad), b(tmp)));
+    }
+  });
+  return y;
 }

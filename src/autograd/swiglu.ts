@@ -1,11 +1,12 @@
-// SwiGLU h = silu(gate)·up and its gradients over caller-owned buffers, binding shaders/swiglu.wgsl.
-// These functions build Dispatch records; they encode nothing themselves.
+// SwiGLU h = silu(gate)·up: forward and gradient dispatch builders over caller-owned buffers, binding
+// shaders/swiglu.wgsl (they encode nothing themselves), and `swiglu`, the tape rule that records both.
 //
 // Shapes: N rows, I intermediate size; the kernels see n = N·I flat elements.
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid, WG } from './elementwise';
+import type { Tape, Tensor } from './tape';
 
 export const SWIGLU_PARAMS: UniformLayout = [['n', 'u32']];
 
@@ -29,4 +30,18 @@ export function swigluBackward(
   const params = gpu.uniform(`${label}.swiglu_backward.params`, SWIGLU_PARAMS, { n });
   const pipeline = gpu.pipeline('swiglu', 'swiglu_backward');
   return gpu.dispatch(`${label}.swiglu_backward`, pipeline, [params, gate, up, dh, dgate, dup], grid(gpu, Math.ceil(n / WG)));
+}
+
+/** Tape rule: h (N, I) = silu(gate)·up. */
+export function swiglu(tape: Tape, label: string, gate: Tensor, up: Tensor): Tensor {
+  const gpu = tape.gpu;
+  const n = gate.numel;
+  const h = tape.propagate(tape.tensor(label, gate.shape), [gate, up]);
+  tape.op(`${label}.forward`, [gate, up], [h], (b) => swigluForward(gpu, label, n, b(gate), b(up), b(h)));
+  tape.onGradient(h, [gate, up], (dh) => {
+    // gate and up are consumed only here, so their gradients are written, never accumulated.
+    const dgate = tape.gradSlot(gate).grad, dup = tape.gradSlot(up).grad;
+    tape.op(`${label}.backward`, [gate, up, dh], [dgate, dup], (b) => swigluBackward(gpu, label, n, b(gate), b(up), b(dh), b(dgate), b(dup)));
+  });
+  return h;
 }

@@ -35,6 +35,11 @@ export class Tensor {
   get bytes(): number {
     return this.numel * 4;
   }
+  /** Rows [r0, r0 + n) of this persistent (rows, cols) tensor as a binding range: a chunk of a (V, C) table. */
+  rows(r0: number, n: number): GPUBufferBinding {
+    const cols = this.shape[1];
+    return { buffer: this.buffer!, offset: r0 * cols * 4, size: n * cols * 4 };
+  }
 }
 
 /** The buffer of `t`; throws if a virtual tensor is used before compile() placed it. */
@@ -88,6 +93,16 @@ export class Tape {
   /** Register the backward of the op just recorded; closures run in reverse order in backward(). */
   onBackward(fn: () => void): void {
     this.backwardFns.push(fn);
+  }
+
+  /**
+   * Register the backward of an op with output `out`, under the guard every op shares: `fn(dout)` runs only
+   * when some consumer gave `out` a gradient and at least one of `inputs` needs one.
+   */
+  onGradient(out: Tensor, inputs: readonly Tensor[], fn: (dout: Tensor) => void): void {
+    this.onBackward(() => {
+      if (this.hasGrad(out) && inputs.some((t) => t.requiresGrad)) fn(this.grad(out));
+    });
   }
 
   /** Outputs need gradients when any input does. */

@@ -24,12 +24,12 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import { parseModelConfig, weightShapes, type ModelConfig } from '../model/config';
-import { LlamaModel, logitsChunkWidth } from '../model/llama';
+import { createModel } from '../model/causal_lm';
+import { logitsChunkWidth } from '../autograd/lm_head';
 import { initLora, mulberry32 } from '../model/lora';
 import type { Weights } from '../model/weights';
-import { gemm, type GemmSpec } from '../autograd/lora_linear';
 import { gemmFast } from '../autograd/matmul_fast';
-import { setGemmKernel, type GemmKernel } from '../autograd/matmul';
+import { gemm, setGemmKernel, type GemmKernel, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
@@ -164,7 +164,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   const gpu = await createNodeGpu();
   setGemmKernel(gpu, o.gemm);
   try {
-    const model = new LlamaModel(gpu, config, weights);
+    const model = createModel(gpu, config, weights);
     weights.clear();
     model.setAdapter(adapter, initLora(config, adapter, 0));
     const { batch: B, seq: T } = o;

@@ -18,7 +18,7 @@ import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
-import { LlamaModel } from '../model/llama';
+import { createModel } from '../model/causal_lm';
 import type { LoadedModel } from '../model/load';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { batchAt, type DataRow } from '../train/batches';
@@ -106,7 +106,7 @@ export async function evalCommand(args: string[]): Promise<string> {
   const all = await loadRows(f, dataPath, text, loaded, 0);
   const rows = all.rows.slice(0, limit), T = all.T;
   const gpu = await createNodeGpu();
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   const adapterDir = str(f, 'adapter');
   if (adapterDir) {
     const a = await loadAdapterDir(adapterDir, config);
@@ -189,7 +189,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
   const gpu = await createNodeGpu();
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   model.setAdapter(adapter, tensors);
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.

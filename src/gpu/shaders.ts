@@ -1,7 +1,7 @@
 // Registry of WGSL sources. Shaders live in /shaders as plain .wgsl files imported with `?raw` (Vite in
 // the app and tests; scripts/cli.mjs gives esbuild the same loader), so the code that runs is the code
 // you read.
-import loraLinear from '../../shaders/lora_linear.wgsl?raw';
+import matmul from '../../shaders/matmul.wgsl?raw';
 import rope from '../../shaders/rope.wgsl?raw';
 import attention from '../../shaders/attention.wgsl?raw';
 import rmsnorm from '../../shaders/rmsnorm.wgsl?raw';
@@ -14,7 +14,7 @@ import dropout from '../../shaders/dropout.wgsl?raw';
 import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
 
 export const SHADERS = {
-  lora_linear: loraLinear,
+  matmul,
   rope,
   attention,
   rmsnorm,

@@ -76,9 +76,12 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
   if (typeof tiedRaw !== 'boolean') throw new ConfigError(file, `${file}: "tie_word_embeddings" must be true or false.`);
   const isQwen2 = architecture === 'Qwen2ForCausalLM';
   const qkNorm = architecture === 'Qwen3ForCausalLM';
-  // Qwen3's attention_bias also puts a bias on o_proj, which the engine does not load: refuse rather than drop it.
-  if (qkNorm && cfg.attention_bias === true) throw new UnsupportedError(file, `${file}: "attention_bias": true is not supported for Qwen3ForCausalLM; only false (the default) is.`);
-  const attnBias = isQwen2 ? true : cfg.attention_bias === true;
+  // attention_bias in transformers' Llama, Mistral and Qwen3 also puts a bias on o_proj, which the engine does
+  // not load (Qwen2's q/k/v biases come without one): refuse rather than silently drop it.
+  if (!isQwen2 && cfg.attention_bias === true) {
+    throw new UnsupportedError(file, `${file}: "attention_bias": true is not supported for ${architecture} (it adds an o_proj bias the engine does not apply); only false (the default) is.`);
+  }
+  const attnBias = isQwen2;
   if (cfg.mlp_bias === true) throw new UnsupportedError(file, `${file}: "mlp_bias": true is not supported.`);
   if (cfg.use_sliding_window === true) throw new UnsupportedError(file, `${file}: sliding-window attention is not supported.`);
   if (Array.isArray(cfg.layer_types) && cfg.layer_types.some((t) => t !== 'full_attention')) {

@@ -13,7 +13,7 @@
 import { recordingGpu, type RecordingStats } from '../gpu/recording';
 import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from './config';
-import { LlamaModel } from './llama';
+import { createModel, type CausalLM } from './causal_lm';
 
 /** What a run built on the model, beyond its weights and adapter: the gradient buffers among its buffers, and its tape's high-water mark. */
 export interface PlannedRun {
@@ -22,7 +22,7 @@ export interface PlannedRun {
 }
 
 /** Builds a run's programs (trainer, evaluator) on `model`; every buffer they take is counted. */
-export type RunBuilder = (model: LlamaModel) => PlannedRun;
+export type RunBuilder = (model: CausalLM) => PlannedRun;
 
 export interface MemoryPlan {
   /** Everything allocated at once, in bytes: the sum of the parts below. */
@@ -57,7 +57,7 @@ const TAPE = /^tape\./;
  */
 export function planMemory(config: ModelConfig, adapter: AdapterConfig | null, maxStorageBufferBindingSize: number, build?: RunBuilder): MemoryPlan {
   const gpu = recordingGpu({ maxStorageBufferBindingSize, maxBufferSize: Number.MAX_SAFE_INTEGER, maxComputeWorkgroupsPerDimension: Number.MAX_SAFE_INTEGER });
-  const model = gpu.track(() => new LlamaModel(gpu, config, null));
+  const model = gpu.track(() => createModel(gpu, config, null));
   const params = adapter ? gpu.track(() => model.value.setAdapter(adapter, null)) : { buffers: [] };
   const run = adapter && build ? gpu.track(() => build(model.value)) : null;
 

@@ -16,7 +16,7 @@ import type { Row } from '../io/dataset';
 import { badInput } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import { LORA_TARGETS, type AdapterConfig } from '../io/peft';
-import type { LlamaModel } from '../model/llama';
+import type { CausalLM } from '../model/causal_lm';
 import { checkAdapterSettings } from '../model/lora';
 import type { LoraSettings, OptimSettings } from './settings';
 import { batchAt } from './batches';
@@ -119,7 +119,7 @@ export interface RunHooks {
 }
 
 export interface RunLoop {
-  model: LlamaModel;
+  model: CausalLM;
   trainer: Trainer;
   /** Forward-only loss on `validation` in batches of its B rows; null: no validation rows. */
   evaluator: Evaluator | null;

@@ -23,7 +23,7 @@ import { accumulate, addForward, fill, scale } from '../autograd/elementwise';
 import { rngAdvance } from '../autograd/dropout';
 import { adamwParams, adamwStep, clipGradNorm, OPTIMIZER_PARAMS, sgdStep } from '../autograd/optimizer';
 import { IGNORE_INDEX } from '../autograd/cross_entropy';
-import type { LlamaModel, StepTensors } from '../model/llama';
+import type { CausalLM, StepTensors } from '../model/causal_lm';
 
 export interface OptimizerSettings {
   kind: 'adamw' | 'sgd';
@@ -58,7 +58,7 @@ export class Evaluator {
   private io: StepTensors;
   private dispatches: Dispatch[];
 
-  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number) {
+  constructor(readonly model: CausalLM, readonly B: number, readonly T: number) {
     const tape = new Tape(model.gpu);
     this.io = ioTensors(tape, model.gpu, B * T);
     model.recordLoss(tape, this.io, B, T);
@@ -106,7 +106,7 @@ export class Trainer {
   readonly gradAccum: number;
   readonly transientBytes: number;
 
-  constructor(readonly model: LlamaModel, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0, options: TrainerOptions = {}) {
+  constructor(readonly model: CausalLM, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0, options: TrainerOptions = {}) {
     const gpu = model.gpu;
     const K = options.gradAccum ?? 1;
     if (!Number.isInteger(K) || K < 1) throw new RangeError(`gradient accumulation must be a whole number of micro-batches ≥ 1 (got ${K})`);

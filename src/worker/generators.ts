@@ -6,8 +6,8 @@
 
 import type { Gpu, Tracked } from '../gpu/gpu';
 import type { AdapterConfig } from '../io/peft';
-import { Generator } from '../model/generate';
-import type { LlamaModel } from '../model/llama';
+import { Generator } from '../train/generate';
+import type { CausalLM } from '../model/causal_lm';
 
 interface CachedGenerator extends Tracked<Generator> {
   uses: number;
@@ -24,7 +24,7 @@ export class GeneratorCache {
    * Runs `use` on the generator of `maxLen` positions with `adapter` at `scale` × its α (0: the base model),
    * made on `model` if none is cached.
    */
-  async use<T>(model: LlamaModel, adapter: AdapterConfig | null, maxLen: number, scale: number, use: (g: Generator) => Promise<T>): Promise<T> {
+  async use<T>(model: CausalLM, adapter: AdapterConfig | null, maxLen: number, scale: number, use: (g: Generator) => Promise<T>): Promise<T> {
     const g = this.get(model, adapter ?? undefined, maxLen, scale);
     this.busy++;
     g.uses++;
@@ -36,7 +36,7 @@ export class GeneratorCache {
     }
   }
 
-  private get(model: LlamaModel, adapter: AdapterConfig | undefined, maxLen: number, scale: number): CachedGenerator {
+  private get(model: CausalLM, adapter: AdapterConfig | undefined, maxLen: number, scale: number): CachedGenerator {
     const gpu = model.gpu;
     const key = `${maxLen}/${scale}`;
     let g = this.cache.get(key);

@@ -27,7 +27,7 @@ import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCh
 import { LORA_TARGETS, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { LoraTokenizer } from '../io/tokenizer';
 import type { ModelConfig } from '../model/config';
-import { LlamaModel } from '../model/llama';
+import { createModel, type CausalLM } from '../model/causal_lm';
 import { adapterExpectation, initLora } from '../model/lora';
 import { trainableParams } from '../model/params';
 import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';
@@ -52,7 +52,7 @@ const CHECKPOINT_MS = 30_000;
 
 interface Loaded {
   gpu: Gpu;
-  model: LlamaModel;
+  model: CausalLM;
   config: ModelConfig;
   tokenizer?: LoraTokenizer;
   facts: ModelFacts;
@@ -113,9 +113,9 @@ export class Session {
       emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }));
     this.unload();
     const gpu = await this.openDevice();
-    let model: LlamaModel;
+    let model: CausalLM;
     try {
-      model = await gpu.checked(`Loading ${label}`, () => new LlamaModel(gpu, config, weights));
+      model = await gpu.checked(`Loading ${label}`, () => createModel(gpu, config, weights));
     } catch (e) {
       gpu.destroy();
       throw e;

@@ -12,7 +12,7 @@ import { writeTinyModel } from './tiny-model';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { createNodeGpu } from '../../src/gpu/node';
 import { loadModelDir, loadAdapterDir, saveAdapterDir } from '../../src/cli/files';
-import { LlamaModel } from '../../src/model/llama';
+import { createModel } from '../../src/model/causal_lm';
 import { initLora } from '../../src/model/lora';
 import { Evaluator, Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
 
@@ -60,7 +60,7 @@ describe('cli train / eval', () => {
   it('an exported adapter reloads through --adapter with the same loss as in memory', async () => {
     const gpu = await createNodeGpu();
     const { config, weights } = await loadModelDir(model);
-    const m = new LlamaModel(gpu, config, weights);
+    const m = createModel(gpu, config, weights);
     const adapter = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'k_proj', 'o_proj', 'down_proj'] as const, useRslora: true, baseModel: model };
     m.setAdapter({ ...adapter, targetModules: [...adapter.targetModules] }, initLora(config, { ...adapter, targetModules: [...adapter.targetModules] }, 9));
     const ids = Int32Array.from(SEQ);

@@ -1,7 +1,7 @@
 // Rule 7 of STYLE.md: the TS uniform layouts must match the WGSL structs they fill. For every shader in
 // SHADERS (src/gpu/shaders.ts), its `struct Params { … }` is parsed and compared, field by field and in order,
 // with the `*_PARAMS` UniformLayout exported by the op file of the same stem (src/autograd/<stem>.ts;
-// lora_linear's is GEMM_PARAMS). Every field must be a 4-byte scalar, since packUniform writes field i at 4·i.
+// matmul's is GEMM_PARAMS). Every field must be a 4-byte scalar, since packUniform writes field i at 4·i.
 // Pure string checks: no GPU needed.
 
 import { describe, expect, it } from 'vitest';

@@ -9,8 +9,8 @@ import { testGpu } from '../gpu/test-gpu';
 import { loadModelDir } from '../../src/cli/files';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { weightShapes } from '../../src/model/config';
-import { LlamaModel } from '../../src/model/llama';
-import { Generator } from '../../src/model/generate';
+import { createModel } from '../../src/model/causal_lm';
+import { Generator } from '../../src/train/generate';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dir = join(root, 'public/models/moby-llama');
@@ -36,7 +36,7 @@ describe('the embedded default model', () => {
   it("generates greedily exactly what its model card says PyTorch generated", async () => {
     const gpu = await testGpu();
     const { config, weights, tokenizer } = await loadModelDir(dir);
-    const model = new LlamaModel(gpu, config, weights);
+    const model = createModel(gpu, config, weights);
     const lines = [...card.matchAll(/^- \*\*(.+?)\*\* → (".*")$/gm)];
     expect(lines.length).toBeGreaterThanOrEqual(3);
     // Two of the card's prompts: every token is a full forward pass (no KV cache yet), slow on SwiftShader.

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loadAdapterDir, loadModelDir } from '../../src/cli/files';
-import { LlamaModel } from '../../src/model/llama';
-import { Generator, sampleToken } from '../../src/model/generate';
+import { createModel } from '../../src/model/causal_lm';
+import { Generator, sampleToken } from '../../src/train/generate';
 import { parseLoraKey } from '../../src/io/peft';
 import { mulberry32 } from '../../src/model/lora';
 import * as ref from '../reference/ops';
@@ -17,7 +17,7 @@ async function fixture() {
   const gpu = await testGpu();
   const { config, weights } = await loadModelDir(`${dir}model`);
   const adapter = await loadAdapterDir(`${dir}adapter`, config);
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   model.setAdapter(adapter.config, adapter.weights);
   const lora = new Map<string, Float64Array>();
   for (const [k, v] of adapter.weights) {
@@ -85,8 +85,8 @@ describe('generation with a vocabulary bigger than one binding', () => {
     const { writeTinyModel } = await import('../cli/tiny-model');
     const gpu = await testGpu();
     const { config, weights } = await loadModelDir(writeTinyModel(4, { vocab_size: 200 }));
-    const whole = new LlamaModel(gpu, config, weights);
-    const split = new LlamaModel(gpu, config, weights);
+    const whole = createModel(gpu, config, weights);
+    const split = createModel(gpu, config, weights);
     split.maxBindingBytes = 70 * config.hidden * 4; // 70 rows per binding: head chunks of 64 columns, embedding of 70 rows
     const prompt = [3, 150, 7, 199, 64, 65];
     const a = await new Generator(whole, 8).nextLogits(prompt);

@@ -11,7 +11,7 @@ import { createNodeGpu } from '../../src/gpu/node';
 import { recordingGpu } from '../../src/gpu/recording';
 import type { AdapterConfig } from '../../src/io/peft';
 import { weightShapes } from '../../src/model/config';
-import { LlamaModel } from '../../src/model/llama';
+import { createModel } from '../../src/model/causal_lm';
 import { initLora } from '../../src/model/lora';
 import { planRun, type RunShape } from '../../src/train/memory_plan';
 import { trainableParams } from '../../src/model/params';
@@ -38,7 +38,7 @@ describe('memory plan', () => {
       try {
         const plan = planRun(config, shape, gpu.limits.maxStorageBufferBindingSize);
 
-        const model = new LlamaModel(gpu, config, weights);
+        const model = createModel(gpu, config, weights);
         model.setAdapter(shape.adapter, initLora(config, shape.adapter, 1));
         const trainer = new Trainer(model, shape.batch, shape.seqLen, shape.optimizer, 0, { gradAccum: shape.gradAccum, keepLastGood: shape.keepLastGood });
         const evaluator = shape.evalBatch > 0 ? new Evaluator(model, shape.evalBatch, shape.seqLen) : null;
@@ -70,7 +70,7 @@ describe('memory plan', () => {
   it('counts what a training step submits on the recording device', async () => {
     const { config } = await loadModelDir(writeTinyModel(5));
     const gpu = recordingGpu();
-    const model = new LlamaModel(gpu, config, null);
+    const model = createModel(gpu, config, null);
     const a = adapter(4, ['q_proj', 'v_proj'], 0);
     model.setAdapter(a, null);
     const K = 2, B = 1, T = 8;

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loadAdapterDir, loadModelDir, loadTokenRows } from '../../src/cli/files';
-import { LlamaModel } from '../../src/model/llama';
+import { createModel } from '../../src/model/causal_lm';
 import { Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
 import { setGemmKernel, type GemmKernel } from '../../src/autograd/matmul';
 
@@ -28,7 +28,7 @@ async function setup(name: string, maxLogitsBytes?: number, maxBindingBytes?: nu
   const adapter = await loadAdapterDir(`${dir}adapter`, config);
   const rows = await loadTokenRows(`${dir}data.jsonl`, config.vocab);
   const expected = JSON.parse(readFileSync(`${dir}expected.json`, 'utf8'));
-  const model = new LlamaModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights);
   if (maxLogitsBytes) model.maxLogitsBytes = maxLogitsBytes;
   if (maxBindingBytes) model.maxBindingBytes = maxBindingBytes;
   model.setAdapter(adapter.config, adapter.weights);

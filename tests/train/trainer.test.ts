@@ -8,7 +8,7 @@ import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { writeTinyModel } from '../cli/tiny-model';
 import { loadModelDir } from '../../src/cli/files';
 import type { AdapterConfig } from '../../src/io/peft';
-import { LlamaModel } from '../../src/model/llama';
+import { createModel, type CausalLM } from '../../src/model/causal_lm';
 import { initLora, mulberry32 } from '../../src/model/lora';
 import { DEFAULT_OPTIMIZER, Trainer, type OptimizerSettings } from '../../src/train/trainer';
 
@@ -23,7 +23,7 @@ async function setup() {
   const rand = mulberry32(11);
   for (const [k, v] of lora) if (k.includes('lora_B')) for (let i = 0; i < v.length; i++) v[i] = 0.1 * (2 * rand() - 1);
   const model = () => {
-    const m = new LlamaModel(gpu, config, weights);
+    const m = createModel(gpu, config, weights);
     m.setAdapter(ADAPTER, lora);
     return m;
   };
@@ -93,7 +93,7 @@ describe('Trainer run controls', () => {
     const start = initLora(config, cfg, 3);
     const batches = (s: number) => [{ ids: rows[(2 * s) % 4] }, { ids: rows[(2 * s + 1) % 4] }];
 
-    const whole = new LlamaModel(gpu, config, weights);
+    const whole = createModel(gpu, config, weights);
     whole.setAdapter(cfg, start);
     const a = new Trainer(whole, 1, T, opt, 5, { gradAccum: 2, keepLastGood: true });
     const losses: number[] = [];
@@ -104,7 +104,7 @@ describe('Trainer run controls', () => {
     }
     expect(saved!.moments.size).toBe(whole.lora.length);
 
-    const resumed = new LlamaModel(gpu, config, weights);
+    const resumed = createModel(gpu, config, weights);
     resumed.setAdapter(cfg, saved!.params);
     const b = new Trainer(resumed, 1, T, opt, 5, { gradAccum: 2, keepLastGood: true });
     b.restoreState(2, saved!.moments);
@@ -113,7 +113,7 @@ describe('Trainer run controls', () => {
     expect(after).toEqual(losses.slice(2)); // tolerance 0: the same kernels on the same inputs
     const final = await resumed.readAdapter();
     for (const [k, v] of await whole.readAdapter()) expect(relMaxDiff(final.get(k)!, v), k).toBe(0);
-    const same = async (m: LlamaModel, want: Map<string, Float32Array>) => {
+    const same = async (m: CausalLM, want: Map<string, Float32Array>) => {
       for (const [k, v] of await m.readAdapter()) expect(relMaxDiff(v, want.get(k)!), k).toBe(0);
     };
     // Two steps after the restore, the last good adapter is the one from before the first of them.

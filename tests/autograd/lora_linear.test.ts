@@ -1,4 +1,4 @@
-// The fused LoRA linear (shaders/lora_linear.wgsl) on real WGSL: forward and the three adapter gradients
+// The fused LoRA linear (src/autograd/lora_linear.ts on shaders/matmul.wgsl) on real WGSL: forward and the three adapter gradients
 // against the float64 CPU reference on random shapes (odd ones included), against finite differences,
 // against the PyTorch fixture, and the seeds' worked examples.
 //
@@ -8,7 +8,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { testGpu, relMaxDiff } from './test-gpu';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loraLinearBackward, loraLinearForward, type LoraLinearDims } from '../../src/autograd/lora_linear';
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';

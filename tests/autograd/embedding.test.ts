@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { embeddingBackward, embeddingForward, type EmbeddingDims } from '../../src/autograd/embedding';
 import * as ref from '../reference/ops';
 import { mulberry32, randint, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from './test-gpu';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const TOL = 1e-6;
 const sample = (rng: () => number, n: number) => Float64Array.from(new Float32Array(randn(rng, n)));

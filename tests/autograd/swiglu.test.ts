@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { swigluBackward, swigluForward } from '../../src/autograd/swiglu';
 import * as ref from '../reference/ops';
 import { mulberry32, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from './test-gpu';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const TOL = 1e-5;
 const sample = (rng: () => number, n: number, std = 1) => Float64Array.from(new Float32Array(randn(rng, n, std)));

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { rmsnormBackward, rmsnormForward, type RmsnormDims } from '../../src/autograd/rmsnorm';
 import * as ref from '../reference/ops';
 import { mulberry32, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from './test-gpu';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const TOL = 1e-5;
 

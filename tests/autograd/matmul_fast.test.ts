@@ -1,14 +1,14 @@
-// The fast GEMM (shaders/matmul_fast.wgsl) against version 1, the lora_gemm kernel it may replace, and
+// The fast GEMM (shaders/matmul_fast.wgsl) against version 1, matmul.wgsl's gemm kernel it may replace, and
 // against the float64 CPU reference: odd shapes that hit every edge of the 64- and 128-wide tiles and of the
 // BK = 16 K step, the aligned (vec4) and unaligned (scalar) paths, both layouts the model uses most (P·Qᵀ
-// and P·Q), and the rest of lora_gemm's contract (two segments, alpha, bias, accumulate, transposed P, batch).
+// and P·Q), and the rest of gemm's contract (two segments, alpha, bias, accumulate, transposed P, batch).
 //
 // Tolerance: 2e-5 of the largest magnitude (relMaxDiff), as for lora_linear: fp32 sums of ≤ 257 unit-scale
 // products carry ~1e-6 relative error, a wrong index gives errors of order 1.
 
 import { describe, expect, it } from 'vitest';
-import { testGpu, relMaxDiff } from './test-gpu';
-import { gemm, type GemmSpec } from '../../src/autograd/lora_linear';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
+import { gemm, type GemmSpec } from '../../src/autograd/matmul';
 import { gemmFast, fastTileFor, type FastTile } from '../../src/autograd/matmul_fast';
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';
@@ -30,7 +30,7 @@ async function runBoth(gpu: Gpu, ops: Operands, cLen: number, spec: (b: Record<s
     const c = gpu.upload('test.c', c0 ? new Float32Array(c0) : new Float32Array(cLen));
     const s = { ...spec(bufs), c };
     const d = kernel === 'v1' ? gemm(gpu, 'test.v1', s) : gemmFast(gpu, 'test.fast', s, tile);
-    expect(d.pipeline.label).toMatch(kernel === 'v1' ? /^lora_linear\.lora_gemm/ : /^matmul_fast\.matmul_fast/);
+    expect(d.pipeline.label).toMatch(kernel === 'v1' ? /^matmul\.gemm/ : /^matmul_fast\.matmul_fast/);
     gpu.run([d]);
     out.push(await gpu.read(c, cLen));
     gpu.releaseDispatches([d]);

@@ -10,7 +10,7 @@ import { accumulate, addForward, fill, grid, scale } from '../../src/autograd/el
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';
 import { mulberry32, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from './test-gpu';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const TOL = 1e-6;
 const sample = (seed: number, n: number) => Float64Array.from(new Float32Array(randn(mulberry32(seed), n)));

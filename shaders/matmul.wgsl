@@ -1,25 +1,19 @@
-// lora_linear.wgsl — the fused LoRA linear and its adapter-only backward, as one tiled GEMM.
+// matmul.wgsl — the general two-segment GEMM ("version 1"): every linear of the model, the LoRA path, the
+// LM head and their backwards run on it, or on matmul_fast.wgsl, which computes the same and is tested against it.
 //
-// Glossary: N rows (tokens, B·T), IN input features, OUT output features, R LoRA rank, s = α/r (or α/√r).
-//   x  (N, IN)    W (OUT, IN) frozen    bias (OUT) frozen, optional
-//   A  (R, IN)    B (OUT, R)            u = x·Aᵀ (N, R), kept from the forward for the backward
+// Glossary: M rows of C, Nc columns of C, K1 / K2 the inner size of each segment, TILE the workgroup's
+// output tile, BK the K step.
 //
-// Every pass of the layer is the same two-segment GEMM, so one kernel serves all six:
 //   C[M, Nc] = (ACCUMULATE ? C : 0) + alpha1·P1[M, K1]·Q1[K1, Nc] + alpha2·P2[M, K2]·Q2[K2, Nc] (+ bias[Nc])
-// with P read as (M, K) or, when TRANS_P, stored as (K, M); Q read as (K, Nc) or, when TRANS_Q, stored (Nc, K):
-//   forward   u  = x·Aᵀ                         P1 = x,  Q1 = A (TRANS_Q)
-//             y  = x·Wᵀ + s·u·Bᵀ + bias         P1 = x,  Q1 = W, P2 = u, Q2 = B (TRANS_Q)
-//   backward  du = s·dy·B                       P1 = dy, Q1 = B
-//             dx = dy·W + du·A                  P1 = dy, Q1 = W, P2 = du, Q2 = A
-//             dA += duᵀ·x                       P1 = du (TRANS_P), Q1 = x
-//             dB += s·dyᵀ·u                     P1 = dy (TRANS_P), Q1 = u
-// W never receives a gradient: it is frozen, so no dW pass exists.
+// with P read as (M, K) or, when TRANS_P, stored as (K, M); Q read as (K, Nc) or, when TRANS_Q, stored (Nc, K).
+// Two segments let one dispatch fuse a LoRA layer's frozen and adapter products (src/autograd/lora_linear.ts
+// lists its six passes): y = x·Wᵀ + s·u·Bᵀ + bias is P1 = x, Q1 = W, P2 = u, Q2 = B, all TRANS_Q.
 //
 // Tiling: a 64×64 output tile per workgroup of 16×16 threads, each thread owning a 4×4 block strided by
 // 16 (rows ty + 16i, columns tx + 16j); K advances 16 at a time through workgroup memory. Loads are
 // bounds-checked (zero padding), so any M, Nc, K works. The grid's z is a batch index with per-operand
-// batch strides. This is the straightforward version: a register-blocked, vectorised kernel may replace
-// it for speed, and must be tested against this one.
+// batch strides. This is the straightforward version: matmul_fast.wgsl is the register-blocked, vectorised
+// kernel that replaces it for speed, and is tested against this one.
 
 override TRANS_P: bool = false;
 override TRANS_Q: bool = false;
@@ -83,8 +77,8 @@ fn q_at(seg: u32, b: u32, k: u32, n: u32, K: u32) -> f32 {
 }
 
 @compute @workgroup_size(16, 16, 1)
-fn lora_gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(local_invocation_index) tid: u32) {
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
   let m0 = wg.y * TILE;
   let n0 = wg.x * TILE;
   let b = wg.z;

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { ropeBackward, ropeForward, type RopeDims } from '../../src/autograd/rope.ts';
 import { ropeBackward as refRopeBackward, ropeForward as refRopeForward } from '../reference/ops.ts';
 import { mulberry32, randn } from '../reference/rng.ts';
-import { relMaxDiff, testGpu } from './test-gpu.ts';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu.ts';
 
 const tolerance = (T: number) => 4 * (T - 1) * 2 ** -24 + 1e-6;
 

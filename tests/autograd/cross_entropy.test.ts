@@ -16,7 +16,7 @@ import {
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';
 import { mulberry32, randint, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from './test-gpu';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const TOL = 1e-6;
 

@@ -1,14 +1,15 @@
 // LoRA dropout: the kernel's mask against its CPU twin (dropoutScale), the step counter advancing on the
-// GPU, and the model's LoRA linear with dropout (src/model/llama.ts `linear`) against the float64 reference
+// GPU, and the model's LoRA linear with dropout (src/autograd/lora_linear.ts `linear`) against the float64 reference
 // with the same mask: y = x·Wᵀ + b + s·((x⊙m)·Aᵀ)·Bᵀ, dx = dy·W + m⊙(du·A), dA = duᵀ·(x⊙m), dB = s·dyᵀ·u.
 // Tolerance 2e-5 relative, as for the fused kernel (fp32 against float64).
 
 import { describe, expect, it } from 'vitest';
-import { testGpu, relMaxDiff } from './test-gpu';
+import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { dropoutBackward, dropoutForward, dropoutScale, rngAdvance } from '../../src/autograd/dropout';
 import { fill } from '../../src/autograd/elementwise';
 import { Tape } from '../../src/autograd/tape';
-import { labelHash, linear } from '../../src/model/llama';
+import { labelHash, linear } from '../../src/autograd/lora_linear';
+import { loraScale } from '../../src/io/peft';
 import * as ref from '../reference/ops';
 import { mulberry32, randn } from '../reference/rng';
 
@@ -51,8 +52,8 @@ describe('dropout', () => {
     const tA = tape.persistent('A', [r, inF], up('A', A), true), tB = tape.persistent('B', [outF, r], up('B', B), true);
     const counter = tape.persistent('counter', [1], gpu.upload('t.counter', new Uint32Array([3])));
     const adapter = { r, loraAlpha: alpha, loraDropout: p, targetModules: ['q_proj' as const], useRslora: false, baseModel: '' };
-    const y = linear(tape, 'layer', tx, tape.persistent('W', [outF, inF], up('W', W)), tape.persistent('b', [outF], up('b', bias)), outF,
-      { A: tA, B: tB }, adapter, { counter, seed: 99 });
+    const y = linear(tape, 'layer', tx, tape.persistent('W', [outF, inF], up('W', W)), tape.persistent('b', [outF], up('b', bias)),
+      { A: tA, B: tB, scale: loraScale(adapter), dropout: adapter.loraDropout }, { counter, seed: 99 });
     tape.keep(y);
     tape.seedGrad(y, up('dy', dy));
     tape.backward();

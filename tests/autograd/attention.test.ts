@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { attentionBackward, attentionForward, type AttentionDims } from '../../src/autograd/attention.ts';
 import { attentionBackward as refAttentionBackward, attentionForward as refAttentionForward } from '../reference/ops.ts';
 import { mulberry32, randn } from '../reference/rng.ts';
-import { relMaxDiff, testGpu } from './test-gpu.ts';
+import { relMaxDiff, testGpu } from '../gpu/test-gpu.ts';
 
 const TOL = 1e-5;
 

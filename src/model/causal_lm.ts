@@ -1,0 +1,61 @@
+// What the trainer, the session, the CLI and the bench see of a model: `CausalLM`, a causal language model
+// with LoRA that records its loss or its logits on an autograd tape, and `createModel`, which builds one from
+// a config and its weights. Llama, Mistral and Qwen2 are configurations of the one decoder (decoder.ts):
+// biases on q/k/v (config.attnBias) and a tied head (config.tied) are flags, not classes.
+// The model only records; running a recorded program is src/train's (trainer.ts, generate.ts).
+//
+// Shapes: B batch, T sequence, N = B·T rows, V vocabulary.
+
+import type { Gpu } from '../gpu/gpu';
+import type { Tape, Tensor } from '../autograd/tape';
+import type { DropoutState } from '../autograd/lora_linear';
+import type { AdapterConfig } from '../io/peft';
+import type { ModelConfig } from './config';
+import type { GpuWeights, LoraParam } from './gpu_weights';
+import type { Weights } from './weights';
+import { Decoder } from './decoder';
+
+export interface StepTensors {
+  ids: Tensor; //     (N) i32 input token ids
+  targets: Tensor; // (N) i32 next-token ids, −100 where nothing is predicted
+  result: Tensor; //  (2) mean loss, count of predicted tokens
+}
+
+export interface CausalLM {
+  readonly gpu: Gpu;
+  readonly config: ModelConfig;
+  /** The frozen base weights on the GPU, by Hugging Face tensor name. */
+  readonly weights: GpuWeights;
+  /** LoRA parameters in PEFT key order (layer, target, A then B). */
+  lora: LoraParam[];
+  adapter: AdapterConfig | undefined;
+  /** Largest (N, Vc) logits chunk in bytes; smaller splits the LM head and the loss over the vocabulary. */
+  maxLogitsBytes: number;
+  /** Largest range of a weight bound to one kernel (the device's maxStorageBufferBindingSize by default). */
+  maxBindingBytes: number;
+
+  /** Install an adapter (its A and B on the GPU as trainable parameters), replacing the current one. */
+  /** `tensors` null: an adapter of zeros (the memory plan). */
+  setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array> | null): void;
+  /** Current adapter values by PEFT key, read back from the GPU. */
+  readAdapter(): Promise<Map<string, Float32Array>>;
+  /**
+   * Record the mean next-token loss of one (B, T) batch into io.result. With `dropout` (training) LoRA
+   * dropout is on; the caller then runs tape.backward() to record the LoRA gradients.
+   */
+  recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void;
+  /**
+   * Record the logits (T, V) of a (1, T) sequence `ids` into the caller's persistent `logits`, for generation.
+   * Causal attention makes position t independent of the padding after it, so one recording at the longest
+   * length serves every shorter prompt: read the row of the last real token.
+   */
+  recordLogits(tape: Tape, ids: Tensor, logits: Tensor): void;
+}
+
+/**
+ * A decoder-only model for `config` over `weights` (uploaded to `gpu` here; null: zeros of the config's
+ * shapes, for the memory plan); no adapter until setAdapter.
+ */
+export function createModel(gpu: Gpu, config: ModelConfig, weights: Weights | null): CausalLM {
+  return new Decoder(gpu, config, weights);
+}

@@ -1,0 +1,151 @@
+// The decoder-only transformer every supported architecture is (Llama, Mistral, Qwen2, Qwen3): a composition of
+// tape rules from src/autograd, recorded as transformers' LlamaForCausalLM computes it, with LoRA on any
+// projection. The loss is the mean next-token cross-entropy; the backward reaches only the LoRA A and B
+// (every base weight is frozen and gets no gradient). This file records ops and nothing else: the buffers
+// live in gpu_weights.ts, the kernels and their backwards in src/autograd, running a program in src/train.
+// Use it through CausalLM / createModel (causal_lm.ts).
+//
+// Glossary: B batch, T sequence, N = B·T rows, C hidden, H heads, KV kv heads, D head dim, I intermediate,
+// V vocabulary, R LoRA rank.
+//
+//   x = embed(ids)                                          (N, C)
+//   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))
+//               (Qwen3: rope(q_norm(q(…))) and rope(k_norm(k(…))), an RMSNorm over each head's D values)
+//               x = h + down(silu(gate(rms2(h))) · up(rms2(h)))
+//   logits = rms(x)·Eᵀ, computed in vocabulary chunks          (N, V)
+//   loss = mean over predicted tokens of CE(logits[n], target[n])
+
+import type { Gpu } from '../gpu/gpu';
+import type { Tape, Tensor } from '../autograd/tape';
+import { linear, type DropoutState, type LoraOperand } from '../autograd/lora_linear';
+import { rmsnorm } from '../autograd/rmsnorm';
+import { embedding } from '../autograd/embedding';
+import { rope } from '../autograd/rope';
+import { attention } from '../autograd/attention';
+import { swiglu } from '../autograd/swiglu';
+import { add } from '../autograd/elementwise';
+import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
+import { loraKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { weightShapes, type ModelConfig } from './config';
+import { readLora, uploadAdapter, uploadWeights, type GpuWeights, type LoraParam } from './gpu_weights';
+import type { CausalLM, StepTensors } from './causal_lm';
+import type { Weights } from './weights';
+
+/** What one layer's blocks need besides their input: the (B, T) shape and, while training, LoRA dropout. */
+interface LayerContext {
+  tape: Tape;
+  layer: number;
+  B: number;
+  T: number;
+  dropout?: DropoutState;
+}
+
+export class Decoder implements CausalLM {
+  readonly weights: GpuWeights;
+  lora: LoraParam[] = [];
+  adapter: AdapterConfig | undefined;
+  maxLogitsBytes = 64 * 1024 * 1024;
+  /**
+   * The (V, C) embedding and head of a large vocabulary (Qwen2.5's 151936 × 896 × 4 bytes = 545 MB) can
+   * exceed the device's maxStorageBufferBindingSize, so both run in vocabulary chunks of at most this many bytes.
+   */
+  maxBindingBytes: number;
+
+  /** `weights` null: every weight zero, from the config's shapes alone (the memory plan, src/model/memory.ts). */
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null) {
+    this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
+    this.weights = uploadWeights(gpu, config, weights);
+  }
+
+  setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array> | null): void {
+    const previous = this.lora;
+    this.adapter = adapter;
+    this.lora = [];
+    this.lora = uploadAdapter(this.gpu, this.config, adapter, tensors, previous);
+  }
+
+  readAdapter(): Promise<Map<string, Float32Array>> {
+    return readLora(this.gpu, this.lora);
+  }
+
+  recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
+    const c = this.config;
+    const xf = this.recordHidden(tape, io.ids, B, T, dropout);
+    const chunk = Math.min(logitsChunkWidth(B * T, c.vocab, c.hidden, this.maxLogitsBytes), tableChunkRows(c.hidden, this.maxBindingBytes));
+    lmHeadLoss(tape, xf, this.head(tape), io, chunk);
+  }
+
+  recordLogits(tape: Tape, ids: Tensor, logits: Tensor): void {
+    const xf = this.recordHidden(tape, ids, 1, ids.numel);
+    lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, tableChunkRows(this.config.hidden, this.maxBindingBytes));
+  }
+
+  /** The final-norm hidden states (N, C) of a (B, T) batch. */
+  private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState): Tensor {
+    const c = this.config;
+    const table = this.w(tape, 'model.embed_tokens.weight');
+    let x = embedding(tape, 'embed', ids, table, tableChunkRows(c.hidden, this.maxBindingBytes)); // the residual stream
+    for (let layer = 0; layer < c.layers; layer++) {
+      const ctx: LayerContext = { tape, layer, B, T, dropout };
+      const p = `model.layers.${layer}`;
+      const xn = rmsnorm(tape, `${p}.input_layernorm`, x, this.w(tape, `${p}.input_layernorm.weight`), c.rmsEps);
+      const h = add(tape, `${p}.residual1`, x, this.attentionBlock(ctx, xn));
+      const hn = rmsnorm(tape, `${p}.post_attention_layernorm`, h, this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
+      x = add(tape, `${p}.residual2`, h, this.mlpBlock(ctx, hn));
+    }
+    return rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
+  }
+
+  /**
+   * o_proj(attention(rope(q), rope(k), v)) of the normed input xn (N, C). With config.qkNorm (Qwen3's
+   * q_norm/k_norm) an RMSNorm sits between the projections and RoPE: rmsnorm with a (D) weight normalises
+   * each head of a (N, H·D) tensor, the contiguous (N·H, D) rows.
+   */
+  private attentionBlock(ctx: LayerContext, xn: Tensor): Tensor {
+    const { tape, B, T } = ctx;
+    const c = this.config;
+    const p = `model.layers.${ctx.layer}.self_attn`;
+    const q = this.proj(ctx, `${p}.q_proj`, 'q_proj', xn, c.attnBias);
+    const k = this.proj(ctx, `${p}.k_proj`, 'k_proj', xn, c.attnBias);
+    const v = this.proj(ctx, `${p}.v_proj`, 'v_proj', xn, c.attnBias);
+    const l = `model.layers.${ctx.layer}`;
+    const qkNorm = (n: string, t: Tensor) => (c.qkNorm ? rmsnorm(tape, `${p}.${n}`, t, this.w(tape, `${p}.${n}.weight`), c.rmsEps) : t);
+    const qr = rope(tape, `${l}.rope_q`, qkNorm('q_norm', q), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
+    const kr = rope(tape, `${l}.rope_k`, qkNorm('k_norm', k), { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
+    const a = attention(tape, p, qr, kr, v, { B, T, H: c.heads, KV: c.kvHeads, D: c.headDim });
+    return this.proj(ctx, `${p}.o_proj`, 'o_proj', a, false);
+  }
+
+  /** down(silu(gate(hn))·up(hn)) of the normed input hn (N, C). */
+  private mlpBlock(ctx: LayerContext, hn: Tensor): Tensor {
+    const p = `model.layers.${ctx.layer}.mlp`;
+    const g = this.proj(ctx, `${p}.gate_proj`, 'gate_proj', hn, false);
+    const u = this.proj(ctx, `${p}.up_proj`, 'up_proj', hn, false);
+    return this.proj(ctx, `${p}.down_proj`, 'down_proj', swiglu(ctx.tape, `${p}.act`, g, u), false);
+  }
+
+  /** The projection `name` (its weight `${name}.weight`, bias if `hasBias`), with the adapter's LoRA on `target`. */
+  private proj(ctx: LayerContext, name: string, target: LoraTarget, x: Tensor, hasBias: boolean): Tensor {
+    const { tape } = ctx;
+    const bias = hasBias ? this.w(tape, `${name}.bias`) : undefined;
+    return linear(tape, name, x, this.w(tape, `${name}.weight`), bias, this.loraOf(ctx.layer, target), ctx.dropout);
+  }
+
+  private loraOf(layer: number, target: LoraTarget): LoraOperand | undefined {
+    const adapter = this.adapter;
+    if (!adapter?.targetModules.includes(target)) return undefined;
+    const A = this.lora.find((p) => p.key === loraKey(layer, target, 'A'))!.tensor;
+    const B = this.lora.find((p) => p.key === loraKey(layer, target, 'B'))!.tensor;
+    return { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout };
+  }
+
+  /** The (V, C) head: lm_head.weight, or the embedding when tied. */
+  private head(tape: Tape): Tensor {
+    return this.w(tape, this.config.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  }
+
+  /** A base weight as a persistent tensor on `tape`. */
+  private w(tape: Tape, name: string): Tensor {
+    return tape.persistent(name, weightShapes(this.config).get(name)!, this.weights.get(name)!);
+  }
+}
