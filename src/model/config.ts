@@ -21,7 +21,7 @@ export interface ModelConfig {
   rmsEps: number;
   ropeTheta: number;
   tied: boolean;
-  /** q/k/v projections carry biases (Qwen2, or Llama with attention_bias). */
+  /** q/k/v projections carry biases (Qwen2; attention_bias elsewhere is refused, see parseModelConfig). */
   attnBias: boolean;
   /** Per-head RMSNorm of q and k (weights (D)) between the projection and RoPE (Qwen3). */
   qkNorm: boolean;

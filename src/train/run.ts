@@ -88,21 +88,23 @@ export class RunControl {
   }
 }
 
-/** One step's numbers, as the studio shows them. */
+/** One step's numbers, as the studio shows them (the worker posts them as its trainProgress event). */
 export interface StepReport {
-  /** Adapter steps done; `steps` in all. */
+  /** Adapter steps done, 1-based; `steps` in all. */
   step: number;
   steps: number;
+  /** Mean training loss of this step (before its update). */
   loss: number;
-  valLoss: number | undefined;
+  /** Mean loss over (up to a few batches of) the validation rows, on the steps that measure it. */
+  valLoss?: number;
   lr: number;
   tokensPerSec: number;
   etaSec: number;
   /** Seconds spent training, pauses excluded. */
   elapsedSec: number;
-  /** Set on the step whose checkpoint has just been written. */
+  /** Set on the step whose checkpoint (weights, AdamW moments, step, history) has just reached the library. */
   checkpointStep?: number;
-  /** Set while the last checkpoint could not be written (training goes on). */
+  /** Set when a checkpoint could not be written (e.g. storage full): training goes on, the previous one is kept. */
   checkpointError?: string;
 }
 

@@ -17,6 +17,7 @@ import type { DatasetFormat, DatasetStats, PreviewRow } from '../io/dataset';
 import type { ErrorCode } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import type { LoraTarget } from '../io/peft';
+import type { StepReport } from '../train/run';
 import type { ScheduleKind } from '../train/schedule';
 import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../train/settings';
 
@@ -240,25 +241,8 @@ export type ResponseBody<T extends EngineRequestType> = Omit<ResponseFor<T>, 'id
 export type EngineEvent = { id: number } & (
   /** Bytes of one model file read so far (percent when its size is known). */
   | { type: 'progress'; file: string; loaded: number; total?: number; percent?: number }
-  | {
-      type: 'trainProgress';
-      /** Optimizer steps done, 1-based; `steps` in all. */
-      step: number;
-      steps: number;
-      /** Mean training loss of this step (before its update). */
-      loss: number;
-      /** Mean loss over (up to a few batches of) the validation rows, on the steps that measure it. */
-      valLoss?: number;
-      lr: number;
-      tokensPerSec: number;
-      etaSec: number;
-      /** Seconds spent training, pauses excluded. */
-      elapsedSec: number;
-      /** Set on the step whose checkpoint (weights, AdamW moments, step, history) has just reached the library. */
-      checkpointStep?: number;
-      /** Set when a checkpoint could not be written (e.g. storage full): training goes on, the previous one is kept. */
-      checkpointError?: string;
-    }
+  /** One optimizer step of a run (src/train/run.ts StepReport: step, loss, validation loss, lr, speed, ETA, checkpoints). */
+  | ({ type: 'trainProgress' } & StepReport)
   /** The continuation so far (decoded whole, so multi-byte characters come out right). */
   | { type: 'token'; tokenId: number; text: string }
 );
