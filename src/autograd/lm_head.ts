@@ -6,7 +6,7 @@
 //
 // Shapes: N rows, C hidden size, V vocabulary, Vc columns of one chunk.
 
-import { matmul } from './matmul';
+import { matmul } from './matmul_fast';
 import { crossEntropyBackward, crossEntropyForward, crossEntropyReduce, vocabChunks } from './cross_entropy';
 import type { Tape, Tensor } from './tape';
 

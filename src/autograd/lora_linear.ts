@@ -15,7 +15,8 @@
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
 import type { Dispatch, Gpu } from '../gpu/gpu';
-import { gemm, matmul, type GemmFn } from './matmul';
+import { gemm, type GemmFn } from './matmul';
+import { matmul } from './matmul_fast';
 import { dropoutBackward, dropoutForward } from './dropout';
 import type { Tape, Tensor } from './tape';
 

@@ -1,21 +1,14 @@
-// The matmul stem: the general two-segment GEMM contract (GemmSpec), its version-1 kernel `gemm` on
-// shaders/matmul.wgsl, and `matmul`, the builder every op of the model calls, which runs the device's chosen
-// kernel: the register-blocked matmul_fast (shaders/matmul_fast.wgsl) by default, or version 1, which it is
-// tested against. The choice is per device, so a test or the bench can run one model on each kernel and
-// compare; both compute the same contract, so nothing else changes. These functions build Dispatch records
+// The matmul stem: the general two-segment GEMM contract (GemmSpec, GEMM_PARAMS) and its version-1 kernel
+// `gemm` on shaders/matmul.wgsl, the plain tiled reference that the register-blocked matmul_fast.ts is
+// tested against (and falls back to). `matmul`, the builder every op of the model calls, picks the device's
+// kernel and lives in matmul_fast.ts, the one file that knows both. These functions build Dispatch records
 // over caller-owned buffers; they encode nothing. The linear tape rules that use them live in lora_linear.ts
 // and lm_head.ts.
-//
-// Measured so far only on SwiftShader (CPU), where the fast kernel gives about 2x version 1's FLOP/s
-// (`npm run bench -- --quick`, matmul vs matmul_fast); GPU figures: README, Performance.
 //
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
-// A cycle by design: gemmFast falls back to `gemm` for bindings it cannot view as vec4s. Neither module uses
-// the other's exports while it is being evaluated, only inside functions, so either may load first.
-import { gemmFast } from './matmul_fast';
 
 /** Mirrors `struct Params` in shaders/matmul.wgsl (and in matmul_fast.wgsl, which shares the contract). */
 export const GEMM_PARAMS: UniformLayout = [
@@ -52,7 +45,7 @@ export interface GemmSpec {
   batchStrides?: { p1?: number; q1?: number; p2?: number; q2?: number; c?: number };
 }
 
-/** A GEMM builder: `gemm` below (version 1), matmul_fast's `gemmFast`, or `matmul` (the device's choice). */
+/** A GEMM builder: `gemm` below (version 1), or matmul_fast.ts's `gemmFast` or `matmul` (the device's choice). */
 export type GemmFn = (gpu: Gpu, label: string, s: GemmSpec) => Dispatch;
 
 /** The GEMM_PARAMS values of `s`, with unset row strides filled in from the packed layout. */
@@ -79,22 +72,4 @@ export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
   // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
   const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
   return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
-}
-
-export type GemmKernel = 'v1' | 'fast';
-
-const chosen = new WeakMap<Gpu, GemmKernel>();
-
-/** Sets the GEMM kernel for every model recorded on `gpu` from now on. */
-export function setGemmKernel(gpu: Gpu, kernel: GemmKernel): void {
-  chosen.set(gpu, kernel);
-}
-
-export function gemmKernel(gpu: Gpu): GemmKernel {
-  return chosen.get(gpu) ?? 'fast';
-}
-
-/** One GEMM dispatch on the device's chosen kernel (gemmFast itself falls back to v1 for bindings it cannot view as vec4s). */
-export function matmul(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
-  return gemmKernel(gpu) === 'fast' ? gemmFast(gpu, label, s) : gemm(gpu, label, s);
 }

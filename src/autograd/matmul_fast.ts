@@ -1,14 +1,17 @@
 // The register-blocked, vectorised GEMM of shaders/matmul_fast.wgsl, behind the same GemmSpec as `gemm`
-// (src/autograd/matmul.ts, "version 1", which it is tested against). The model runs it by default
-// (matmul.ts's `matmul` picks the kernel per device); the bench (src/cli/bench.ts) measures both.
+// (src/autograd/matmul.ts, "version 1", which it is tested against), and `matmul`, the builder the model's
+// ops call: it runs the device's chosen kernel, this one by default or version 1 (setGemmKernel), so a test
+// or the bench (src/cli/bench.ts) can run one model on each and compare; nothing else changes.
+//
+// Measured so far only on SwiftShader (CPU), where this kernel gives about 2x version 1's FLOP/s
+// (`npm run bench -- --quick`, matmul vs matmul_fast); GPU figures: README, Performance.
 //
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import { gemm, gemmParams, GEMM_PARAMS, type GemmSpec } from './matmul';
 
-// matmul_fast.wgsl's Params is gemm's struct, so the two kernels are interchangeable. A re-export stays a
-// live binding, so the matmul ↔ matmul_fast import cycle reads nothing before it is initialised.
+// matmul_fast.wgsl's Params is gemm's struct, so the two kernels are interchangeable.
 export { GEMM_PARAMS as MATMUL_FAST_PARAMS } from './matmul';
 
 export type FastTile = 64 | 128;
@@ -55,4 +58,24 @@ export function gemmFast(gpu: Gpu, label: string, s: GemmSpec, tile?: FastTile):
     TRANS_P: s.transP ? 1 : 0, TRANS_Q: s.transQ ? 1 : 0, ALIGNED: aligned ? 1 : 0, WG: width / 8,
   });
   return gpu.dispatch(label, pipeline, [...(operands as Binding[]), params], [Math.ceil(s.N / width), Math.ceil(s.M / width), s.batch ?? 1]);
+}
+
+// ---- the device's choice ------------------------------------------------------------------------------
+
+export type GemmKernel = 'v1' | 'fast';
+
+const chosen = new WeakMap<Gpu, GemmKernel>();
+
+/** Sets the GEMM kernel for every model recorded on `gpu` from now on. */
+export function setGemmKernel(gpu: Gpu, kernel: GemmKernel): void {
+  chosen.set(gpu, kernel);
+}
+
+export function gemmKernel(gpu: Gpu): GemmKernel {
+  return chosen.get(gpu) ?? 'fast';
+}
+
+/** One GEMM dispatch on the device's chosen kernel (gemmFast itself falls back to v1 for bindings it cannot view as vec4s). */
+export function matmul(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
+  return gemmKernel(gpu) === 'fast' ? gemmFast(gpu, label, s) : gemm(gpu, label, s);
 }

@@ -24,12 +24,12 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import { parseModelConfig, weightShapes, type ModelConfig } from '../model/config';
-import { createModel } from '../model/causal_lm';
+import { createModel } from '../model/factory';
 import { logitsChunkWidth } from '../autograd/lm_head';
 import { initLora, mulberry32 } from '../model/lora';
 import type { Weights } from '../model/weights';
-import { gemmFast } from '../autograd/matmul_fast';
-import { gemm, setGemmKernel, type GemmKernel, type GemmSpec } from '../autograd/matmul';
+import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fast';
+import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');

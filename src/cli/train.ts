@@ -18,7 +18,7 @@ import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
-import { createModel } from '../model/causal_lm';
+import { createModel } from '../model/factory';
 import type { LoadedModel } from '../model/load';
 import { initLora, checkAdapterSettings } from '../model/lora';
 import { batchAt, type DataRow } from '../train/batches';

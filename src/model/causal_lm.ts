@@ -1,7 +1,8 @@
 // What the trainer, the session, the CLI and the bench see of a model: `CausalLM`, a causal language model
-// with LoRA that records its loss or its logits on an autograd tape, and `createModel`, which builds one from
-// a config and its weights. Llama, Mistral and Qwen2 are configurations of the one decoder (decoder.ts):
-// biases on q/k/v (config.attnBias) and a tied head (config.tied) are flags, not classes.
+// with LoRA that records its loss or its logits on an autograd tape. `createModel` (factory.ts) builds one
+// from a config and its weights. Llama, Mistral, Qwen2 and Qwen3 are configurations of the one decoder
+// (decoder.ts): biases on q/k/v (config.attnBias), a per-head q/k norm (config.qkNorm) and a tied head
+// (config.tied) are flags, not classes.
 // The model only records; running a recorded program is src/train's (trainer.ts, generate.ts).
 //
 // Shapes: B batch, T sequence, N = B·T rows, V vocabulary.
@@ -12,8 +13,6 @@ import type { DropoutState } from '../autograd/lora_linear';
 import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from './config';
 import type { GpuWeights, LoraParam } from './gpu_weights';
-import type { Weights } from './weights';
-import { Decoder } from './decoder';
 
 export interface StepTensors {
   ids: Tensor; //     (N) i32 input token ids
@@ -50,12 +49,4 @@ export interface CausalLM {
    * length serves every shorter prompt: read the row of the last real token.
    */
   recordLogits(tape: Tape, ids: Tensor, logits: Tensor): void;
-}
-
-/**
- * A decoder-only model for `config` over `weights` (uploaded to `gpu` here; null: zeros of the config's
- * shapes, for the memory plan); no adapter until setAdapter.
- */
-export function createModel(gpu: Gpu, config: ModelConfig, weights: Weights | null): CausalLM {
-  return new Decoder(gpu, config, weights);
 }

@@ -13,7 +13,8 @@
 import { recordingGpu, type RecordingStats } from '../gpu/recording';
 import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from './config';
-import { createModel, type CausalLM } from './causal_lm';
+import type { CausalLM } from './causal_lm';
+import { createModel } from './factory';
 
 /** What a run built on the model, beyond its weights and adapter: the gradient buffers among its buffers, and its tape's high-water mark. */
 export interface PlannedRun {

@@ -2,7 +2,7 @@
 // types in studio_state.ts, each slice in its own file). Actions live in the slices and may be called
 // outside components (`useStudio.getState().initGpu()`). Every engine call goes through the EngineClient
 // (the worker); nothing here imports src/gpu, src/autograd, src/model or src/train. Values that change
-// every training step do not live here as plain state (train_live.ts; STYLE.md: subscribe + ref).
+// every training step do not live here as plain state (train_live.ts; ARCHITECTURE.md, The studio's state).
 
 import { create } from 'zustand';
 import { createDataSlice } from './state/data_slice';

@@ -1,6 +1,6 @@
 // Per-step training numbers (loss, validation loss, tokens/s, ETA) for the Train panel, kept OUT of the
 // studio store: a step must not re-render the app. The chart subscribes and redraws its canvas; the readout
-// subscribes through useThrottled (a few renders a second at most). See STYLE.md: subscribe + a ref.
+// subscribes through useThrottled (a few renders a second at most). See ARCHITECTURE.md, The studio's state.
 //
 // The point arrays grow in place and `version` counts the changes, so a long run does not copy its whole
 // history on every step; readers treat them as read-only.

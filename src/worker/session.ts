@@ -27,7 +27,8 @@ import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCh
 import { LORA_TARGETS, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { LoraTokenizer } from '../io/tokenizer';
 import type { ModelConfig } from '../model/config';
-import { createModel, type CausalLM } from '../model/causal_lm';
+import type { CausalLM } from '../model/causal_lm';
+import { createModel } from '../model/factory';
 import { adapterExpectation, initLora } from '../model/lora';
 import { trainableParams } from '../model/params';
 import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';

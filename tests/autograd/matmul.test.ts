@@ -4,7 +4,8 @@
 // lora_linear.test.ts; here only which pipeline a dispatch binds.
 
 import { describe, expect, it } from 'vitest';
-import { gemmKernel, matmul, setGemmKernel, type GemmSpec } from '../../src/autograd/matmul';
+import type { GemmSpec } from '../../src/autograd/matmul';
+import { gemmKernel, matmul, setGemmKernel } from '../../src/autograd/matmul_fast';
 import { testGpu } from '../gpu/test-gpu';
 
 describe('matmul', () => {

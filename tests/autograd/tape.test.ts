@@ -10,7 +10,7 @@ import { Tape, type Tensor } from '../../src/autograd/tape';
 import { add, addForward, fill } from '../../src/autograd/elementwise';
 import { rmsnorm } from '../../src/autograd/rmsnorm';
 import { loadModelDir } from '../../src/cli/files';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { initLora } from '../../src/model/lora';
 import { DEFAULT_OPTIMIZER, Trainer } from '../../src/train/trainer';
 import * as ref from '../reference/ops';

@@ -12,7 +12,7 @@ import { writeTinyModel } from './tiny-model';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { createNodeGpu } from '../../src/gpu/node';
 import { loadModelDir, loadAdapterDir, saveAdapterDir } from '../../src/cli/files';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { initLora } from '../../src/model/lora';
 import { Evaluator, Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
 

@@ -1,4 +1,4 @@
-// Rule 7 of STYLE.md: the TS uniform layouts must match the WGSL structs they fill. For every shader in
+// ARCHITECTURE.md, the op stem rule: the TS uniform layouts must match the WGSL structs they fill. For every shader in
 // SHADERS (src/gpu/shaders.ts), its `struct Params { … }` is parsed and compared, field by field and in order,
 // with the `*_PARAMS` UniformLayout exported by the op file of the same stem (src/autograd/<stem>.ts;
 // matmul's is GEMM_PARAMS). Every field must be a 4-byte scalar, since packUniform writes field i at 4·i.

@@ -9,7 +9,7 @@ import { testGpu } from '../gpu/test-gpu';
 import { loadModelDir } from '../../src/cli/files';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { weightShapes } from '../../src/model/config';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { Generator } from '../../src/train/generate';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loadAdapterDir, loadModelDir } from '../../src/cli/files';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { Generator, sampleToken } from '../../src/train/generate';
 import { parseLoraKey } from '../../src/io/peft';
 import { mulberry32 } from '../../src/model/lora';

@@ -11,7 +11,7 @@ import { createNodeGpu } from '../../src/gpu/node';
 import { recordingGpu } from '../../src/gpu/recording';
 import type { AdapterConfig } from '../../src/io/peft';
 import { weightShapes } from '../../src/model/config';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { initLora } from '../../src/model/lora';
 import { planRun, type RunShape } from '../../src/train/memory_plan';
 import { trainableParams } from '../../src/model/params';

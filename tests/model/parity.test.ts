@@ -14,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { loadAdapterDir, loadModelDir, loadTokenRows } from '../../src/cli/files';
-import { createModel } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
-import { setGemmKernel, type GemmKernel } from '../../src/autograd/matmul';
+import { setGemmKernel, type GemmKernel } from '../../src/autograd/matmul_fast';
 
 const TOL = 1e-5;
 

@@ -8,7 +8,8 @@ import { testGpu, relMaxDiff } from '../gpu/test-gpu';
 import { writeTinyModel } from '../cli/tiny-model';
 import { loadModelDir } from '../../src/cli/files';
 import type { AdapterConfig } from '../../src/io/peft';
-import { createModel, type CausalLM } from '../../src/model/causal_lm';
+import type { CausalLM } from '../../src/model/causal_lm';
+import { createModel } from '../../src/model/factory';
 import { initLora, mulberry32 } from '../../src/model/lora';
 import { DEFAULT_OPTIMIZER, Trainer, type OptimizerSettings } from '../../src/train/trainer';
 

@@ -1,0 +1,17 @@
+// createModel: the one place that says which implementation of CausalLM serves a config. Every supported
+// architecture (config.ts SUPPORTED_ARCHITECTURES) is a configuration of the one decoder today; an
+// architecture that is not a decoder variant gets its own class and a case here.
+
+import type { Gpu } from '../gpu/gpu';
+import type { CausalLM } from './causal_lm';
+import type { ModelConfig } from './config';
+import { Decoder } from './decoder';
+import type { Weights } from './weights';
+
+/**
+ * A decoder-only model for `config` over `weights` (uploaded to `gpu` here; null: zeros of the config's
+ * shapes, for the memory plan); no adapter until setAdapter.
+ */
+export function createModel(gpu: Gpu, config: ModelConfig, weights: Weights | null): CausalLM {
+  return new Decoder(gpu, config, weights);
+}
