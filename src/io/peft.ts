@@ -259,7 +259,7 @@ function layersToTransform(value: unknown, pattern: unknown, file: string, notes
     throw new UnsupportedError(file, `${file}: layers_pattern is ${show(pattern)}, but a Llama-family model keeps its decoder layers in "layers", ` +
       'so PEFT would apply this adapter nowhere. Fix layers_pattern or remove it.');
   }
-  notes.push(`${file}: layers_to_transform lists layers 0 to ${n - 1}, every layer of a ${n}-layer model: read as an adapter on all layers.`);
+  notes.push(`${file}: layers_to_transform lists layers 0 to ${n - 1}, so it covers every layer of a model with up to ${n}: read as an adapter on all layers.`);
   return { count: n, written: show(value) };
 }
 
