@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { LoraStudioError, ShapeError } from '../../src/io/errors';
-import { loraKey, writeAdapter, readAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft';
+import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { adapterConfigToJson, loraKey, writeAdapter, readAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft';
 import { blendAdapters, type BlendSource } from '../../src/model/blend';
 import { mulberry32, randn } from '../reference/rng';
 
@@ -109,6 +110,35 @@ describe('cat blend', () => {
     const back = readAdapter(files.configJson, files.weights, model);
     const want = referenceDelta(sources, 0, 'q_proj');
     expect(diffNorm(blendDelta({ ...blend, ...back }, 0, 'q_proj'), want) / frob(want)).toBeLessThan(1e-6);
+  });
+
+  it('is saved as a new library entry, from library entries, and exports as PEFT files', async () => {
+    const data = new Map<string, unknown>();
+    const store: KeyValueStore = {
+      get: async (k) => structuredClone(data.get(k)),
+      set: async (k, v) => void data.set(k, structuredClone(v)),
+      del: async (k) => void data.delete(k),
+      keys: async () => [...data.keys()],
+    };
+    const library = new AdapterLibrary({ store, estimate: async () => undefined });
+    const model = { numLayers: LAYERS, shapes: (t: LoraTarget) => DIMS[t] };
+    const saved = await Promise.all([adapter(8, { r: 2 }, 1), adapter(9, { r: 3, targetModules: ['k_proj'] }, 1)].map((s, i) =>
+      library.save({ name: `source ${i}`, baseModel: 'tiny/base', config: s.config, weights: writeAdapter(s.config, new Map(s.weights)).weights, steps: 1, lossHistory: [] })));
+    // As the studio would: library entries → blend sources, the weights read back against the model.
+    const sources = await Promise.all(saved.map(async (e, i) => {
+      const entry = await library.get(e.id);
+      const { config, weights } = readAdapter(JSON.stringify(adapterConfigToJson(entry.config)), entry.weights, model);
+      return { config, weights, weight: i === 0 ? 0.5 : -2, name: entry.name };
+    }));
+    const blend = blendAdapters(sources, { combination: 'svd', rank: 3 });
+    const entry = await library.save({ name: 'blend', baseModel: blend.config.baseModel, config: blend.config, weights: writeAdapter(blend.config, blend.weights, model).weights, steps: 0, lossHistory: [] });
+    expect((await library.list()).map((a) => [a.name, a.r, a.targetModules])).toContainEqual(['blend', 3, ['q_proj', 'k_proj', 'v_proj']]);
+    const { files } = await library.exportPeft(entry.id);
+    expect(JSON.parse(new TextDecoder().decode(files[0].bytes))).toMatchObject({ r: 3, lora_alpha: 3, use_rslora: false, base_model_name_or_path: 'tiny/base' });
+    const back = readAdapter(new TextDecoder().decode(files[0].bytes), files[1].bytes, model);
+    // k_proj comes from one adapter of rank 3: the rank-3 blend holds it exactly.
+    const want = referenceDelta(sources, 1, 'k_proj');
+    expect(diffNorm(blendDelta({ ...blend, ...back }, 1, 'k_proj'), want) / frob(want)).toBeLessThan(1e-6);
   });
 });
 
