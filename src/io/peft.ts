@@ -10,7 +10,9 @@
 // This file is not the LoRA math (src/model) and does not read files (callers pass text and
 // bytes). It refuses, with a typed error naming the file, every PEFT option whose weights we
 // would silently misapply (DoRA, per-layer ranks, partial layers, extra saved modules), and says
-// (checkAdapterFitsModel) every reason an adapter does not fit a loaded model.
+// (checkAdapterFitsModel) every reason an adapter does not fit a loaded model. What it reads in a
+// way the user should know about (PEFT's default lora_alpha, layers_to_transform naming every
+// layer) comes back as notes (readAdapterConfig, readAdapter).
 
 import { ConfigError, FormatError, type LoraStudioError, ShapeError, throwerFor, UnsupportedError } from './errors.ts';
 import { parseSafetensors, writeSafetensors } from './safetensors.ts';
@@ -49,11 +51,11 @@ const DEFAULT_NAMES: AdapterFileNames = { config: 'adapter_config.json', weights
 const SUPPORTED = LORA_TARGETS.join(', ');
 
 const UNSUPPORTED_WHEN_SET: [string, string][] = [
-  ['layers_to_transform', 'adapters on only some layers are not supported; train on all layers.'],
   ['exclude_modules', 'adapters that skip some modules are not supported; train on all layers.'],
   ['rank_pattern', 'per-module ranks are not supported; use one r for every module.'],
   ['alpha_pattern', 'per-module lora_alpha values are not supported; use one lora_alpha for every module.'],
-  ['modules_to_save', 'adapters that also save whole modules (e.g. lm_head) are not supported.'],
+  ['modules_to_save', 'adapters that also save whole modules (e.g. lm_head) are not supported: PEFT swaps those modules for ' +
+    'trained copies, which LoRA Studio cannot apply, so the adapter would not compute what was trained. Train without modules_to_save.'],
   ['layer_replication', 'adapters that replicate layers are not supported.'],
   ['target_parameters', 'adapters on raw parameters (rather than Linear modules) are not supported.'],
   ['trainable_token_indices', 'adapters that also train token embeddings are not supported.'],
@@ -135,6 +137,17 @@ export function adapterConfigToJson(cfg: AdapterConfig): Record<string, unknown>
 }
 
 export function parseAdapterConfig(text: string, fileName = 'adapter_config.json'): AdapterConfig {
+  return parseConfig(text, fileName).config;
+}
+
+/** parseAdapterConfig, with notes (one line each, naming the file) on what was read that the user should know. */
+export function readAdapterConfig(text: string, fileName = 'adapter_config.json'): { config: AdapterConfig; notes: string[] } {
+  const { config, notes } = parseConfig(text, fileName);
+  return { config, notes };
+}
+
+/** `layers`: the layers layers_to_transform covers (0 .. count − 1) and its value as written, when it is set. */
+function parseConfig(text: string, fileName: string): { config: AdapterConfig; notes: string[]; layers?: { count: number; written: string } } {
   const bad = throwerFor(ConfigError, fileName);
   const unsupported = throwerFor(UnsupportedError, fileName);
 
@@ -194,6 +207,8 @@ export function parseAdapterConfig(text: string, fileName = 'adapter_config.json
   for (const [key, why] of UNSUPPORTED_WHEN_SET) {
     if (!isEmpty(get(key))) unsupported(`${key} is ${show(get(key))}: ${why}`);
   }
+  const notes: string[] = [];
+  const layers = layersToTransform(get('layers_to_transform'), get('layers_pattern'), fileName, notes);
 
   // Defaults are PEFT's LoraConfig defaults, so a hand-written minimal config means what PEFT means.
   const alpha = get('lora_alpha');
@@ -209,7 +224,42 @@ export function parseAdapterConfig(text: string, fileName = 'adapter_config.json
     baseModel: base === undefined || base === null ? '' : (base as string),
   };
   checkAdapterConfig(cfg, fileName, fileName);
-  return cfg;
+  if (alpha === undefined) {
+    notes.push(
+      `${fileName}: has no lora_alpha, so PEFT's default 8 applies (scale ${+loraScale(cfg).toFixed(4)} at r = ${cfg.r}). ` +
+        'If the adapter was trained with another lora_alpha, add it to the config.',
+    );
+  }
+  return { config: cfg, notes, layers };
+}
+
+/**
+ * PEFT applies an adapter only to the layers whose index layers_to_transform lists (a single int: that one
+ * layer; empty or null: every layer). Only "every layer" is something LoRA Studio computes, so a list is read
+ * when it holds 0 .. n − 1, for a model of n layers (readAdapter checks n against the model), and refused
+ * when it leaves a layer out. Returns n, or undefined when the key is unset.
+ */
+function layersToTransform(value: unknown, pattern: unknown, file: string, notes: string[]): { count: number; written: string } | undefined {
+  if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) return undefined;
+  const list = typeof value === 'number' ? [value] : value;
+  if (!Array.isArray(list) || list.some((i) => !Number.isSafeInteger(i) || i < 0)) {
+    throw new ConfigError(file, `${file}: layers_to_transform must be a layer index or a list of them (got ${show(value)}).`);
+  }
+  const listed = new Set(list as number[]);
+  const n = Math.max(...listed) + 1;
+  const missing = [...Array(n).keys()].filter((i) => !listed.has(i));
+  if (missing.length > 0) {
+    throw new UnsupportedError(file, `${file}: layers_to_transform is ${show(value)}: adapters on only some layers are not supported ` +
+      `(it leaves out layer ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}); train on all layers.`);
+  }
+  // layers_pattern names the model's list of layers; a Llama-family model calls it "layers".
+  const patterns = typeof pattern === 'string' ? [pattern] : Array.isArray(pattern) ? pattern : [];
+  if (patterns.length > 0 && !patterns.includes('layers')) {
+    throw new UnsupportedError(file, `${file}: layers_pattern is ${show(pattern)}, but a Llama-family model keeps its decoder layers in "layers", ` +
+      'so PEFT would apply this adapter nowhere. Fix layers_pattern or remove it.');
+  }
+  notes.push(`${file}: layers_to_transform lists layers 0 to ${n - 1}, so it covers every layer of a model with up to ${n}: read as an adapter on all layers.`);
+  return { count: n, written: show(value) };
 }
 
 /**
@@ -285,14 +335,18 @@ export function readAdapter(
   weightsBytes: Uint8Array | ArrayBuffer,
   expected: AdapterExpectation,
   fileNames: AdapterFileNames = DEFAULT_NAMES,
-): { config: AdapterConfig; weights: Map<string, Float32Array> } {
-  const config = parseAdapterConfig(configText, fileNames.config);
+): { config: AdapterConfig; weights: Map<string, Float32Array>; notes: string[] } {
+  const { config, notes, layers } = parseConfig(configText, fileNames.config);
+  if (layers !== undefined && layers.count < expected.numLayers) {
+    throw new UnsupportedError(fileNames.config, `${fileNames.config}: layers_to_transform is ${layers.written}: adapters on only some layers ` +
+      `are not supported, and here there are ${expected.numLayers} layers (0 to ${expected.numLayers - 1}); train on all layers.`);
+  }
   const file = parseSafetensors(weightsBytes, fileNames.weights);
   const shapes = new Map([...file.tensors].map(([k, t]) => [k, t.shape]));
   const canonical = checkAdapterTensors(config, shapes, expected, fileNames.weights);
   const weights = new Map<string, Float32Array>();
   for (const [name, stored] of canonical) weights.set(name, file.readF32(stored));
-  return { config, weights };
+  return { config, weights, notes };
 }
 
 /**

@@ -7,9 +7,9 @@
 import { FormatError, LoraStudioError } from './errors.ts';
 import {
   adapterConfigToJson,
-  parseAdapterConfig,
   parseLoraKey,
   readAdapter,
+  readAdapterConfig,
   sameBaseModel,
   type AdapterConfig,
   type AdapterExpectation,
@@ -46,13 +46,14 @@ export function writePeftFiles(
  * base_model_name_or_path names another model (an empty one is allowed) or whose shapes do not fit.
  * Without it, checks only that the config parses and the weights agree with it and with each other; the
  * shapes are checked again when the adapter is applied to a model. The base model is the config's, or
- * the loaded one's when the config names none.
+ * the loaded one's when the config names none. `notes` say what was read that the user should know (PEFT's
+ * default lora_alpha, layers_to_transform listing every layer).
  */
 export function readPeftFiles(
   input: Map<string, Uint8Array> | Uint8Array,
   expected: ImportExpectation | undefined,
   source: string,
-): { baseModel: string; config: AdapterConfig; weights: Uint8Array } {
+): { baseModel: string; config: AdapterConfig; weights: Uint8Array; notes: string[] } {
   const files = input instanceof Map ? input : readZip(input, source);
   const { configBytes, weights, names } = pickPeftFiles(files, source);
   let configText: string;
@@ -61,7 +62,7 @@ export function readPeftFiles(
   } catch (e) {
     throw new FormatError(names.config, `${names.config}: is not UTF-8 text, so it is not a PEFT adapter config.`, e);
   }
-  const config = parseAdapterConfig(configText, names.config);
+  const { config, notes } = readAdapterConfig(configText, names.config);
   if (expected !== undefined) {
     if (config.baseModel !== '' && !sameBaseModel(config.baseModel, expected.baseModel)) {
       throw new LoraStudioError(
@@ -73,23 +74,24 @@ export function readPeftFiles(
     }
     readAdapter(configText, weights, expected, names);
   } else {
-    checkAdapterBytes(config, weights, names);
+    checkAdapterBytes(config, weights, names, configText);
   }
   const baseModel = config.baseModel !== '' ? config.baseModel : (expected?.baseModel ?? '');
-  return { baseModel, config: { ...config, baseModel }, weights };
+  return { baseModel, config: { ...config, baseModel }, weights, notes };
 }
 
 /**
  * Checks that safetensors bytes hold a complete LoRA for `config` on SOME model: every tensor a LoRA key,
  * A as [r, in] and B as [out, r] with r from the config, the same in/out for a target in every layer,
  * both factors of every target in every layer from 0 up. The model itself is inferred from layer shapes.
+ * `configText`, the config as read, also holds the weights to what it says beyond `config` (layers_to_transform).
  */
 export function checkAdapterBytes(
   config: AdapterConfig,
   weights: Uint8Array,
   names: AdapterFileNames = { config: PEFT_CONFIG_FILE, weights: PEFT_WEIGHTS_FILE },
+  configText = JSON.stringify(adapterConfigToJson(config)), // throws ConfigError first, for r = 0 and the like
 ): void {
-  const configText = JSON.stringify(adapterConfigToJson(config)); // throws ConfigError first, for r = 0 and the like
   const file = names.weights;
   const tensors = parseSafetensors(weights, file).tensors;
   const dims = new Map<LoraTarget, { inFeatures: number; outFeatures: number; from: { A?: string; B?: string } }>();

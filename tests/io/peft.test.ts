@@ -14,6 +14,7 @@ import {
   parseAdapterConfig,
   parseLoraKey,
   readAdapter,
+  readAdapterConfig,
   sameBaseModel,
   writeAdapter,
   type AdapterConfig,
@@ -21,6 +22,7 @@ import {
   type LoraTarget,
 } from '../../src/io/peft.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
+import { readPeftFiles } from '../../src/io/peft_files.ts';
 import { parseModelConfig, projectionDims } from '../../src/model/config.ts';
 import { adapterExpectation } from '../../src/model/lora.ts';
 
@@ -413,5 +415,84 @@ describe('checkAdapterFitsModel', () => {
     const fit = checkAdapterFitsModel(CONFIG, shapesOf(adapterShapes({ ...CONFIG, r: 2 })), adapterExpectation(llama()), { files });
     expect(fit.refusals[0].file).toBe(files.weights);
     expect(fit.refusals[0].message).toMatch(/^up\/adapter_model\.safetensors: .* but up\/adapter_config\.json says r = 4/);
+  });
+});
+
+describe('PEFT adapters made elsewhere: the import traps of issue 16', () => {
+  const W = 'adapter_model.safetensors';
+  const weightsFor = (numLayers: number) => weightsFile(adapterShapes(CONFIG, { ...MODEL, numLayers }));
+  const refusal = (f: () => unknown): LoraStudioError => {
+    try {
+      f();
+    } catch (e) {
+      return e as LoraStudioError;
+    }
+    throw new Error('expected a refusal');
+  };
+
+  it('reads keys with ".default", a config without lora_alpha (PEFT default 8, with a note) and use_rslora', () => {
+    const text = JSON.stringify({ peft_type: 'LORA', r: 4, target_modules: ['q_proj', 'v_proj'], use_rslora: true });
+    const bytes = weightsFile(adapterShapes(CONFIG), (l) => l.map((t) => ({ ...t, name: t.name.replace(/\.weight$/, '.default.weight') })));
+    const read = readAdapter(text, bytes, MODEL);
+    expect(read.config).toMatchObject({ r: 4, loraAlpha: 8, useRslora: true });
+    expect(loraScale(read.config)).toBe(4); // 8 / √4
+    expect([...read.weights.keys()].sort()).toEqual([...adapterShapes(CONFIG).keys()].sort());
+    expect(read.notes).toEqual([expect.stringMatching(/^adapter_config\.json: has no lora_alpha, so PEFT's default 8 applies \(scale 4 at r = 4\)/)]);
+    expect(readAdapterConfig(text, 'up/adapter_config.json').notes[0]).toMatch(/^up\/adapter_config\.json: has no lora_alpha/);
+    // The note travels with a library import too, and a config that sets lora_alpha has none.
+    const files = new Map([['adapter_config.json', new TextEncoder().encode(text)], [W, bytes]]);
+    expect(readPeftFiles(files, undefined, 'upload').notes).toEqual(read.notes);
+    expect(readAdapter(configText(), weightsFor(2), MODEL).notes).toEqual([]);
+  });
+
+  it('refuses modules_to_save with the reason', () => {
+    const e = refusal(() => readAdapter(configText({ modules_to_save: ['lm_head', 'embed_tokens'] }), weightsFor(2), MODEL));
+    expect(e).toBeInstanceOf(UnsupportedError);
+    expect(e.message).toMatch(/modules_to_save is \["lm_head","embed_tokens"\]: .*PEFT swaps those modules for trained copies.*Train without modules_to_save/);
+  });
+
+  it('reads layers_to_transform when it lists every layer (as PEFT: a list, or one int for a one-layer model), with a note', () => {
+    for (const layers of [[0, 1], [1, 0], [0, 1, 1], [0, 1, 2]]) {
+      const read = readAdapter(configText({ layers_to_transform: layers, layers_pattern: 'layers' }), weightsFor(2), MODEL);
+      expect(read.config).toEqual(CONFIG);
+      expect(read.notes[0]).toMatch(/layers_to_transform lists layers 0 to \d, .*read as an adapter on all layers/);
+    }
+    const one = { ...MODEL, numLayers: 1 };
+    expect(readAdapter(configText({ layers_to_transform: 0 }), weightsFor(1), one).config).toEqual(CONFIG);
+    // PEFT reads an empty list as every layer, like null.
+    expect(readAdapter(configText({ layers_to_transform: [] }), weightsFor(2), MODEL).notes).toEqual([]);
+  });
+
+  it('refuses layers_to_transform that leaves a layer out, or names layers by another pattern, with the reason', () => {
+    const cases: [unknown, unknown, RegExp, typeof LoraStudioError][] = [
+      [1, null, /layers_to_transform is 1: adapters on only some layers are not supported \(it leaves out layer 0\)/, UnsupportedError],
+      [[0, 2], null, /layers_to_transform is \[0,2\]: adapters on only some layers .*leaves out layer 1\)/, UnsupportedError],
+      [0, null, /layers_to_transform is 0: adapters on only some layers are not supported, and here there are 2 layers \(0 to 1\)/, UnsupportedError],
+      [[0, 1], 'h', /layers_pattern is "h", but a Llama-family model keeps its decoder layers in "layers"/, UnsupportedError],
+      [['0'], null, /layers_to_transform must be a layer index or a list of them \(got \["0"\]\)/, ConfigError],
+    ];
+    for (const [layers, pattern, phrase, Kind] of cases) {
+      const e = refusal(() => readAdapter(configText({ layers_to_transform: layers, layers_pattern: pattern }), weightsFor(2), MODEL));
+      expect(e, String(phrase)).toBeInstanceOf(Kind);
+      expect(e.file).toBe('adapter_config.json');
+      expect(e.message).toMatch(phrase);
+    }
+    // Without a model, the weights say how many layers there are: [0] with weights for two layers is partial.
+    const files = new Map([['adapter_config.json', new TextEncoder().encode(configText({ layers_to_transform: [0] }))], [W, weightsFor(2)]]);
+    expect(refusal(() => readPeftFiles(files, undefined, 'upload')).message).toMatch(/layers_to_transform is \[0\]: adapters on only some layers/);
+  });
+
+  it('exports lora_alpha, base_model_name_or_path and only keys PEFT 0.10 accepts', () => {
+    // PEFT 0.10's PeftConfig.from_pretrained passes every key to LoraConfig(**kwargs), which raises on an unknown
+    // one; these are the fields of LoraConfig and its bases in PEFT v0.10.0 (src/peft/tuners/lora/config.py, src/peft/config.py).
+    const PEFT_0_10 = new Set([
+      'peft_type', 'auto_mapping', 'base_model_name_or_path', 'revision', 'task_type', 'inference_mode',
+      'r', 'target_modules', 'lora_alpha', 'lora_dropout', 'fan_in_fan_out', 'bias', 'use_rslora', 'modules_to_save',
+      'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern', 'megatron_config',
+      'megatron_core', 'loftq_config', 'use_dora', 'layer_replication',
+    ]);
+    const json = JSON.parse(writeAdapter(CONFIG, new Map([...adapterShapes(CONFIG)].map(([k, s], i) => [k, filled(s, i)])), MODEL).configJson);
+    expect(Object.keys(json).filter((k) => !PEFT_0_10.has(k))).toEqual([]);
+    expect(json).toMatchObject({ lora_alpha: 8, base_model_name_or_path: 'HuggingFaceTB/SmolLM2-135M' });
   });
 });
