@@ -6,6 +6,7 @@ import { GpuError } from '../gpu/errors';
 import { loraLinearCommand } from './lora_linear';
 import { evalCommand, trainCommand } from './train';
 import { benchCommand } from './bench';
+import { exportCommand } from './export';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   eval: evalCommand,
   train: (args) => trainCommand(args, print),
   bench: (args) => benchCommand(args, print),
+  export: exportCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
