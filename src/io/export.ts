@@ -6,7 +6,7 @@
 import { LoraStudioError, UnsupportedError } from './errors.ts';
 import { writeGgufAdapter } from './gguf.ts';
 import { MLX_CONFIG_FILE, MLX_WEIGHTS_FILE, writeMlxAdapter } from './mlx.ts';
-import { writeAdapter, type AdapterConfig, type AdapterExpectation } from './peft.ts';
+import { adapterConfigToJson, readAdapter, writeAdapter, type AdapterConfig, type AdapterExpectation } from './peft.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from './peft_files.ts';
 
 export const EXPORT_FORMATS = ['peft', 'gguf', 'mlx'] as const;
@@ -78,4 +78,14 @@ export function exportAdapter(format: string, adapter: ExportableAdapter, base: 
       };
     }
   }
+}
+
+/**
+ * exportAdapter for an adapter kept as PEFT safetensors bytes (a library entry, or an import): the bytes are read
+ * against the base first, so a stored adapter of another model is refused with the same errors as an import.
+ */
+export function exportStoredAdapter(format: string, stored: { config: AdapterConfig; weights: Uint8Array }, base: ExportBase): ExportedAdapter {
+  const configText = JSON.stringify(adapterConfigToJson(stored.config));
+  const { weights } = readAdapter(configText, stored.weights, base.expectation);
+  return exportAdapter(format, { config: stored.config, weights }, base);
 }

@@ -4,7 +4,7 @@
 // (s = α/r, or α/√r for rsLoRA). Also the PEFT export's round trip and the refusals.
 
 import { describe, expect, it } from 'vitest';
-import { exportAdapter } from '../../src/io/export.ts';
+import { exportAdapter, exportStoredAdapter } from '../../src/io/export.ts';
 import { mlxLoraKey, writeMlxAdapter } from '../../src/io/mlx.ts';
 import { LORA_TARGETS, loraKey, readAdapter, type LoraTarget } from '../../src/io/peft.ts';
 import { parseSafetensors } from '../../src/io/safetensors.ts';
@@ -113,5 +113,13 @@ describe('MLX-LM adapter folder', () => {
     const back = readAdapter(new TextDecoder().decode(files[0].bytes), files[1].bytes, tinyBase().expectation);
     expect(back.config).toEqual({ ...adapter.config });
     for (const [key, w] of adapter.weights) expect(relDiff(back.weights.get(key)!, w), key).toBe(0);
+
+    // A stored adapter (PEFT bytes, as the library keeps it) exports to the same MLX files as the one in memory.
+    const stored = exportStoredAdapter('mlx', { config: adapter.config, weights: files[1].bytes }, tinyBase());
+    const direct = exportAdapter('mlx', adapter, tinyBase());
+    expect(stored.files.map((f) => f.name)).toEqual(direct.files.map((f) => f.name));
+    stored.files.forEach((f, i) => expect(Buffer.from(f.bytes).equals(Buffer.from(direct.files[i].bytes)), f.name).toBe(true));
+    expect(stored.notes).toEqual(direct.notes);
+    expect(() => exportStoredAdapter('mlx', { config: adapter.config, weights: files[1].bytes }, tinyBase('LlamaForCausalLM', 3))).toThrow(/missing base_model\.model\.model\.layers\.2\./);
   });
 });
