@@ -7,6 +7,7 @@ import { loraLinearCommand } from './lora_linear';
 import { evalCommand, trainCommand } from './train';
 import { benchCommand } from './bench';
 import { blendCommand } from './blend';
+import { exportCommand } from './export';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
@@ -20,7 +21,11 @@ commands:
         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
   bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
-        [--matmul-size 4096] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)`;
+        [--matmul-size 4096] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)
+  blend --model DIR --adapter DIR:WEIGHT [--adapter DIR:WEIGHT]... [--combination svd|cat] [--rank K] --out DIR
+        PEFT's add_weighted_adapter (weights may be negative), written as a PEFT adapter folder
+  export --model DIR --adapter DIR --format peft|gguf|mlx --out PATH
+        the adapter for llama.cpp (GGUF LoRA), MLX-LM (adapter folder) or PEFT; prints {"format", "files", "notes"}`;
 
 const print = (line: string) => process.stdout.write(line + '\n');
 
@@ -30,6 +35,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   train: (args) => trainCommand(args, print),
   bench: (args) => benchCommand(args, print),
   blend: blendCommand,
+  export: exportCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

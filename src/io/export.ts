@@ -1,0 +1,91 @@
+// One trained adapter out as the files another tool reads: PEFT's (peft.ts), llama.cpp's GGUF (gguf.ts) or
+// mlx-lm's folder (mlx.ts). This file checks the adapter against its base once, for every format, and picks
+// the writer; it does not read or write files (the CLI and the studio do) and does not merge (merged export
+// is another module's).
+
+import { LoraStudioError, UnsupportedError } from './errors.ts';
+import { writeGgufAdapter } from './gguf.ts';
+import { MLX_CONFIG_FILE, MLX_WEIGHTS_FILE, writeMlxAdapter } from './mlx.ts';
+import { adapterConfigToJson, readAdapter, writeAdapter, type AdapterConfig, type AdapterExpectation } from './peft.ts';
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from './peft_files.ts';
+
+export const EXPORT_FORMATS = ['peft', 'gguf', 'mlx'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface ExportableAdapter {
+  /** useDora: an adapter with DoRA's magnitude vectors (the engine does not train them yet); every writer here refuses it. */
+  config: AdapterConfig & { useDora?: boolean };
+  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major. */
+  weights: Map<string, Float32Array>;
+}
+
+/** What the formats need to know about the base model: plain numbers, so src/io stays below src/model. */
+export interface ExportBase {
+  /** The base's Hugging Face architecture (config.json architectures[0]). */
+  architecture: string;
+  /** H and KV: llama.cpp's Llama layout permutes q_proj rows by query head and k_proj rows by key/value head. */
+  heads: number;
+  kvHeads: number;
+  /** The base model's name (Hub id or folder), for the formats that record it. */
+  baseModel: string;
+  /** A label for the adapter (GGUF's general.name). */
+  name?: string;
+  /** Layer count and projection sizes the adapter must fit. */
+  expectation: AdapterExpectation;
+}
+
+export interface ExportedAdapter {
+  files: { name: string; bytes: Uint8Array }[];
+  /** What the user should know about the conversion (an rsLoRA scale rewritten, say). */
+  notes: string[];
+}
+
+/**
+ * The files of `adapter` in `format`. Refuses, with a typed error and before anything is produced, a format
+ * that is not one of EXPORT_FORMATS, an adapter that does not fit the base (the PEFT writer's checks: every
+ * layer and target present, shapes as the base's), and one the format cannot hold.
+ */
+export function exportAdapter(format: string, adapter: ExportableAdapter, base: ExportBase): ExportedAdapter {
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
+    throw new LoraStudioError('bad-input', `Unknown export format "${format}"; choose one of ${EXPORT_FORMATS.join(', ')}.`);
+  }
+  if (format === 'peft' && adapter.config.useDora === true) {
+    throw new UnsupportedError(undefined, "PEFT export: LoRA Studio's PEFT writer does not write DoRA's magnitude vectors yet, so it would save a different adapter.");
+  }
+  const peft = writeAdapter(adapter.config, adapter.weights, base.expectation);
+  const text = (s: string) => new TextEncoder().encode(s);
+  switch (format as ExportFormat) {
+    case 'peft':
+      return {
+        files: [
+          { name: PEFT_CONFIG_FILE, bytes: text(peft.configJson) },
+          { name: PEFT_WEIGHTS_FILE, bytes: peft.weights },
+        ],
+        notes: [],
+      };
+    case 'gguf': {
+      const { bytes, notes } = writeGgufAdapter(adapter, base);
+      return { files: [{ name: 'adapter.gguf', bytes }], notes };
+    }
+    case 'mlx': {
+      const { configJson, weights, notes } = writeMlxAdapter(adapter, base);
+      return {
+        files: [
+          { name: MLX_CONFIG_FILE, bytes: text(configJson) },
+          { name: MLX_WEIGHTS_FILE, bytes: weights },
+        ],
+        notes,
+      };
+    }
+  }
+}
+
+/**
+ * exportAdapter for an adapter kept as PEFT safetensors bytes (a library entry, or an import): the bytes are read
+ * against the base first, so a stored adapter of another model is refused with the same errors as an import.
+ */
+export function exportStoredAdapter(format: string, stored: { config: AdapterConfig; weights: Uint8Array }, base: ExportBase): ExportedAdapter {
+  const configText = JSON.stringify(adapterConfigToJson(stored.config));
+  const { weights } = readAdapter(configText, stored.weights, base.expectation);
+  return exportAdapter(format, { config: stored.config, weights }, base);
+}
