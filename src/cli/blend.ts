@@ -13,7 +13,8 @@ import { LoraStudioError } from '../io/errors';
 import { readAdapter } from '../io/peft';
 import { parseModelConfig } from '../model/config';
 import { blendAdapters, COMBINATIONS, type BlendSource, type Combination } from '../model/blend';
-import { adapterExpectation, saveAdapterDir } from './files';
+import { adapterExpectation } from '../model/lora';
+import { saveAdapterDir } from './files';
 
 const FLAGS = ['model', 'adapter', 'combination', 'rank', 'out'];
 

@@ -15,7 +15,8 @@ import { basename, join, resolve } from 'node:path';
 import { LoraStudioError } from '../io/errors';
 import { EXPORT_FORMATS, exportAdapter } from '../io/export';
 import { parseModelConfig } from '../model/config';
-import { adapterExpectation, loadAdapterDir, readText } from './files';
+import { adapterExpectation } from '../model/lora';
+import { loadAdapterDir, readText } from './files';
 import { parseFlags } from './train';
 
 const FORMATS = [...EXPORT_FORMATS, 'merged'];

@@ -6,33 +6,14 @@
 import { LoraStudioError, UnsupportedError } from './errors.ts';
 import { writeGgufAdapter } from './gguf.ts';
 import { MLX_CONFIG_FILE, MLX_WEIGHTS_FILE, writeMlxAdapter } from './mlx.ts';
-import { adapterConfigToJson, readAdapter, writeAdapter, type AdapterConfig, type AdapterExpectation } from './peft.ts';
+import { adapterConfigToJson, readAdapter, writeAdapter, type AdapterConfig } from './peft.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from './peft_files.ts';
+import type { ExportableAdapter, ExportBase } from './export_types.ts';
+
+export type { ExportableAdapter, ExportBase };
 
 export const EXPORT_FORMATS = ['peft', 'gguf', 'mlx'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
-
-export interface ExportableAdapter {
-  /** useDora: an adapter with DoRA's magnitude vectors (the engine does not train them yet); every writer here refuses it. */
-  config: AdapterConfig & { useDora?: boolean };
-  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major. */
-  weights: Map<string, Float32Array>;
-}
-
-/** What the formats need to know about the base model: plain numbers, so src/io stays below src/model. */
-export interface ExportBase {
-  /** The base's Hugging Face architecture (config.json architectures[0]). */
-  architecture: string;
-  /** H and KV: llama.cpp's Llama layout permutes q_proj rows by query head and k_proj rows by key/value head. */
-  heads: number;
-  kvHeads: number;
-  /** The base model's name (Hub id or folder), for the formats that record it. */
-  baseModel: string;
-  /** A label for the adapter (GGUF's general.name). */
-  name?: string;
-  /** Layer count and projection sizes the adapter must fit. */
-  expectation: AdapterExpectation;
-}
 
 export interface ExportedAdapter {
   files: { name: string; bytes: Uint8Array }[];

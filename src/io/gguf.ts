@@ -28,7 +28,7 @@
 // magnitude cannot be expressed as lora_a / lora_b at all, so a DoRA adapter is refused.
 
 import { UnsupportedError } from './errors.ts';
-import type { ExportableAdapter, ExportBase } from './export.ts';
+import type { ExportableAdapter, ExportBase } from './export_types.ts';
 import { LORA_TARGETS, loraKey, type LoraTarget } from './peft.ts';
 
 export const GGUF_ALIGNMENT = 32;

@@ -14,7 +14,7 @@
 // nothing is permuted. A DoRA adapter is refused: LoRA Studio does not write mlx-lm's DoRA layout.
 
 import { UnsupportedError } from './errors.ts';
-import type { ExportableAdapter, ExportBase } from './export.ts';
+import type { ExportableAdapter, ExportBase } from './export_types.ts';
 import { LORA_TARGETS, loraKey, loraScale, loraSubmodule, type LoraTarget } from './peft.ts';
 import { writeSafetensors } from './safetensors.ts';
 
