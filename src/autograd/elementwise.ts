@@ -62,14 +62,21 @@ export function scale(gpu: Gpu, label: string, n: number, x: Binding, s: number)
   return flat(gpu, label, 'scale', n, s, [x], { flops: 1, bytes: 2 });
 }
 
-/** Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). */
+/**
+ * Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). The
+ * first input with no gradient yet takes dout itself (Tape.shareGrad: the residual stream's gradient
+ * accumulates in place), the other a copy, so the residual adds of a decoder cost one copy each, not two.
+ */
 export function add(tape: Tape, label: string, a: Tensor, b_: Tensor): Tensor {
   const gpu = tape.gpu;
   const out = tape.propagate(tape.tensor(label, a.shape), [a, b_]);
   tape.op(`${label}.forward`, [a, b_], [out], (b) => addForward(gpu, label, a.numel, b(a), b(b_), b(out)));
   tape.onGradient(out, [a, b_], (dout) => {
+    let shared = false;
     for (const t of [a, b_]) {
       if (!t.requiresGrad) continue;
+      // Never both: the second input's gradient would be the first's buffer. Nor when a is b: x + x adds dout twice.
+      if (!shared && a !== b_ && tape.shareGrad(t, dout)) { shared = true; continue; }
       const slot = tape.gradSlot(t);
       tape.op(`${label}.backward`, [dout], [slot.grad], (b) =>
         slot.accumulate

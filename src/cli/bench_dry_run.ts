@@ -23,8 +23,9 @@ import { setGemmKernel, type GemmKernel } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 
 /**
- * A discrete GPU's limits as Dawn reports them on Vulkan (maxStorageBufferBindingSize 2 GiB − 4, maxBufferSize
- * 4 GiB): the engine raises its device to the adapter's (src/gpu/device.ts), so these decide its chunking there.
+ * The limits of a discrete GPU, as assumed here (not read from one: a dry run asks no adapter): bindings of
+ * 2 GiB − 4 bytes, buffers of 4 GiB. The engine raises its device to the adapter's limits (src/gpu/device.ts),
+ * so on a GPU whose limits differ the vocabulary chunks, and with them a few dispatch counts, differ too.
  */
 export const DRY_RUN_LIMITS: Required<RecordingLimits> = {
   maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 32, maxComputeWorkgroupsPerDimension: 65535,
