@@ -6,7 +6,7 @@
 // Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H query heads, KV key/value heads
 // (query head h reads kv head h / (H/KV)), D head dimension (≤ ATTENTION_MAX_D).
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import type { Tape, Tensor } from './tape';
 
@@ -52,6 +52,17 @@ export interface AttentionGradBuffers {
   dv: GPUBuffer; //    (N, KV·D) overwritten
 }
 
+/**
+ * Costs, causal: P = B·H·T(T+1)/2 (query, key) pairs, each a D-long dot product for the score (2D flops) and
+ * one more D-long product per further matrix: the forward's p·v (4D in all), dq's dP and dS·k (6D), dk/dv's
+ * p·dout, dP and dS·q (8D). Bytes: q, out, dout, dq (N, H·D); k, v, dk, dv (N, KV·D); lse, delta (B, H, T).
+ */
+function attentionCost(d: AttentionDims, flopsPerPairPerD: number, tensors: { hd: number; kvd: number; rows: number }): DispatchCost {
+  const N = d.B * d.T;
+  const pairs = (d.B * d.H * d.T * (d.T + 1)) / 2;
+  return { flops: flopsPerPairPerD * d.D * pairs, bytes: 4 * (N * (tensors.hd * d.H + tensors.kvd * d.KV) * d.D + tensors.rows * d.B * d.H * d.T) };
+}
+
 function params(gpu: Gpu, label: string, d: AttentionDims): GPUBuffer {
   return gpu.uniform(`${label}.params`, ATTENTION_PARAMS, { B: d.B, T: d.T, H: d.H, KV: d.KV, D: d.D, scale: 1 / Math.sqrt(d.D) });
 }
@@ -61,7 +72,8 @@ export function attentionForward(gpu: Gpu, label: string, d: AttentionDims, b: A
   checkAttentionDims(d);
   const l = `${label}.attention_forward`;
   const pipeline = gpu.pipeline('attention', 'attention_forward');
-  return [gpu.dispatch(l, pipeline, [params(gpu, l, d), b.q, b.k, b.v, b.out, b.lse], [Math.ceil(d.T / BQ), d.H, d.B])];
+  return [gpu.dispatch(l, pipeline, [params(gpu, l, d), b.q, b.k, b.v, b.out, b.lse], [Math.ceil(d.T / BQ), d.H, d.B],
+    attentionCost(d, 4, { hd: 2, kvd: 2, rows: 1 }))];
 }
 
 /**
@@ -76,9 +88,12 @@ export function attentionBackward(gpu: Gpu, label: string, d: AttentionDims, b: 
   const p = params(gpu, `${label}.attention_backward`, d); // shared by the three dispatches
   const grid = (heads: number) => [Math.ceil(d.T / BQ), heads, d.B] as const;
   return [
-    gpu.dispatch(pre, gpu.pipeline('attention', 'attention_backward_preprocess'), [p, b.out, g.dout, g.delta], grid(d.H)),
-    gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq], grid(d.H)),
-    gpu.dispatch(lkv, gpu.pipeline('attention', 'attention_backward_dkdv'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dk, g.dv], grid(d.KV)),
+    gpu.dispatch(pre, gpu.pipeline('attention', 'attention_backward_preprocess'), [p, b.out, g.dout, g.delta], grid(d.H),
+      { flops: 2 * d.B * d.T * d.H * d.D, bytes: 4 * d.B * d.T * d.H * (2 * d.D + 1) }),
+    gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq], grid(d.H),
+      attentionCost(d, 6, { hd: 3, kvd: 2, rows: 2 })),
+    gpu.dispatch(lkv, gpu.pipeline('attention', 'attention_backward_dkdv'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dk, g.dv], grid(d.KV),
+      attentionCost(d, 8, { hd: 2, kvd: 4, rows: 2 })),
   ];
 }
 

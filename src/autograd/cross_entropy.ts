@@ -63,7 +63,9 @@ export function crossEntropyForward(
 ): Dispatch {
   const params = gpu.uniform(`${label}.cross_entropy_forward.params`, CROSS_ENTROPY_PARAMS, chunkParams(d, chunk, first, last, 1));
   const pipeline = gpu.pipeline('cross_entropy', 'cross_entropy_forward');
-  return gpu.dispatch(`${label}.cross_entropy_forward`, pipeline, [params, chunk.logits, b.targets, b.stats, b.losses], grid(gpu, d.n));
+  // Online logsumexp: max, subtract, exp, add per logit; the chunk read once, the (N) stats read and written.
+  return gpu.dispatch(`${label}.cross_entropy_forward`, pipeline, [params, chunk.logits, b.targets, b.stats, b.losses], grid(gpu, d.n),
+    { flops: 4 * d.n * chunk.vc, bytes: 4 * d.n * (chunk.vc + 6) });
 }
 
 /** result = (Σ losses / count, count) with count = number of valid targets; (0, 0) if none is valid. */
@@ -72,7 +74,7 @@ export function crossEntropyReduce(gpu: Gpu, label: string, d: CrossEntropyDims,
     N: d.n, V: d.v, Vc: 0, ld: 0, v0: 0, first: 0, last: 0, dloss: 1,
   });
   const pipeline = gpu.pipeline('cross_entropy', 'cross_entropy_reduce');
-  return gpu.dispatch(`${label}.cross_entropy_reduce`, pipeline, [params, b.targets, b.losses, b.result], [1, 1, 1]);
+  return gpu.dispatch(`${label}.cross_entropy_reduce`, pipeline, [params, b.targets, b.losses, b.result], [1, 1, 1], { flops: d.n, bytes: 8 * d.n + 8 });
 }
 
 /**
@@ -85,8 +87,9 @@ export function crossEntropyBackward(
 ): Dispatch {
   const params = gpu.uniform(`${label}.cross_entropy_backward.params`, CROSS_ENTROPY_PARAMS, chunkParams(d, chunk, false, false, dloss));
   const pipeline = gpu.pipeline('cross_entropy', 'cross_entropy_backward');
+  // exp(logit − lse), − onehot, ·dloss/count: 4 flops a logit; the chunk read, dlogits written.
   return gpu.dispatch(`${label}.cross_entropy_backward`, pipeline, [params, chunk.logits, b.targets, b.stats, b.result, dlogits],
-    grid(gpu, Math.ceil((d.n * chunk.vc) / WG)));
+    grid(gpu, Math.ceil((d.n * chunk.vc) / WG)), { flops: 4 * d.n * chunk.vc, bytes: 4 * d.n * (2 * chunk.vc + 3) });
 }
 
 /** Every chunk's forward (in order, first/last flagged) followed by the reduce: result holds the mean loss. */

@@ -15,20 +15,24 @@ function checkP(p: number): void {
 export function dropoutForward(gpu: Gpu, label: string, n: number, p: number, seed: number, counter: Binding, x: Binding, out: Binding): Dispatch {
   checkP(p);
   const params = gpu.uniform(`${label}.dropout_forward.params`, DROPOUT_PARAMS, { n, p, seed: seed >>> 0 });
-  return gpu.dispatch(`${label}.dropout_forward`, gpu.pipeline('dropout', 'dropout_forward'), [params, counter, x, out], grid(gpu, Math.ceil(n / WG)));
+  // The mask is an integer hash (no flops); one multiply an element; x read, out written.
+  return gpu.dispatch(`${label}.dropout_forward`, gpu.pipeline('dropout', 'dropout_forward'), [params, counter, x, out], grid(gpu, Math.ceil(n / WG)),
+    { flops: n, bytes: 8 * n });
 }
 
 /** dx += g·keep/(1 − p), with the forward's mask.  g, dx (n). */
 export function dropoutBackward(gpu: Gpu, label: string, n: number, p: number, seed: number, counter: Binding, g: Binding, dx: Binding): Dispatch {
   checkP(p);
   const params = gpu.uniform(`${label}.dropout_backward.params`, DROPOUT_PARAMS, { n, p, seed: seed >>> 0 });
-  return gpu.dispatch(`${label}.dropout_backward`, gpu.pipeline('dropout', 'dropout_backward'), [params, counter, g, dx], grid(gpu, Math.ceil(n / WG)));
+  // A multiply-add an element; g read, dx read and written.
+  return gpu.dispatch(`${label}.dropout_backward`, gpu.pipeline('dropout', 'dropout_backward'), [params, counter, g, dx], grid(gpu, Math.ceil(n / WG)),
+    { flops: 2 * n, bytes: 12 * n });
 }
 
 /** counter += 1: a new mask for every step. */
 export function rngAdvance(gpu: Gpu, label: string, counter: Binding): Dispatch {
   const params = gpu.uniform(`${label}.rng_advance.params`, DROPOUT_PARAMS, { n: 1, p: 0, seed: 0 });
-  return gpu.dispatch(`${label}.rng_advance`, gpu.pipeline('dropout', 'rng_advance'), [params, counter], [1, 1, 1]);
+  return gpu.dispatch(`${label}.rng_advance`, gpu.pipeline('dropout', 'rng_advance'), [params, counter], [1, 1, 1], { flops: 0, bytes: 8 });
 }
 
 /** The kernel's keep/(1 − p) factor for element i, for tests and CPU references. */

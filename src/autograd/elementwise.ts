@@ -6,7 +6,7 @@
 //
 // Shapes: n elements of any flattened shape.
 
-import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import type { Tape, Tensor } from './tape';
 
@@ -30,11 +30,13 @@ function checkCount(n: number): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`element count must be a u32 (got ${n})`);
 }
 
-function flat(gpu: Gpu, label: string, entry: string, n: number, value: number, buffers: Binding[]): Dispatch {
+/** Per element: flops, and f32 values read or written (an in-place operand counts twice). */
+function flat(gpu: Gpu, label: string, entry: string, n: number, value: number, buffers: Binding[], perElement: DispatchCost): Dispatch {
   checkCount(n);
   const params = gpu.uniform(`${label}.${entry}.params`, ELEMENTWISE_PARAMS, { n, value });
   const pipeline = gpu.pipeline('elementwise', entry);
-  return gpu.dispatch(`${label}.${entry}`, pipeline, [params, ...buffers], grid(gpu, Math.ceil(n / WG)));
+  return gpu.dispatch(`${label}.${entry}`, pipeline, [params, ...buffers], grid(gpu, Math.ceil(n / WG)),
+    { flops: perElement.flops * n, bytes: 4 * perElement.bytes * n });
 }
 
 /**
@@ -42,32 +44,39 @@ function flat(gpu: Gpu, label: string, entry: string, n: number, value: number, 
  * be the same buffer: alpha = 0.5 then copies it exactly, since x + x and ·0.5 are exact in f32).
  */
 export function addForward(gpu: Gpu, label: string, n: number, a: Binding, b: Binding, out: Binding, alpha = 1): Dispatch {
-  return flat(gpu, label, 'add_forward', n, alpha, [a, b, out]);
+  return flat(gpu, label, 'add_forward', n, alpha, [a, b, out], { flops: 2, bytes: 3 });
 }
 
 /** a += b.  a, b (n). */
 export function accumulate(gpu: Gpu, label: string, n: number, a: Binding, b: Binding): Dispatch {
-  return flat(gpu, label, 'accumulate', n, 0, [a, b]);
+  return flat(gpu, label, 'accumulate', n, 0, [a, b], { flops: 1, bytes: 3 });
 }
 
 /** x = value for the first n elements of x (value 0: the explicit zeroing step before += backwards). */
 export function fill(gpu: Gpu, label: string, n: number, x: Binding, value = 0): Dispatch {
-  return flat(gpu, label, 'fill', n, value, [x]);
+  return flat(gpu, label, 'fill', n, value, [x], { flops: 0, bytes: 1 });
 }
 
 /** x *= s.  x (n). */
 export function scale(gpu: Gpu, label: string, n: number, x: Binding, s: number): Dispatch {
-  return flat(gpu, label, 'scale', n, s, [x]);
+  return flat(gpu, label, 'scale', n, s, [x], { flops: 1, bytes: 2 });
 }
 
-/** Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). */
+/**
+ * Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). The
+ * first input with no gradient yet takes dout itself (Tape.shareGrad: the residual stream's gradient
+ * accumulates in place), the other a copy, so the residual adds of a decoder cost one copy each, not two.
+ */
 export function add(tape: Tape, label: string, a: Tensor, b_: Tensor): Tensor {
   const gpu = tape.gpu;
   const out = tape.propagate(tape.tensor(label, a.shape), [a, b_]);
   tape.op(`${label}.forward`, [a, b_], [out], (b) => addForward(gpu, label, a.numel, b(a), b(b_), b(out)));
   tape.onGradient(out, [a, b_], (dout) => {
+    let shared = false;
     for (const t of [a, b_]) {
       if (!t.requiresGrad) continue;
+      // Never both: the second input's gradient would be the first's buffer. Nor when a is b: x + x adds dout twice.
+      if (!shared && a !== b_ && tape.shareGrad(t, dout)) { shared = true; continue; }
       const slot = tape.gradSlot(t);
       tape.op(`${label}.backward`, [dout], [slot.grad], (b) =>
         slot.accumulate

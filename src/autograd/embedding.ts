@@ -36,7 +36,9 @@ export function embeddingForward(gpu: Gpu, label: string, d: EmbeddingDims, ids:
   checkDims(d);
   const params = gpu.uniform(`${label}.embedding_forward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v, v0: d.v0 ?? 0 });
   const pipeline = gpu.pipeline('embedding', 'embedding_forward');
-  return gpu.dispatch(`${label}.embedding_forward`, pipeline, [params, ids, table, out], grid(gpu, Math.ceil((d.n * d.c) / WG)));
+  // A gather: N ids and N rows of C read, N rows written.
+  return gpu.dispatch(`${label}.embedding_forward`, pipeline, [params, ids, table, out], grid(gpu, Math.ceil((d.n * d.c) / WG)),
+    { flops: 0, bytes: 4 * d.n * (2 * d.c + 1) });
 }
 
 /** dtable[v] += Σ_{n: ids[n]=v} dout[n]; zero dtable first for a fresh gradient.  dout (N, C), dtable (V, C). */
@@ -44,7 +46,9 @@ export function embeddingBackward(gpu: Gpu, label: string, d: EmbeddingDims, ids
   checkDims(d);
   const params = gpu.uniform(`${label}.embedding_backward.params`, EMBEDDING_PARAMS, { N: d.n, C: d.c, V: d.v, v0: d.v0 ?? 0 });
   const pipeline = gpu.pipeline('embedding', 'embedding_backward');
-  return gpu.dispatch(`${label}.embedding_backward`, pipeline, [params, ids, dout, dtable], grid(gpu, Math.ceil((d.v * d.c) / WG)));
+  // N·C adds into dtable (V, C), read and written; the kernel's V·C·N id reads (see the shader) are not the op's.
+  return gpu.dispatch(`${label}.embedding_backward`, pipeline, [params, ids, dout, dtable], grid(gpu, Math.ceil((d.v * d.c) / WG)),
+    { flops: d.n * d.c, bytes: 4 * (d.n * (d.c + 1) + 2 * d.v * d.c) });
 }
 
 /**

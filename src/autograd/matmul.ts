@@ -7,7 +7,7 @@
 //
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
-import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 
 /** Mirrors `struct Params` in shaders/matmul.wgsl (and in matmul_fast.wgsl, which shares the contract). */
@@ -65,11 +65,18 @@ export function gemmParams(s: GemmSpec): Record<string, number> {
   };
 }
 
+/** 2·M·N·(K1 + K2) per batch entry; P, Q and bias read once, C written once (and read when accumulating). */
+export function gemmCost(s: GemmSpec): DispatchCost {
+  const K2 = s.K2 ?? 0, batch = s.batch ?? 1;
+  const elements = s.M * s.K1 + s.K1 * s.N + s.M * K2 + K2 * s.N + s.M * s.N * (s.accumulate ? 2 : 1) + (s.bias ? s.N : 0);
+  return { flops: 2 * s.M * s.N * (s.K1 + K2) * batch, bytes: 4 * elements * batch };
+}
+
 /** One dispatch of the tiled two-segment GEMM, version 1. */
 export function gemm(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
   const params = gpu.uniform(`${label}.params`, GEMM_PARAMS, gemmParams(s));
   const pipeline = gpu.pipeline('matmul', 'gemm', { TRANS_P: s.transP ? 1 : 0, TRANS_Q: s.transQ ? 1 : 0 });
   // Unused bindings still need a buffer; p1/q1 stand in (never read when K2 = 0 or has_bias = 0).
   const buffers = [s.p1, s.q1, s.p2 ?? s.p1, s.q2 ?? s.q1, s.bias ?? s.q1, s.c, params];
-  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1]);
+  return gpu.dispatch(label, pipeline, buffers, [Math.ceil(s.N / TILE), Math.ceil(s.M / TILE), s.batch ?? 1], gemmCost(s));
 }

@@ -9,7 +9,7 @@
 // Shapes: C (M, N) = [C +] alpha1·P1·Q1 + alpha2·P2·Q2 [+ bias], P1 (M, K1), Q1 (K1, N), P2 (M, K2), Q2 (K2, N).
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
-import { gemm, gemmParams, GEMM_PARAMS, type GemmSpec } from './matmul';
+import { gemm, gemmCost, gemmParams, GEMM_PARAMS, type GemmSpec } from './matmul';
 
 // matmul_fast.wgsl's Params is gemm's struct, so the two kernels are interchangeable.
 export { GEMM_PARAMS as MATMUL_FAST_PARAMS } from './matmul';
@@ -57,7 +57,7 @@ export function gemmFast(gpu: Gpu, label: string, s: GemmSpec, tile?: FastTile):
   const pipeline = gpu.pipeline('matmul_fast', 'matmul_fast', {
     TRANS_P: s.transP ? 1 : 0, TRANS_Q: s.transQ ? 1 : 0, ALIGNED: aligned ? 1 : 0, WG: width / 8,
   });
-  return gpu.dispatch(label, pipeline, [...(operands as Binding[]), params], [Math.ceil(s.N / width), Math.ceil(s.M / width), s.batch ?? 1]);
+  return gpu.dispatch(label, pipeline, [...(operands as Binding[]), params], [Math.ceil(s.N / width), Math.ceil(s.M / width), s.batch ?? 1], gemmCost(s));
 }
 
 // ---- the device's choice ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 //
 // Shapes: n elements per parameter tensor (flattened); P partial-sum slots shared by all gradient buffers.
 
-import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid, WG } from './elementwise';
 
@@ -29,15 +29,17 @@ function checkCount(n: number): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`parameter element count must be a u32 (got ${n})`);
 }
 
-function flat(gpu: Gpu, label: string, entry: string, n: number, values: Partial<typeof ZERO>, buffers: Binding[]): Dispatch {
+/** perElement: flops, and f32 values read or written per parameter (an operand updated in place counts twice). */
+function flat(gpu: Gpu, label: string, entry: string, n: number, values: Partial<typeof ZERO>, buffers: Binding[], perElement: DispatchCost): Dispatch {
   checkCount(n);
   const params = gpu.uniform(`${label}.${entry}.params`, OPTIMIZER_PARAMS, { ...ZERO, ...values, n });
-  return gpu.dispatch(`${label}.${entry}`, gpu.pipeline('optimizer', entry), [params, ...buffers], grid(gpu, Math.ceil(n / WG)));
+  return gpu.dispatch(`${label}.${entry}`, gpu.pipeline('optimizer', entry), [params, ...buffers], grid(gpu, Math.ceil(n / WG)),
+    { flops: perElement.flops * n, bytes: 4 * perElement.bytes * n });
 }
 
 /** p −= lr·g.  p, g (n). */
 export function sgdStep(gpu: Gpu, label: string, n: number, p: Binding, g: Binding, lr: number): Dispatch {
-  return flat(gpu, label, 'sgd_step', n, { lr }, [p, g]);
+  return flat(gpu, label, 'sgd_step', n, { lr }, [p, g], { flops: 2, bytes: 3 });
 }
 
 export interface AdamWHyper {
@@ -77,7 +79,8 @@ export function adamwParams(n: number, hp: AdamWHyper, step: number): Record<str
 
 /** One torch.optim.AdamW step (amsgrad = False); `step` is 1-based (1 on the first update). */
 export function adamwStep(gpu: Gpu, label: string, n: number, b: AdamWBuffers, hp: AdamWHyper, step: number): Dispatch {
-  return flat(gpu, label, 'adamw_step', n, adamwParams(n, hp, step), [b.p, b.g, b.m, b.v]);
+  // Decay (1), m (3), v (4), the step with its square root and division (5): 13 flops; p, m, v read and written, g read.
+  return flat(gpu, label, 'adamw_step', n, adamwParams(n, hp, step), [b.p, b.g, b.m, b.v], { flops: 13, bytes: 7 });
 }
 
 /** Partial-sum slots grad_norm_sq uses for a buffer of n elements. */
@@ -89,19 +92,21 @@ export function normPartials(n: number): number {
 export function gradNormSq(gpu: Gpu, label: string, n: number, g: Binding, partials: Binding, base: number): Dispatch {
   checkCount(n);
   const params = gpu.uniform(`${label}.grad_norm_sq.params`, OPTIMIZER_PARAMS, { ...ZERO, n, base });
-  return gpu.dispatch(`${label}.grad_norm_sq`, gpu.pipeline('optimizer', 'grad_norm_sq'), [params, g, partials], [normPartials(n), 1, 1]);
+  return gpu.dispatch(`${label}.grad_norm_sq`, gpu.pipeline('optimizer', 'grad_norm_sq'), [params, g, partials], [normPartials(n), 1, 1],
+    { flops: 2 * n, bytes: 4 * (n + normPartials(n)) });
 }
 
 /** norm = (sqrt(Σ partials[0..count)), min(1, maxNorm/(that + 1e-6))).  partials (P), norm (2). */
 export function gradNormFinish(gpu: Gpu, label: string, count: number, partials: Binding, norm: Binding, maxNorm: number): Dispatch {
   if (!(maxNorm > 0)) throw new RangeError(`max gradient norm must be > 0 (got ${maxNorm})`);
   const params = gpu.uniform(`${label}.grad_norm_finish.params`, OPTIMIZER_PARAMS, { ...ZERO, count, max_norm: maxNorm });
-  return gpu.dispatch(`${label}.grad_norm_finish`, gpu.pipeline('optimizer', 'grad_norm_finish'), [params, partials, norm], [1, 1, 1]);
+  return gpu.dispatch(`${label}.grad_norm_finish`, gpu.pipeline('optimizer', 'grad_norm_finish'), [params, partials, norm], [1, 1, 1],
+    { flops: 2 * count + 3, bytes: 4 * (count + 2) });
 }
 
 /** g *= norm[1], the clip coefficient gradNormFinish wrote.  g (n). */
 export function clipScale(gpu: Gpu, label: string, n: number, g: Binding, norm: Binding): Dispatch {
-  return flat(gpu, label, 'clip_scale', n, {}, [g, norm]);
+  return flat(gpu, label, 'clip_scale', n, {}, [g, norm], { flops: 1, bytes: 2 });
 }
 
 /** Slots of the partials buffer clipGradNorm needs for these gradient sizes. */

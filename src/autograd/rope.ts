@@ -53,7 +53,9 @@ function ropeDispatch(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: R
   const groups = Math.ceil((N * d.heads * (d.D / 2)) / WG);
   const gx = Math.min(groups, MAX_GRID_X);
   const buffers = inPlace ? [params, dst] : [params, src, dst];
-  return [gpu.dispatch(l, gpu.pipeline('rope', entry), buffers, [gx, Math.ceil(groups / gx), 1])];
+  // Each (x0, x1) pair: 4 multiplies and 2 adds (the angle's sin and cos counted as 2 more); read once, written once.
+  const elements = N * d.heads * d.D;
+  return [gpu.dispatch(l, gpu.pipeline('rope', entry), buffers, [gx, Math.ceil(groups / gx), 1], { flops: 4 * elements, bytes: 8 * elements })];
 }
 
 /** y (N, heads·D) = rope(x (N, heads·D)); `y` may be `x` for an in-place rotation. */

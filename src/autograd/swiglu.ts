@@ -19,7 +19,8 @@ export function swigluForward(gpu: Gpu, label: string, n: number, gate: Binding,
   checkCount(n);
   const params = gpu.uniform(`${label}.swiglu_forward.params`, SWIGLU_PARAMS, { n });
   const pipeline = gpu.pipeline('swiglu', 'swiglu_forward');
-  return gpu.dispatch(`${label}.swiglu_forward`, pipeline, [params, gate, up, h], grid(gpu, Math.ceil(n / WG)));
+  // σ(g) (exp, add, divide), ·g, ·up: 5 flops; gate and up read, h written.
+  return gpu.dispatch(`${label}.swiglu_forward`, pipeline, [params, gate, up, h], grid(gpu, Math.ceil(n / WG)), { flops: 5 * n, bytes: 12 * n });
 }
 
 /** dgate = dh·up·σ(g)·(1 + g·(1 − σ(g))), dup = dh·silu(g); both overwritten.  All (N, I); n = N·I. */
@@ -29,7 +30,8 @@ export function swigluBackward(
   checkCount(n);
   const params = gpu.uniform(`${label}.swiglu_backward.params`, SWIGLU_PARAMS, { n });
   const pipeline = gpu.pipeline('swiglu', 'swiglu_backward');
-  return gpu.dispatch(`${label}.swiglu_backward`, pipeline, [params, gate, up, dh, dgate, dup], grid(gpu, Math.ceil(n / WG)));
+  // σ(g) (3), silu (1), dup (1), the dgate product (6): 11 flops; gate, up, dh read, dgate, dup written.
+  return gpu.dispatch(`${label}.swiglu_backward`, pipeline, [params, gate, up, dh, dgate, dup], grid(gpu, Math.ceil(n / WG)), { flops: 11 * n, bytes: 20 * n });
 }
 
 /** Tape rule: h (N, I) = silu(gate)·up. */

@@ -147,6 +147,20 @@ export class Tape {
     return { grad, accumulate };
   }
 
+  /**
+   * Make `g` itself the gradient of `t`, instead of a copy of it, when t has none yet (the add's backward,
+   * whose gradient passes unchanged); later gradients of t then accumulate into g's buffer. Sound because `g`
+   * is the gradient of the op's output, which is final when that op's backward runs (every consumer's ran
+   * before), so only this op's own backward nodes still read it, and they are recorded first. Both must be
+   * virtual: a persistent gradient belongs to its owner. Returns false, sharing nothing, when it cannot.
+   */
+  shareGrad(t: Tensor, g: Tensor): boolean {
+    if (t.persistent || g.persistent || this.grads.has(t)) return false;
+    this.grads.set(t, g);
+    this.gradWritten.add(t);
+    return true;
+  }
+
   /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */
   backward(): void {
     for (let i = this.backwardFns.length - 1; i >= 0; i--) this.backwardFns[i]();

@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick] [--dry-run]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -15,6 +15,7 @@
 // bench keeps working; its timings mean nothing.
 // --gemm: the GEMM kernel the model's step runs (src/autograd/matmul.ts): fast (the default, as in the studio)
 // or v1, so one machine can time the step on both (the field `gemm` says which).
+// --dry-run: no GPU; what one step asks of one, counted on a recording device (bench_dry_run.ts).
 //
 // This file measures; it does not change the engine.
 
@@ -31,6 +32,7 @@ import type { Weights } from '../model/weights';
 import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fast';
 import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
+import { buildAtShape, checkBenchShape, dryRunModel } from './bench_dry_run';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
 
@@ -68,19 +70,24 @@ interface BenchOptions {
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick', 'dry-run'];
+const SWITCHES = ['quick', 'dry-run'];
+/** Flags that time something, which a dry run does not. */
+const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size'];
 
 export async function benchCommand(args: string[], print: (line: string) => void): Promise<string> {
   const flags = new Map<string, string | true>();
   for (let i = 0; i < args.length; i++) {
     const name = args[i].startsWith('--') ? args[i].slice(2) : '';
     if (!FLAGS.includes(name)) throw new LoraStudioError('bad-input', `bench: unknown argument "${args[i]}"; expected ${FLAGS.map((f) => `--${f}`).join(', ')}`);
-    if (name === 'quick') { flags.set(name, true); continue; }
+    if (SWITCHES.includes(name)) { flags.set(name, true); continue; }
     const v = args[++i];
     if (v === undefined || v.startsWith('--')) throw new LoraStudioError('bad-input', `bench: --${name} needs a value`);
     flags.set(name, v);
   }
-  const quick = flags.get('quick') === true;
+  const quick = flags.get('quick') === true, dryRun = flags.get('dry-run') === true;
+  const timing = TIMING_FLAGS.find((f) => flags.has(f));
+  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --quick`);
   const base = quick ? benchConfig.quick : benchConfig.defaults;
   const int = (name: string, fallback: number, min: number) => {
     const raw = flags.get(name);
@@ -99,8 +106,12 @@ export async function benchCommand(args: string[], print: (line: string) => void
     if (!(name in benchConfig.models)) {
       throw new LoraStudioError('bad-input', `bench: unknown --model "${name}"; choose ${[...BENCH_MODELS, 'all'].join(', ')} (or --quick)`);
     }
+    checkBenchShape(name, benchModelConfig(name), opts.seq);
   }
-  for (const name of names) print(JSON.stringify(await benchModel(name, opts)));
+  for (const name of names) {
+    const result = dryRun ? await dryRunModel(name, benchModelConfig(name), opts) : await benchModel(name, opts);
+    print(JSON.stringify(result));
+  }
   return '';
 }
 
@@ -172,9 +183,9 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
     const batches = Array.from({ length: 4 }, () => Int32Array.from({ length: B * T }, () => Math.floor(rand() * config.vocab)));
 
     const t0 = performance.now();
-    const trainer = new Trainer(model, B, T, {
+    const trainer = buildAtShape(name, B, T, () => new Trainer(model, B, T, {
       kind: 'adamw', lr: opt.lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weight_decay,
-    });
+    }));
     const lossFirst = await trainer.step(batches[0]);
     const firstStepMs = performance.now() - t0;
     for (let i = 0; i < o.warmup; i++) await trainer.step(batches[(1 + i) % batches.length]);

@@ -21,7 +21,9 @@ commands:
         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
   bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
-        [--matmul-size 4096] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)
+        [--matmul-size 4096] [--gemm fast|v1] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)
+  bench --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--quick]
+        no GPU: dispatches, command buffers, CPU waits, uploads, peak memory, FLOPs and bytes of one step
   blend --model DIR --adapter DIR:WEIGHT [--adapter DIR:WEIGHT]... [--combination svd|cat] [--rank K] --out DIR
         PEFT's add_weighted_adapter (weights may be negative), written as a PEFT adapter folder
   export --model DIR --adapter DIR --format peft|gguf|mlx --out PATH

@@ -22,6 +22,19 @@ export interface Dispatch {
   workgroups: readonly [number, number, number];
   /** Uniform buffers made for this dispatch alone; release them with releaseDispatches() when done. */
   uniforms: GPUBuffer[];
+  /** What the work costs, as its op's builder states it (`bench --dry-run` sums these per kernel family). */
+  cost?: DispatchCost;
+}
+
+/**
+ * The cost of one dispatch, by the op's own arithmetic, not by any kernel's: flops counts floating-point
+ * operations (a multiply-add is 2; an exp, a division or a square root is 1); bytes is the least global-memory
+ * traffic the op needs (every operand read once, every output written once, read too when accumulated), the
+ * figure a roofline divides by. Kernels re-read tiles through caches, which neither counts.
+ */
+export interface DispatchCost {
+  flops: number;
+  bytes: number;
 }
 
 /** A whole buffer, or a range of one ({buffer, offset, size}; offset a multiple of 256 bytes). */
@@ -188,9 +201,10 @@ export class Gpu {
 
   /**
    * A dispatch binding `buffers[i]` at @binding(i) of @group(0). A binding may be a range of a buffer,
-   * {buffer, offset, size}, with offset a multiple of minStorageBufferOffsetAlignment (256 bytes).
+   * {buffer, offset, size}, with offset a multiple of minStorageBufferOffsetAlignment (256 bytes). `cost`:
+   * what the op's builder says the work costs (see DispatchCost).
    */
-  dispatch(label: string, pipeline: GPUComputePipeline, buffers: Binding[], workgroups: readonly [number, number, number]): Dispatch {
+  dispatch(label: string, pipeline: GPUComputePipeline, buffers: Binding[], workgroups: readonly [number, number, number], cost?: DispatchCost): Dispatch {
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (workgroups.some((w) => w > max)) throw new GpuError('validation', `${label}: grid ${workgroups.join('×')} exceeds ${max} workgroups per dimension.`);
     const bindGroup = this.device.createBindGroup({
@@ -199,7 +213,7 @@ export class Gpu {
       entries: buffers.map((b, binding) => ({ binding, resource: 'buffer' in b ? b : { buffer: b } })),
     });
     const uniforms = buffers.filter((b): b is GPUBuffer => !('buffer' in b) && (b.usage & UNIFORM_USAGE) !== 0);
-    return { label, pipeline, bindGroup, workgroups, uniforms };
+    return { label, pipeline, bindGroup, workgroups, uniforms, ...(cost && { cost }) };
   }
 
   /** Record dispatches into one compute pass of `encoder`. */

@@ -1,14 +1,14 @@
 // A recording GPUDevice: it implements what gpu.ts calls (buffers, shader modules, pipelines, bind groups,
 // command encoders and compute passes, queue writes and submits, error scopes, limits, `lost`) and executes
 // nothing, counting instead what would have run: buffers and their bytes, dispatches, command buffers,
-// bytes written. A Gpu over it builds the real model, trainer and tape exactly as on a GPU, so its
+// bytes written, CPU waits. A Gpu over it builds the real model, trainer and tape exactly as on a GPU, so its
 // allocation accounting (allocatedBytes, peakBytes, track) is the engine's own memory plan for that build
 // (src/model/memory.ts), and the counts are what a step would submit (the seed of `bench --dry-run`).
 //
 // It is not an emulator: shaders are neither compiled nor checked, and reads give zeros.
 
 import type { GpuInfo } from './device';
-import { Gpu } from './gpu';
+import { Gpu, type Dispatch } from './gpu';
 
 /** What a recording device was asked to do. */
 export interface RecordingStats {
@@ -31,6 +31,8 @@ export interface RecordingStats {
   /** Buffer-to-buffer copies (read-backs) and their bytes. */
   copies: number;
   copyBytes: number;
+  /** Promises the CPU would wait on for the GPU: mapAsync and onSubmittedWorkDone calls. */
+  cpuWaits: number;
 }
 
 /** Limits the recording device reports: WebGPU's defaults unless given. */
@@ -46,7 +48,7 @@ export class RecordingDevice {
   readonly lost = new Promise<GPUDeviceLostInfo>(() => {});
   readonly stats: RecordingStats = {
     buffers: 0, bufferBytes: 0, liveBuffers: 0, liveBytes: 0, shaderModules: 0, pipelines: 0, bindGroups: 0,
-    passes: 0, dispatches: 0, commandBuffers: 0, submits: 0, writes: 0, writeBytes: 0, copies: 0, copyBytes: 0,
+    passes: 0, dispatches: 0, commandBuffers: 0, submits: 0, writes: 0, writeBytes: 0, copies: 0, copyBytes: 0, cpuWaits: 0,
   };
   readonly queue = {
     label: 'LoraStudio.recording.queue',
@@ -61,7 +63,7 @@ export class RecordingDevice {
       this.stats.submits++;
       this.stats.commandBuffers += [...buffers].length;
     },
-    onSubmittedWorkDone: async () => {},
+    onSubmittedWorkDone: async () => void this.stats.cpuWaits++,
   };
 
   constructor(limits: RecordingLimits = {}) {
@@ -80,7 +82,7 @@ export class RecordingDevice {
       size: d.size,
       usage: d.usage,
       mapState: 'unmapped',
-      mapAsync: async () => {},
+      mapAsync: async () => void stats.cpuWaits++,
       getMappedRange: (offset = 0, size?: number) => new ArrayBuffer(size ?? d.size - offset),
       unmap: () => {},
       destroy: () => {
@@ -135,8 +137,22 @@ export class RecordingDevice {
   destroy(): void {}
 }
 
-/** A Gpu over a fresh recording device: build on it as on a real one, then read its accounting and `device.stats`. */
-export function recordingGpu(limits: RecordingLimits = {}): Gpu & { device: RecordingDevice } {
+/** A Gpu over a recording device that also keeps every dispatch it encodes, in order (empty grids skipped, as encode skips them). */
+export class RecordingGpu extends Gpu {
+  declare readonly device: GPUDevice & RecordingDevice;
+  readonly encoded: Dispatch[] = [];
+
+  override encode(encoder: GPUCommandEncoder, dispatches: readonly Dispatch[], label?: string): void {
+    for (const d of dispatches) if (d.workgroups.every((w) => w > 0)) this.encoded.push(d);
+    super.encode(encoder, dispatches, label);
+  }
+}
+
+/**
+ * A Gpu over a fresh recording device: build on it as on a real one, then read its accounting, `device.stats`
+ * and the dispatches it encoded (`encoded`, with the costs their ops' builders gave them).
+ */
+export function recordingGpu(limits: RecordingLimits = {}): RecordingGpu {
   const device = new RecordingDevice(limits);
   const info: GpuInfo = {
     name: 'recording',
@@ -144,5 +160,5 @@ export function recordingGpu(limits: RecordingLimits = {}): Gpu & { device: Reco
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxBufferSize: device.limits.maxBufferSize,
   };
-  return new Gpu(device as unknown as GPUDevice, info) as Gpu & { device: RecordingDevice };
+  return new RecordingGpu(device as unknown as GPUDevice, info);
 }

@@ -83,6 +83,7 @@ describe('memory plan', () => {
     expect(loss).toBe(0); // nothing ran: reads give zeros
     expect(stats.submits - before.submits).toBe(K + 1); // K micro-batches, then the loss read-back
     expect(stats.copies - before.copies).toBe(1);
+    expect(stats.cpuWaits - before.cpuWaits).toBe(1); // the read-back's mapAsync, once per optimizer step
     expect(stats.dispatches - before.dispatches).toBeGreaterThan(K * config.layers * 10);
     // Per micro-batch the ids and targets (N i32 each), plus one uniform per AdamW update.
     expect(stats.writeBytes - before.writeBytes).toBeGreaterThanOrEqual(K * 2 * 4 * B * T + model.lora.length * 16);

@@ -1,0 +1,124 @@
+// `bench --dry-run` (src/cli/bench_dry_run.ts): one training step counted on the recording device, no GPU.
+// CI holds the per-step figures of two bench shapes under the limits below, so a change that adds dispatches,
+// command buffers, CPU waits, uploads or memory to a step fails here; lower a limit when a change earns it.
+// Also: the per-family costs add up and match the shapes, and bad input gets one line, not a stack trace.
+// Not a timing test: nothing here depends on the machine.
+
+import { describe, expect, it, vi } from 'vitest';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { benchCommand, benchModelConfig } from '../../src/cli/bench';
+import { createNodeGpu } from '../../src/gpu/node';
+import { dryRunModel, type DryRunResult } from '../../src/cli/bench_dry_run';
+import { LoraStudioError } from '../../src/io/errors';
+
+// Whatever asks for a WebGPU device in this file fails the test that did.
+vi.mock('../../src/gpu/node', () => ({ createNodeGpu: vi.fn(async () => { throw new Error('the dry run asked for a WebGPU device'); }) }));
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+type Limited = 'dispatches_per_step' | 'command_buffers_per_step' | 'cpu_waits_per_step' | 'uploaded_bytes_per_step' | 'peak_gpu_bytes';
+
+/**
+ * Per-step limits at the bench shape (batch 8 × 256, LoRA r = 8 on q_proj and v_proj, AdamW, fast GEMM).
+ * Measured on 2026-12-02 (`npm run bench -- --dry-run --model all`), after the residual stream's gradient
+ * went in place (one copy per residual add instead of two; before: 1531 and 1121 dispatches):
+ *   smollm2-135m    1471 dispatches, 2 command buffers, 1 CPU wait, 24064 bytes uploaded, peak 2294020000 bytes
+ *   tinyllama-1.1b  1077 dispatches, 2 command buffers, 1 CPU wait, 22016 bytes uploaded, peak 8827486272 bytes
+ * Two command buffers: the step, and the copy of the loss to a staging buffer for its one read-back (the one
+ * CPU wait). Uploads: ids and targets (2·N·4 = 16384 bytes) plus one 64-byte AdamW uniform per LoRA tensor.
+ */
+const LIMITS: Record<string, Record<Limited, number>> = {
+  'smollm2-135m': {
+    dispatches_per_step: 1500, command_buffers_per_step: 2, cpu_waits_per_step: 1, uploaded_bytes_per_step: 25_000, peak_gpu_bytes: 2.34e9,
+  },
+  'tinyllama-1.1b': {
+    dispatches_per_step: 1100, command_buffers_per_step: 2, cpu_waits_per_step: 1, uploaded_bytes_per_step: 23_000, peak_gpu_bytes: 9.0e9,
+  },
+};
+
+async function dryRun(name: string, batch = 8, seq = 256): Promise<DryRunResult> {
+  return dryRunModel(name, benchModelConfig(name), { batch, seq, gemm: 'fast' });
+}
+
+describe('bench --dry-run', () => {
+  for (const [name, limits] of Object.entries(LIMITS)) {
+    it(`${name}: one step stays under CI's limits`, async () => {
+      const r = await dryRun(name);
+      const summary = JSON.stringify({ ...r, families: undefined });
+      for (const [key, limit] of Object.entries(limits)) expect(r[key as Limited], `${key} in ${summary}`).toBeLessThanOrEqual(limit);
+      expect(r.cpu_waits_per_step, summary).toBeGreaterThanOrEqual(1); // the loss is read back every step
+      expect(r.peak_gpu_bytes).toBeGreaterThan(r.weights_bytes);
+      expect(r.buffers_created_per_step, 'only the read-back staging buffer').toBe(1);
+    });
+  }
+
+  it('the families add up to the step, and the GEMM FLOPs are the model\'s', async () => {
+    const name = 'smollm2-135m';
+    const r = await dryRun(name);
+    const c = benchModelConfig(name);
+    const fam = Object.values(r.families);
+    expect(fam.reduce((s, f) => s + f.dispatches, 0)).toBe(r.dispatches_per_step);
+    expect(fam.reduce((s, f) => s + f.flops, 0)).toBe(r.flops_per_step);
+    expect(fam.reduce((s, f) => s + f.bytes, 0)).toBe(r.bytes_per_step);
+    for (const [k, f] of Object.entries(r.families)) expect(f.bytes, k).toBeGreaterThan(0);
+    const N = 8 * 256, L = c.layers, C = c.hidden, qDim = c.heads * c.headDim, kvDim = c.kvHeads * c.headDim;
+    // The frozen linears, forward and dx, 2·N·IN·OUT each, with the adapters' rank-r terms fused into the same
+    // GEMMs (q and v: + 2·N·r·OUT in the forward, + 2·N·r·IN in dx). Layer 0's q/k/v take no dx: their
+    // input is the normed embedding of a frozen table.
+    const r8 = 8, qkv = C * (qDim + 2 * kvDim), layer = qkv + qDim * C + 3 * C * c.intermediate;
+    const forward = 2 * N * (L * layer + L * r8 * (qDim + kvDim));
+    const dx = 2 * N * (L * layer - qkv + (L - 1) * 2 * r8 * C);
+    expect(r.families.matmul.flops).toBe(forward + dx);
+    // The LM head (tied): logits, their recompute in the backward, and dxf: 3 × 2·N·V·C.
+    expect(r.families.lm_head.flops).toBe(3 * 2 * N * c.vocab * C);
+    expect(r.families.lora.dispatches).toBe(L * 2 * 4); // down, du, dA, dB per adapted projection
+    expect(r.families.optimizer.dispatches).toBe(L * 2 * 2); // one AdamW per A and per B
+    // Zeroing the 4L LoRA gradients and the loss sum, adding up the loss, the 2L residual adds, and one gradient
+    // copy per residual add (the residual stream takes dout itself), less layer 0's first, whose input is frozen.
+    expect(r.families.elementwise.dispatches).toBe(4 * L + 1 + 1 + 2 * L + (2 * L - 1));
+  });
+
+  it('runs through the bench command without asking for a WebGPU device', async () => {
+    const lines: string[] = [];
+    await benchCommand(['--dry-run', '--quick'], (l) => lines.push(l));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({ model: 'quick', mode: 'dry-run' });
+    expect(createNodeGpu).not.toHaveBeenCalled();
+  });
+
+  it('--quick through the CLI prints one JSON line', async () => {
+    const r = await cli(['bench', '--dry-run', '--quick']);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const j = JSON.parse(lines[0]);
+    expect(j).toMatchObject({ model: 'quick', mode: 'dry-run', batch: 2, seq: 32, command_buffers_per_step: 2, cpu_waits_per_step: 1 });
+    for (const k of ['dispatches_per_step', 'uploaded_bytes_per_step', 'peak_gpu_bytes', 'pipelines', 'flops_per_step', 'bytes_per_step']) {
+      expect(j[k], k).toBeGreaterThan(0);
+    }
+    expect(Object.keys(j.families)).toEqual(expect.arrayContaining(['matmul', 'lm_head', 'lora', 'attention', 'rmsnorm', 'rope', 'swiglu', 'cross_entropy', 'optimizer', 'elementwise', 'embedding']));
+  });
+
+  it('refuses a sequence above the model\'s positions and a batch × seq that cannot be laid out, in one line', async () => {
+    await expect(dryRun('tinyllama-1.1b', 1, 4096)).rejects.toThrow(/--seq 4096 is above tinyllama-1.1b's 2048 positions/);
+    const big = dryRun('tinyllama-1.1b', 512, 2048);
+    await expect(big).rejects.toBeInstanceOf(LoraStudioError);
+    await expect(big).rejects.toThrow(/tinyllama-1.1b at --batch 512 × --seq 2048 does not fit: .*exceeds this GPU's largest buffer .* Use a smaller batch or sequence\.$/);
+    for (const args of [['--model', 'gpt-5'], ['--model', 'smollm2-135m', '--seq', '9000'], ['--quick', '--batch', '100000', '--seq', '256'], ['--quick', '--steps', '3']]) {
+      const r = await cli(['bench', '--dry-run', ...args]);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/^error: bench: /);
+    }
+  });
+});
