@@ -4,6 +4,8 @@
 // AdamW and schedule for the set number of steps). Every run checkpoints itself into the library while it
 // goes (weights, AdamW moments, step, loss history), so a closed tab resumes from the Library panel; the
 // line under the buttons says which step the library holds, or why the latest checkpoint failed.
+// Start waits for the settings to pass settings_check.ts and the memory estimate, and says what is missing.
+// The keyboard focus follows the run (Start → Stop/Pause → Start) instead of dropping to the page body.
 // The per-step numbers come from train_live.ts through a throttled subscription and the chart's own
 // subscription, never through the studio store, so a step does not re-render the app.
 
@@ -53,7 +55,6 @@ export function TrainPanel() {
   const contextLength = useStudio((s) => s.model.facts?.contextLength ?? DEFAULT_CONTEXT);
   const toolbar = useRef<HTMLDivElement>(null);
   const focusInBar = useRef(false);
-  const last = useThrottled(trainLive, selectLast, 250);
 
   const active = ['starting', 'running', 'paused', 'stopping'].includes(train.status);
   // Why Start is off, in words: the first thing missing.
@@ -118,9 +119,7 @@ export function TrainPanel() {
             Continue training
           </button>
         )}
-        <span role="status" tabIndex={-1} data-focus="status" data-testid="train-state" className="run-state">
-          {train.status === 'stopping' && (last === null ? 'Stopping before the first step: the run ends as soon as its GPU programs are built.' : 'Stopping after the step in progress…')}
-        </span>
+        <RunState stopping={train.status === 'stopping'} />
         {blocker && !active && <span id={`${id}-why`} className="muted" data-testid="start-blocked">{blocker}</span>}
         {train.adapterSteps !== null && !active && (
           <span className="muted">
@@ -164,6 +163,19 @@ export function TrainPanel() {
 
       {train.adapterSteps !== null && (train.status === 'finished' || train.status === 'paused' || train.status === 'error') && <SaveForm />}
     </section>
+  );
+}
+
+/**
+ * What the run is doing when no button says it (a live region; the focus rests here while nothing can be
+ * pressed): a Stop pressed before the first step must not look ignored while the GPU programs build.
+ */
+function RunState({ stopping }: { stopping: boolean }) {
+  const last = useThrottled(trainLive, selectLast, 250); // null until this run's first step
+  return (
+    <span role="status" tabIndex={-1} data-focus="status" data-testid="train-state" className="run-state">
+      {stopping && (last === null ? 'Stopping before the first step: the run ends as soon as its GPU programs are built.' : 'Stopping after the step in progress…')}
+    </span>
   );
 }
 

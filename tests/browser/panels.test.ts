@@ -338,6 +338,7 @@ describe('studio panels at 1280×720', () => {
       expect(await box.getAttribute('aria-invalid')).toBeNull();
     }
     expect(await page.getByLabel('Learning rate', { exact: true }).inputValue()).toBe('3e-4');
+    await expect.poll(() => page.getByTestId('data-stats').textContent(), { timeout: 60_000 }).toContain('rows of 32');
     await expect.poll(() => start.isEnabled(), { timeout: 60_000 }).toBe(true);
     expect(await page.getByTestId('data-warning').count()).toBe(1);
     expect(pageErrors(page)).toEqual([]);
