@@ -1,6 +1,8 @@
 // The studio shell: a header naming the GPU the engine opened, a banner when WebGPU is unavailable, and the
-// panels. Panels are self-contained sections reading the store: the main flow (model, data, settings, train,
-// try it) in a two-column grid, then the library and the teaching panel.
+// panels. Panels are self-contained sections reading the store: the main flow in two columns, what to train
+// (model, data, settings) on the left and the run (train, try it) on the right, so Start is in view without
+// scrolling on a 1280×800 screen; one column below 1000 px, in the same order. Then the teaching panel and
+// the library.
 
 import { DataPanel } from './data_panel';
 import { LibraryPanel } from './library_panel';
@@ -40,11 +42,15 @@ export function App() {
 
       <main id="main" className="panels" tabIndex={-1}>
         <div className="studio-grid">
-          <ModelPanel />
-          <DataPanel />
-          <LoraPanel />
-          <TrainPanel />
-          <TryPanel />
+          <div className="studio-column">
+            <ModelPanel />
+            <DataPanel />
+            <LoraPanel />
+          </div>
+          <div className="studio-column">
+            <TrainPanel />
+            <TryPanel />
+          </div>
         </div>
         <TeachPanel />
         <LibraryPanel />

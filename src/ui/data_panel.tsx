@@ -1,9 +1,11 @@
 // "2. Data": the demo State of the Union paragraphs preloaded, or the user's own (a .jsonl or .txt file chosen
 // or dropped, or pasted text); the validation share and packing; what the tokenizer made of it (counts, the
-// first rows with their token counts, and the first row cut into tokens).
+// first rows with their token counts, and the first row cut into tokens), and a warning when that is too
+// little to learn or validate on (settings_check.ts).
 
 import { useId, useState, type DragEvent } from 'react';
 import { count } from './model_panel';
+import { NumberField, useSettingsCheck } from './number_field';
 import { useStudio } from './store';
 import { DEMO_DATA } from './studio_defaults';
 
@@ -21,7 +23,9 @@ const FORMAT_NAMES: Record<string, string> = {
 export function DataPanel() {
   const { status, source, result, error } = useStudio((s) => s.data);
   const modelReady = useStudio((s) => s.model.status === 'ready');
-  const { validationShare, pack, seqLen } = useStudio((s) => s.settings);
+  const { pack, seqLen } = useStudio((s) => s.settings);
+  const { texts, check } = useSettingsCheck();
+  const setField = useStudio((s) => s.setField);
   const busy = useStudio((s) => ['starting', 'running', 'paused', 'stopping'].includes(s.train.status));
   const setDataText = useStudio((s) => s.setDataText);
   const useDemoData = useStudio((s) => s.useDemoData);
@@ -81,11 +85,8 @@ export function DataPanel() {
       </details>
 
       <div className="field-row">
-        <label className="field narrow">
-          <span>Validation share</span>
-          <input type="number" min={0} max={0.5} step={0.05} value={validationShare} disabled={disabled}
-            onChange={(e) => setDataSettings({ validationShare: clamp(Number(e.target.value), 0, 0.5) })} />
-        </label>
+        <NumberField label="Validation share" text={texts.validationShare} check={check.fields.validationShare} min={0} max={0.5} step={0.05}
+          disabled={disabled} onText={(t) => setField('validationShare', t)} />
         <label className="check">
           <input type="checkbox" checked={pack} disabled={disabled} onChange={(e) => setDataSettings({ pack: e.target.checked })} />
           <span>Pack rows into full {seqLen}-token blocks</span>
@@ -109,6 +110,7 @@ export function DataPanel() {
             {result.stats.truncated > 0 && <div><dt>truncated</dt><dd>{result.stats.truncated}</dd></div>}
             {result.stats.skipped > 0 && <div><dt>skipped</dt><dd>{result.stats.skipped}</dd></div>}
           </dl>
+          {check.dataWarnings.map((w) => <p className="field-warning" key={w} data-testid="data-warning">{w}</p>)}
           {result.firstTokens.length > 0 && (
             <div className="tokens" aria-label="The first row, cut into tokens">
               {result.firstTokens.map((t, i) => (
@@ -138,8 +140,4 @@ export function DataPanel() {
       )}
     </section>
   );
-}
-
-function clamp(v: number, lo: number, hi: number): number {
-  return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : lo;
 }

@@ -2,12 +2,14 @@
 // controls, drawn as heatmaps: ./teach/playground_view.tsx) and two worked examples, each one click away, whose
 // inputs and GPU outputs are shown as small tables with the scale α/r and the parameter counts.
 // The mode and the playground settings live in the URL hash (./teach/url.ts), so a lesson can link to them;
-// this component restores them on hashchange and asks the store to compute once the GPU is ready.
+// this component restores them on hashchange, scrolls itself into view for a teach link, and asks the store
+// to compute once the GPU is ready.
 
-import { useEffect } from 'react';
+import { useEffect, useRef } from 'react';
 import { MatrixTable, tidyMatrix } from './matrix_table';
 import { useStudio } from './store';
 import { Playground } from './teach/playground_view';
+import { readTeachUrl } from './teach/url';
 import { TEACH_EXAMPLES, type TeachExampleId } from './teach_examples';
 
 const EXAMPLE_IDS: TeachExampleId[] = [1, 2];
@@ -24,13 +26,18 @@ export function TeachPanel() {
   useEffect(() => {
     if (gpuReady) syncTeach();
   }, [gpuReady, syncTeach]);
+  // A teach link names no element (#teach?r=4…), so the browser does not scroll to it by itself: the panel does.
+  const section = useRef<HTMLElement>(null);
   useEffect(() => {
-    window.addEventListener('hashchange', restoreTeach);
-    return () => window.removeEventListener('hashchange', restoreTeach);
+    const show = () => { if (readTeachUrl()) section.current?.scrollIntoView({ block: 'start' }); };
+    const onHash = () => { restoreTeach(); show(); };
+    show();
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
   }, [restoreTeach]);
 
   return (
-    <section className="panel" aria-labelledby="teach-title">
+    <section className="panel" aria-labelledby="teach-title" ref={section}>
       <h2 id="teach-title">Teach: the LoRA linear</h2>
       <p className="lede">
         LoRA keeps the pretrained weight <var>W</var> frozen and learns a rank-<var>r</var> update{' '}

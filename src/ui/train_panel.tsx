@@ -4,17 +4,30 @@
 // AdamW and schedule for the set number of steps). Every run checkpoints itself into the library while it
 // goes (weights, AdamW moments, step, loss history), so a closed tab resumes from the Library panel; the
 // line under the buttons says which step the library holds, or why the latest checkpoint failed.
+// Start waits for the settings to pass settings_check.ts and the memory estimate, and says what is missing.
+// The keyboard focus follows the run (Start → Stop/Pause → Start) instead of dropping to the page body.
 // The per-step numbers come from train_live.ts through a throttled subscription and the chart's own
 // subscription, never through the studio store, so a step does not re-render the app.
 
-import { useId, useState, type FormEvent } from 'react';
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
 import { LossChart } from './loss_chart';
+import { useSettingsCheck } from './number_field';
+import { DEFAULT_CONTEXT, settingRules } from './settings_check';
 import { useStudio } from './store';
 import { trainLive, useThrottled, type TrainLive } from './train_live';
 
 const selectLast = (s: TrainLive) => s.last;
 const selectBase = (s: TrainLive) => s.base;
 const selectPlanned = (s: TrainLive) => s.steps;
+
+/** Where the keyboard focus goes, by run state, when the button that held it went away or turned off. */
+const FOCUS_ORDER: Record<string, string[]> = {
+  idle: ['start', 'continue', 'resume-run', 'status'],
+  starting: ['stop', 'status'],
+  running: ['pause', 'stop', 'status'],
+  paused: ['resume', 'stop', 'status'],
+  stopping: ['status'],
+};
 
 function duration(sec: number): string {
   if (!Number.isFinite(sec)) return '—';
@@ -38,6 +51,10 @@ export function TrainPanel() {
   const resumeRun = useStudio((s) => s.resumeRun);
   const [logScale, setLogScale] = useState(false);
   const id = useId();
+  const { check } = useSettingsCheck();
+  const contextLength = useStudio((s) => s.model.facts?.contextLength ?? DEFAULT_CONTEXT);
+  const toolbar = useRef<HTMLDivElement>(null);
+  const focusInBar = useRef(false);
 
   const active = ['starting', 'running', 'paused', 'stopping'].includes(train.status);
   // Why Start is off, in words: the first thing missing.
@@ -45,36 +62,64 @@ export function TrainPanel() {
     ? 'Load a model first.'
     : !dataReady
       ? 'Load training data first.'
-      : !estimate
-        ? 'Checking that the run fits in GPU memory…'
-        : estimate.refusal;
+      : check.errors.length > 0
+        ? `Fix ${check.errors.map((f) => settingRules(contextLength)[f].label).join(', ')} in the settings first.`
+        : !estimate
+          ? 'Checking that the run fits in GPU memory…'
+          : estimate.refusal;
   const canStart = !active && blocker === null;
   const held = train.adapter;
   const canContinue = canStart && held !== null;
 
+  // A pressed button that goes away or turns off (Start once the run begins, Pause becoming Resume, Stop
+  // while stopping) would drop the keyboard focus on the page body: hand it to the control that now matters.
+  useEffect(() => {
+    const bar = toolbar.current;
+    if (!bar || !focusInBar.current) return;
+    const a = document.activeElement as HTMLElement | null;
+    const lost = !a || a === document.body || (bar.contains(a) && ((a as HTMLButtonElement).disabled || a.dataset.focus === 'status'));
+    if (!lost) return;
+    const order = FOCUS_ORDER[train.status] ?? FOCUS_ORDER.idle;
+    for (const name of order) {
+      const el = bar.querySelector<HTMLElement>(`[data-focus="${name}"]:not(:disabled)`);
+      if (el) return el.focus();
+    }
+  });
+
   return (
     <section className="panel train-panel" aria-labelledby="train-title" data-testid="train-panel">
       <h2 id="train-title"><span className="step-no" aria-hidden="true">4</span>Train</h2>
-      <div className="toolbar">
-        <button type="button" className="primary" onClick={() => void startTraining()} disabled={!canStart} aria-describedby={blocker ? `${id}-why` : undefined}>
+      <div
+        className="toolbar"
+        ref={toolbar}
+        onFocus={() => { focusInBar.current = true; }}
+        onBlur={(e) => {
+          // Focus the user moved elsewhere is theirs; focus dropped by a button turning off is not.
+          const from = e.target as Element;
+          const off = (from instanceof HTMLButtonElement && from.disabled) || !from.isConnected;
+          if (e.relatedTarget ? !toolbar.current?.contains(e.relatedTarget as Node) : !off) focusInBar.current = false;
+        }}
+      >
+        <button type="button" className="primary" data-focus="start" onClick={() => void startTraining()} disabled={!canStart} aria-describedby={blocker ? `${id}-why` : undefined}>
           {train.adapterSteps !== null && !active ? 'Start again' : 'Start'}
         </button>
         {train.status === 'paused' ? (
-          <button type="button" onClick={() => void resumeTraining()}>Resume</button>
+          <button type="button" data-focus="resume" onClick={() => void resumeTraining()}>Resume</button>
         ) : (
-          <button type="button" onClick={() => void pauseTraining()} disabled={train.status !== 'running'}>Pause</button>
+          <button type="button" data-focus="pause" onClick={() => void pauseTraining()} disabled={train.status !== 'running'}>Pause</button>
         )}
-        <button type="button" className="danger" onClick={() => void stopTraining()} disabled={!active || train.status === 'stopping'}>Stop</button>
+        <button type="button" className="danger" data-focus="stop" onClick={() => void stopTraining()} disabled={!active || train.status === 'stopping'}>Stop</button>
         {train.resumable && train.runEntryId && !active && (
-          <button type="button" onClick={() => void resumeRun(train.runEntryId!)} disabled={!modelReady || !dataReady}>
+          <button type="button" data-focus="resume-run" onClick={() => void resumeRun(train.runEntryId!)} disabled={!modelReady || !dataReady}>
             Resume the run
           </button>
         )}
         {held && train.adapterSteps !== null && !active && (
-          <button type="button" onClick={() => void continueTraining()} disabled={!canContinue} aria-describedby={`${id}-continue`}>
+          <button type="button" data-focus="continue" onClick={() => void continueTraining()} disabled={!canContinue} aria-describedby={`${id}-continue`}>
             Continue training
           </button>
         )}
+        <RunState stopping={train.status === 'stopping'} />
         {blocker && !active && <span id={`${id}-why`} className="muted" data-testid="start-blocked">{blocker}</span>}
         {train.adapterSteps !== null && !active && (
           <span className="muted">
@@ -118,6 +163,19 @@ export function TrainPanel() {
 
       {train.adapterSteps !== null && (train.status === 'finished' || train.status === 'paused' || train.status === 'error') && <SaveForm />}
     </section>
+  );
+}
+
+/**
+ * What the run is doing when no button says it (a live region; the focus rests here while nothing can be
+ * pressed): a Stop pressed before the first step must not look ignored while the GPU programs build.
+ */
+function RunState({ stopping }: { stopping: boolean }) {
+  const last = useThrottled(trainLive, selectLast, 250); // null until this run's first step
+  return (
+    <span role="status" tabIndex={-1} data-focus="status" data-testid="train-state" className="run-state">
+      {stopping && (last === null ? 'Stopping before the first step: the run ends as soon as its GPU programs are built.' : 'Stopping after the step in progress…')}
+    </span>
   );
 }
 

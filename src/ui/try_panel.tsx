@@ -1,15 +1,24 @@
 // "5. Try it": a prompt continued by the base model and by the model with the adapter, side by side, with
-// temperature, top-k and a token budget; a live α slider scales the adapter (trained here or loaded from the
+// temperature, top-k, a token budget and a sampling seed (Resample: the next seed), each box kept as typed
+// with what is wrong beside it (settings_check.ts); a live α slider scales the adapter (trained here or loaded from the
 // library) from 0 (the base model exactly) through its trained α to twice that, and regenerates the adapted
 // column as it moves, so a class can watch the model move from base to adapted without retraining.
 
-import { useId } from 'react';
+import { useId, useMemo } from 'react';
+import { NumberField } from './number_field';
+import { checkTry, fieldTexts, TRY_RULES } from './settings_check';
 import { useStudio } from './store';
 import type { GenerationOutput } from './state/studio_state';
 
 export function TryPanel() {
   const t = useStudio((s) => s.tryIt);
   const setTry = useStudio((s) => s.setTry);
+  const setTryField = useStudio((s) => s.setTryField);
+  const resample = useStudio((s) => s.resample);
+  const { texts, check } = useMemo(() => {
+    const texts = fieldTexts({ temperature: t.temperature, topK: t.topK, maxTokens: t.maxTokens, seed: t.seed }, t.drafts);
+    return { texts, check: checkTry(texts) };
+  }, [t.temperature, t.topK, t.maxTokens, t.seed, t.drafts]);
   const setAlphaScale = useStudio((s) => s.setAlphaScale);
   // The adapter's own α: the slider's 1× (the engine multiplies the scale α/r by the slider's factor).
   const nominal = useStudio((s) => s.train.adapter?.lora.alpha ?? s.settings.lora.alpha);
@@ -20,7 +29,13 @@ export function TryPanel() {
   const training = useStudio((s) => ['starting', 'running', 'stopping'].includes(s.train.status));
   const busy = t.base.status === 'running' || t.adapted.status === 'running';
   const id = useId();
-  const why = !modelReady ? 'Load a model with a tokenizer first.' : training ? 'Pause or stop training to try the model.' : null;
+  const why = !modelReady
+    ? 'Load a model with a tokenizer first.'
+    : training
+      ? 'Pause or stop training to try the model.'
+      : check.errors.length > 0
+        ? `Fix ${check.errors.map((f) => TRY_RULES[f].label).join(', ')} first.`
+        : null;
 
   return (
     <section className="panel" aria-labelledby="try-title" data-testid="try-panel">
@@ -29,24 +44,16 @@ export function TryPanel() {
         className="try-form"
         onSubmit={(e) => {
           e.preventDefault();
-          void generate();
+          if (!busy) void generate();
         }}
       >
         <label htmlFor={`${id}-prompt`}>Prompt</label>
         <textarea id={`${id}-prompt`} rows={2} value={t.prompt} onChange={(e) => setTry({ prompt: e.target.value })} />
         <div className="field-row">
-          <label className="field narrow">
-            <span>Temperature</span>
-            <input type="number" min={0} max={2} step={0.1} value={t.temperature} onChange={(e) => setTry({ temperature: clamp(e.target.value, 0, 2) })} />
-          </label>
-          <label className="field narrow">
-            <span>Top-k</span>
-            <input type="number" min={0} max={1000} step={1} value={t.topK} onChange={(e) => setTry({ topK: Math.round(clamp(e.target.value, 0, 1000)) })} />
-          </label>
-          <label className="field narrow">
-            <span>Max tokens</span>
-            <input type="number" min={1} max={200} step={1} value={t.maxTokens} onChange={(e) => setTry({ maxTokens: Math.round(clamp(e.target.value, 1, 200)) })} />
-          </label>
+          {(['temperature', 'topK', 'maxTokens', 'seed'] as const).map((f) => (
+            <NumberField key={f} label={TRY_RULES[f].label} text={texts[f]} check={check.fields[f]} onText={(v) => setTryField(f, v)}
+              min={TRY_RULES[f].min} max={TRY_RULES[f].max} step={f === 'temperature' ? 0.1 : 1} />
+          ))}
           <div className="field slider">
             <label htmlFor={`${id}-alpha`}>Adapter α</label>
             <input id={`${id}-alpha`} type="range" min={0} max={2} step={0.05} value={t.alphaScale} disabled={!hasAdapter}
@@ -54,13 +61,21 @@ export function TryPanel() {
               aria-describedby={`${id}-alpha-out`} data-testid="try-alpha" />
             <output id={`${id}-alpha-out`} htmlFor={`${id}-alpha`} data-testid="try-alpha-value">{alphaText(t.alphaScale, nominal)}</output>
           </div>
-          <button type="submit" className="primary" disabled={!!why || busy || t.prompt.trim() === ''} aria-describedby={why ? `${id}-why` : undefined}>
+          {/* Busy, the buttons stay enabled (aria-disabled) so the keyboard focus stays on them; a press then does nothing. */}
+          <button type="submit" className="primary" disabled={!!why || t.prompt.trim() === ''} aria-disabled={busy || undefined} aria-describedby={why ? `${id}-why` : undefined}>
             {busy ? 'Generating…' : 'Generate'}
+          </button>
+          <button type="button" disabled={!!why || t.prompt.trim() === ''} aria-disabled={busy || undefined} aria-describedby={`${id}-resample`}
+            onClick={() => { if (!busy) void resample(); }}>
+            Resample
           </button>
           {why && <span id={`${id}-why`} className="muted">{why}</span>}
         </div>
       </form>
-      <p className="note">Temperature 0 always picks the likeliest token; top-k 0 keeps every token.</p>
+      <p className="note" id={`${id}-resample`}>
+        Temperature 0 always picks the likeliest token (the seed does not matter); above 0 it samples, and the same seed gives the same
+        text again. Resample draws another with the next seed. Top-k 0 keeps every token.
+      </p>
       <div className="outputs">
         <Output title="Base model" testId="try-base" out={t.base} />
         <Output
@@ -76,11 +91,11 @@ export function TryPanel() {
 
 function Output({ title, out, testId, empty }: { title: string; out: GenerationOutput; testId: string; empty?: string }) {
   return (
-    <figure className="output" data-testid={testId} data-status={out.status} aria-busy={out.status === 'running'}>
+    <figure className="output" data-testid={testId} data-status={out.status} data-seed={out.status === 'idle' ? undefined : out.seed} aria-busy={out.status === 'running'}>
       <figcaption>
         {title}
         {out.status === 'done' && out.seconds !== null && (
-          <span className="muted"> · {out.tokens} tokens in {out.seconds.toFixed(1)} s</span>
+          <span className="muted"> · {out.tokens} tokens in {out.seconds.toFixed(1)} s, {out.temperature > 0 ? `sampled with seed ${out.seed}` : 'greedy'}</span>
         )}
       </figcaption>
       {out.error ? (
@@ -110,9 +125,4 @@ function alphaText(scale: number, nominal: number): string {
   if (scale === 0) return `α = 0: the base model`;
   if (scale === 1) return `α = ${a}, as trained`;
   return `α = ${a} (trained at ${fmtAlpha(nominal)})`;
-}
-
-function clamp(raw: string, lo: number, hi: number): number {
-  const v = Number(raw);
-  return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : lo;
 }

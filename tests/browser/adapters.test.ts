@@ -25,8 +25,8 @@ async function tinySettings(page: Page, steps: number): Promise<void> {
   await page.getByLabel('Batch size', { exact: true }).fill('1');
   await page.getByLabel('Warm-up steps', { exact: true }).fill('0');
   await page.getByLabel('Sequence length', { exact: true }).fill('32');
-  await expect.poll(() => page.getByTestId('data-stats').textContent()).toContain('rows of 32');
-  await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits')).toBe('true');
+  await expect.poll(() => page.getByTestId('data-stats').textContent(), { timeout: 60_000 }).toContain('rows of 32');
+  await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits'), { timeout: 60_000 }).toBe('true');
 }
 
 describe('saved adapters in Chromium', () => {

@@ -4,12 +4,17 @@
 // accessibility tree computes it, the name a screen reader reads), Tab reaches every panel with a visible
 // focus ring, nothing overflows sideways at 1280 px, and text meets WCAG AA contrast (4.5:1, 3:1 for large
 // text) in both colour schemes. It does not train: the Train and Try it panels are shot idle, and the
-// library shows one imported adapter so its row controls are audited too.
+// library shows one imported adapter so its row controls are audited too. Then the settings in error (issue
+// 17, point 3): out-of-range and unreadable values kept as typed, the reason and range tied to each box by
+// aria-describedby, Start held, the warnings for one-row data, shot and audited in light and dark too.
 
-import type { CDPSession, Page } from 'playwright-core';
+import type { CDPSession, Locator, Page } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loraKey, writeAdapter } from '../../src/io/peft';
-import { hideWebGPU, pageErrors, shoot, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
+import { parseModelConfig } from '../../src/model/config';
+import { hideWebGPU, pageErrors, ROOT, shoot, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
 
 const STEP_MS = 180_000; // loading the built-in model and tokenizing the demo data on SwiftShader
 
@@ -268,6 +273,74 @@ describe('studio panels at 1280×720', () => {
     }
 
     expect(failures).toEqual([]);
+    expect(pageErrors(page)).toEqual([]);
+  });
+
+  it('keeps out-of-range settings as typed, says why and what is allowed beside them, holds Start, and warns on degenerate data', async () => {
+    const page = await studio.launch({ timeout: STEP_MS });
+    await page.goto(studio.url);
+    await waitForGpu(page);
+    await waitForDefaultModel(page, STEP_MS);
+    const start = page.getByRole('button', { name: 'Start', exact: true });
+    await expect.poll(() => start.isEnabled(), { timeout: 60_000 }).toBe(true);
+    // The built-in model's context, the sequence length's limit (it is retrained from time to time).
+    const context = parseModelConfig(readFileSync(join(ROOT, 'public/models/moby-llama/config.json'), 'utf8')).maxPositions;
+
+    /** The text tied to a box by aria-describedby (its reason and range), or null. */
+    const described = (box: Locator) => box.evaluate((el) => {
+      const id = el.getAttribute('aria-describedby');
+      return id ? document.getElementById(id)?.textContent ?? `missing #${id}` : null;
+    });
+    // The issue's examples (warm-up 500 against the default 200 steps), each kept exactly as typed.
+    const bad: [string, string, string][] = [
+      ['Rank r', '0', '0 is below 1; allowed: whole numbers from 1 to 256.'],
+      ['Learning rate', 'abc', '“abc” is not a number; allowed: 1e-7 to 1.'],
+      ['Warm-up steps', '500', 'A warm-up of 500 steps is longer than the run (200 steps); allowed: whole numbers from 0 to 200.'],
+      ['Sequence length', '100000', `100000 is above ${context}, the model's context; allowed: whole numbers from 8 to ${context}.`],
+    ];
+    for (const [label, text, reason] of bad) {
+      const box = page.getByLabel(label, { exact: true });
+      await box.fill(text);
+      expect(await box.inputValue()).toBe(text);
+      expect(await box.getAttribute('aria-invalid')).toBe('true');
+      expect(await described(box)).toBe(reason);
+    }
+    expect(await start.isDisabled()).toBe(true);
+    expect(await page.getByTestId('start-blocked').textContent()).toBe('Fix Rank r, Learning rate, Warm-up steps, Sequence length in the settings first.');
+
+    // One short line as the data, nothing held out: one training row, none to validate on, and a batch of 8
+    // larger than it. (Any share above 0 of one row is refused by the engine with its reason, not warned about.)
+    const share = page.getByLabel('Validation share', { exact: true });
+    await share.fill('0');
+    await page.getByText('Paste text instead').click();
+    await page.getByLabel('Training text').fill('Call me Ishmael.');
+    await page.getByRole('button', { name: 'Use this text' }).click();
+    await expect.poll(() => page.getByTestId('data-rows').textContent(), { timeout: 60_000 }).toBe('1 train, 0 validation');
+    expect(await page.getByTestId('data-warning').textContent()).toMatch(/^Only one training row/);
+    expect(await share.getAttribute('aria-invalid')).toBeNull();
+    expect(await described(share)).toBe('A share of 0 leaves no validation rows, so the run shows no validation loss; raise it to see one.');
+    const batch = page.getByLabel('Batch size', { exact: true });
+    expect(await described(batch)).toBe('A batch of 8 rows is larger than the data (1 training row); allowed: whole numbers from 1 to 1.');
+
+    const failures = await shootAndCheck(page, async (scheme) => {
+      for (const [id, name] of PANELS.filter(([id]) => ['data', 'lora', 'train'].includes(id))) {
+        await shoot(page.getByRole('region', { name, exact: true }), `panel-${id}-errors-${scheme}`);
+      }
+    });
+    const cdp = await page.context().newCDPSession(page);
+    failures.push(...(await controls(cdp)).filter((c) => c.name === '').map((c) => `${c.panel}: a ${c.role} has no accessible name`));
+    expect(failures).toEqual([]);
+
+    // Fixed, every field is valid again and Start comes back; the warnings stay (they never block).
+    for (const [label, text] of [['Rank r', '4'], ['Learning rate', '3e-4'], ['Warm-up steps', '0'], ['Sequence length', '32'], ['Batch size', '1']]) {
+      const box = page.getByLabel(label, { exact: true });
+      await box.fill(text);
+      expect(await box.getAttribute('aria-invalid')).toBeNull();
+    }
+    expect(await page.getByLabel('Learning rate', { exact: true }).inputValue()).toBe('3e-4');
+    await expect.poll(() => page.getByTestId('data-stats').textContent(), { timeout: 60_000 }).toContain('rows of 32');
+    await expect.poll(() => start.isEnabled(), { timeout: 60_000 }).toBe(true);
+    expect(await page.getByTestId('data-warning').count()).toBe(1);
     expect(pageErrors(page)).toEqual([]);
   });
 

@@ -58,8 +58,8 @@ describe('studio main flow in Chromium', () => {
     await page.getByLabel('Batch size', { exact: true }).fill('1');
     await page.getByLabel('Warm-up steps', { exact: true }).fill('0');
     await page.getByLabel('Sequence length', { exact: true }).fill('32');
-    await expect.poll(() => page.getByTestId('data-stats').textContent()).toContain('rows of 32');
-    await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits')).toBe('true');
+    await expect.poll(() => page.getByTestId('data-stats').textContent(), { timeout: 60_000 }).toContain('rows of 32');
+    await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits'), { timeout: 60_000 }).toBe('true');
     expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/^Needs about [\d.]+ [kMG]B of GPU memory; this GPU allows [\d.]+ [MG]B \(weights /);
     await page.emulateMedia({ colorScheme: 'light' });
     for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shootPanel(page, id, name);

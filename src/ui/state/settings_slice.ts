@@ -1,9 +1,13 @@
-// The Settings slice: the run's LoRA and optimizer settings, sequence length and split, and the engine's
+// The Settings slice: the run's LoRA and optimizer settings, sequence length and split, what the user typed
+// in their boxes (kept as typed: settings_check.ts says what is wrong, and Start waits), and the engine's
 // memory estimate for them (asked again, debounced, on every change).
 
+import { checkNumber, DEFAULT_CONTEXT, settingRules, settingValues, type SettingField } from '../settings_check';
 import { DEFAULT_SETTINGS } from '../studio_defaults';
 import { engine, toFailure } from './shared';
 import type { SettingsSlice, SliceCreator } from './studio_state';
+
+const LORA_FIELDS: SettingField[] = ['r', 'alpha', 'dropout'];
 
 export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => {
   let estimateTimer: ReturnType<typeof setTimeout> | null = null;
@@ -12,7 +16,17 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => {
   const settings = (p: Partial<SettingsSlice['settings']>) => set({ settings: { ...get().settings, ...p } });
   return {
     settings: DEFAULT_SETTINGS,
+    drafts: {},
     memory: { estimate: null, trainable: null, error: null },
+    setField: (field, text) => {
+      set({ drafts: { ...get().drafts, [field]: text } });
+      const { value } = checkNumber(text, settingRules(get().model.facts?.contextLength ?? DEFAULT_CONTEXT)[field]);
+      if (value === null || value === settingValues(get().settings)[field]) return;
+      const { setLora, setOptim, setDataSettings } = get();
+      if (LORA_FIELDS.includes(field)) setLora({ [field]: value });
+      else if (field === 'seqLen' || field === 'validationShare') setDataSettings({ [field]: value });
+      else setOptim({ [field]: value });
+    },
     setLora: (p) => {
       settings({ lora: { ...get().settings.lora, ...p } });
       get().estimateMemory();

@@ -6,6 +6,7 @@
 import type { StateCreator } from 'zustand';
 import type { AdapterLibrary, AdapterSummary, ImportExpectation, StorageEstimateLike } from '../../io/library';
 import type { GpuInfo, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseFor, TrainableFacts } from '../../worker/protocol';
+import type { SettingField, TryField } from '../settings_check';
 import type { StudioSettings } from '../studio_defaults';
 import type { TeachExample, TeachExampleId } from '../teach_examples';
 import type { PlaygroundSettings } from '../teach/playground';
@@ -116,8 +117,16 @@ export interface ModelSlice {
 // ---- settings and memory ---------------------------------------------------------------------------------
 
 export interface SettingsSlice {
+  /** The values the engine is asked with: the last of each field that was a number in its range. */
   settings: StudioSettings;
+  /**
+   * What the user typed in each numeric field, kept as typed (never clamped); settings_check.ts judges it.
+   * Whatever replaces the settings wholesale (a loaded adapter's, a resumed run's) empties it.
+   */
+  drafts: Partial<Record<SettingField, string>>;
   memory: { estimate: MemoryEstimate | null; trainable: TrainableFacts | null; error: Failure | null };
+  /** Keep the text of a numeric field; its value reaches `settings` when it is a number in the field's own range. */
+  setField: (field: SettingField, text: string) => void;
   setLora: (p: Partial<LoraSettings>) => void;
   setOptim: (p: Partial<OptimSettings>) => void;
   /** Sequence length, validation share, packing: the data is tokenized again. */
@@ -205,6 +214,9 @@ export interface GenerationOutput {
   error: Failure | null;
   /** The α multiplier this output was generated with (the adapted column). */
   alphaScale: number;
+  /** The sampling seed and temperature it was generated with (the seed matters only above temperature 0). */
+  seed: number;
+  temperature: number;
 }
 
 export interface TrySlice {
@@ -213,18 +225,26 @@ export interface TrySlice {
     maxTokens: number;
     temperature: number;
     topK: number;
+    /** The sampling generator's seed: the same seed, prompt and settings give the same text. */
+    seed: number;
+    /** What the user typed in Try it's numeric fields, kept as typed; settings_check.ts checkTry judges it. */
+    drafts: Partial<Record<TryField, string>>;
     /** Multiplies the adapter's α while generating (0: the base model, 1: as trained). */
     alphaScale: number;
     base: GenerationOutput;
     adapted: GenerationOutput;
   };
-  setTry: (p: Partial<Pick<TrySlice['tryIt'], 'prompt' | 'maxTokens' | 'temperature' | 'topK' | 'alphaScale'>>) => void;
+  setTry: (p: Partial<Pick<TrySlice['tryIt'], 'prompt'>>) => void;
+  /** Keep the text of a numeric Try field; its value is used when it is a number in range. */
+  setTryField: (field: TryField, text: string) => void;
   /**
    * Move the α slider (a multiple of the adapter's α: 0 the base model, 1 as trained, up to 2) and continue
    * the prompt again with the adapter at that scale, so the change shows at once. A dragged slider costs at
    * most one generation in flight and one queued (the latest value).
    */
   setAlphaScale: (scale: number) => void;
-  /** Continue the prompt with the base model and, when there is an adapter, with it too. */
+  /** Continue the prompt with the base model and, when there is an adapter, with it too (nothing while a field is invalid). */
   generate: () => Promise<void>;
+  /** The next seed, then generate: another sample of the same prompt (the same text at temperature 0). */
+  resample: () => Promise<void>;
 }

@@ -69,7 +69,11 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
     },
     pauseTraining: () => control('pause'),
     resumeTraining: () => control('resume'),
-    stopTraining: () => control('stop'),
+    stopTraining: () => {
+      // Said at once: before the first step the worker is still building the run and may answer late.
+      if (busy() && get().train.status !== 'stopping') patch({ status: 'stopping' });
+      return control('stop');
+    },
     saveAdapter: async (name) => {
       patch({ saving: true, error: null });
       try {
@@ -88,6 +92,7 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
         const res = await engine().request({ type: 'loadAdapter', adapterId: id });
         set({
           settings: { ...get().settings, lora: res.lora },
+          drafts: {},
           train: {
             ...get().train, status: 'idle', kind: 'fresh', stopped: null, error: null, saved: null, adapterSteps: res.steps,
             adapter: { lora: res.lora, from: { id: res.adapterId, name: res.name }, note: res.note }, checkpoint: null, runEntryId: null, resumable: false,
@@ -116,7 +121,7 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
       if (!entry.checkpoint || run_?.version !== 1) return fail(`“${entry.name}” has no unfinished run this version of LoRA Studio can resume; load it and continue training it instead.`);
       const { lora, optim, model, data } = run_;
       // The run's settings, before model and data load: they tokenize the data with them.
-      set({ settings: { ...get().settings, lora, optim, seqLen: data.seqLen, validationShare: data.validationShare, pack: data.pack } });
+      set({ settings: { ...get().settings, lora, optim, seqLen: data.seqLen, validationShare: data.validationShare, pack: data.pack }, drafts: {} });
       if (!sameModel(get().model.identity, model)) {
         if (model.kind === 'files') {
           return fail(`“${entry.name}” was training on the local folder “${model.label}”. Open that folder in the Model panel, then press Resume again.`);
