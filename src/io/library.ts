@@ -25,6 +25,8 @@ import {
 import type { ZipFile } from './zip.ts';
 
 export { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, type ImportExpectation } from './peft_files.ts';
+// The page builds the loaded model's identity and words the import's note with the worker's own functions.
+export { baseIdentity, baseNameNote } from './base_identity.ts';
 export { idbStore, type AdapterEntry, type AdapterSummary, type KeyValueStore, type LossPoint, type StorageEstimateLike, type TrainingCheckpoint } from './library_store.ts';
 
 /** What save() takes: an entry without timestamps; with an id it overwrites that adapter. */

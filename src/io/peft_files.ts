@@ -4,13 +4,13 @@
 // to fit. This file parses and checks; it does not store anything (library.ts, library_store.ts) and does
 // not define the PEFT formats themselves (peft.ts, safetensors.ts, zip.ts).
 
-import { FormatError, LoraStudioError } from './errors.ts';
+import { judgeAdapterBase, type BaseIdentity } from './base_identity.ts';
+import { FormatError } from './errors.ts';
 import {
   adapterConfigToJson,
   parseLoraKey,
   readAdapter,
   readAdapterConfig,
-  sameBaseModel,
   type AdapterConfig,
   type AdapterExpectation,
   type AdapterFileNames,
@@ -22,10 +22,8 @@ import { readZip, writeZip, type ZipFile } from './zip.ts';
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors';
 
-/** The base model an import must fit; omit it when no model is loaded (see readPeftFiles). */
-export interface ImportExpectation extends AdapterExpectation {
-  baseModel: string;
-}
+/** The base model an import must fit (base_identity.ts); omit it when no model is loaded (see readPeftFiles). */
+export type ImportExpectation = BaseIdentity;
 
 /** The two PEFT files of an adapter, and a stored zip of both dated `date`, ready for `PeftModel.from_pretrained`. */
 export function writePeftFiles(
@@ -42,8 +40,9 @@ export function writePeftFiles(
 
 /**
  * A PEFT adapter from its two files (by name; a folder prefix is fine) or from a zip of them, `source`
- * naming the upload in errors. With `expected` (a model is loaded), refuses an adapter whose
- * base_model_name_or_path names another model (an empty one is allowed) or whose shapes do not fit.
+ * naming the upload in errors. With `expected` (a model is loaded), refuses an adapter whose shapes do not
+ * fit it, as judgeAdapterBase decides (the worker's Load asks the same); a base_model_name_or_path naming
+ * another model whose shapes fit is accepted, with a note.
  * Without it, checks only that the config parses and the weights agree with it and with each other; the
  * shapes are checked again when the adapter is applied to a model. The base model is the config's, or
  * the loaded one's when the config names none. `notes` say what was read that the user should know (PEFT's
@@ -64,14 +63,14 @@ export function readPeftFiles(
   }
   const { config, notes } = readAdapterConfig(configText, names.config);
   if (expected !== undefined) {
-    if (config.baseModel !== '' && !sameBaseModel(config.baseModel, expected.baseModel)) {
-      throw new LoraStudioError(
-        'bad-config',
-        `${names.config}: this adapter was trained on “${config.baseModel}”, but the loaded model is “${expected.baseModel}”. ` +
-          `Load ${config.baseModel} to use it, or import an adapter made for ${expected.baseModel}.`,
-        { file: names.config },
-      );
+    const verdict = judgeAdapterBase(config, parseSafetensors(weights, names.weights).tensors, expected, names);
+    if (!verdict.fits) {
+      // The first misfit's typed error (its code and file), carrying every reason, as Load says them.
+      const first = verdict.refusals[0];
+      first.message = verdict.reason!;
+      throw first;
     }
+    if (verdict.note) notes.push(`${names.config}: ${verdict.note}`);
     readAdapter(configText, weights, expected, names);
   } else {
     checkAdapterBytes(config, weights, names, configText);

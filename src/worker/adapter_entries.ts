@@ -5,7 +5,8 @@
 
 import { LoraStudioError } from '../io/errors';
 import type { AdapterEntry, LossPoint } from '../io/library';
-import { adapterConfigToJson, checkAdapterFitsModel, readAdapter, sameBaseModel, type AdapterConfig } from '../io/peft';
+import { baseIdentity, baseNameNote, judgeAdapterBase } from '../io/base_identity';
+import { adapterConfigToJson, readAdapter, sameBaseModel, type AdapterConfig } from '../io/peft';
 import { parseSafetensors } from '../io/safetensors';
 import type { ModelConfig } from '../model/config';
 import { adapterExpectation } from '../model/lora';
@@ -13,18 +14,17 @@ import type { ResponseBody } from './protocol';
 
 
 /**
- * Why a stored adapter cannot go into this model, or null when it fits (checkAdapterFitsModel in peft.ts:
- * every factor's rank and size against the model's projections, and its layer count), said in the terms of
- * the library entry the user picked. A different base-model name alone is not a misfit here: the entry was
- * accepted into the library, and loadAdapter warns about the name before it gets this far.
+ * Why a stored adapter cannot go into this model, or null when it fits, said in the terms of the library entry
+ * the user picked. judgeAdapterBase (io/base_identity.ts) decides, as it does when the page imports an
+ * adapter, so the reason here is the import's: a different base-model name alone is only a note.
  */
 export function adapterMisfit(name: string, cfg: AdapterConfig, weights: Uint8Array, c: ModelConfig, modelName: string): string | null {
   const tensors = parseSafetensors(weights, 'adapter_model.safetensors').tensors;
-  const fit = checkAdapterFitsModel(cfg, tensors, adapterExpectation(c), { modelName });
-  if (fit.fits) return null;
+  const verdict = judgeAdapterBase(cfg, tensors, baseIdentity(c, modelName));
+  if (verdict.fits) return null;
   const trained = `“${name}” was trained on ${cfg.baseModel || 'an unnamed model'} with r=${cfg.r} on ${cfg.targetModules.join(', ')}`;
   const remedy = cfg.baseModel && !sameBaseModel(cfg.baseModel, modelName) ? ` Load ${cfg.baseModel} to use it.` : ' Load the model it was trained on to use it.';
-  return `${trained}, and does not fit the loaded model: ${fit.refusals.map((e) => e.message).join(' ')}${remedy}`;
+  return `${trained}, and does not fit the loaded model: ${verdict.reason}${remedy}`;
 }
 
 /** The entry's adapter settings (its base model included). */
@@ -41,12 +41,10 @@ export function fittingWeights(entry: AdapterEntry, config: ModelConfig, modelNa
 }
 
 /** The answer to loadAdapter once `entry` is in the model named `modelName`, with the loss history it now holds. */
-export function adapterLoaded(entry: AdapterEntry, modelName: string, lossHistory: LossPoint[]): ResponseBody<'loadAdapter'> {
+export function adapterLoaded(entry: AdapterEntry, config: ModelConfig, modelName: string, lossHistory: LossPoint[]): ResponseBody<'loadAdapter'> {
   const cfg = entryConfig(entry);
-  const note =
-    entry.baseModel !== '' && !sameBaseModel(entry.baseModel, modelName)
-      ? `“${entry.name}” was trained on ${entry.baseModel}; the loaded model is ${modelName}. The shapes fit, so it is applied, but it may not mean much on this model.`
-      : null;
+  const differs = baseNameNote(entry.baseModel, baseIdentity(config, modelName));
+  const note = differs ? `“${entry.name}”: ${differs}` : null;
   const total = entry.checkpoint?.totalSteps;
   return {
     type: 'adapterLoaded',

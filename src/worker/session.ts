@@ -443,7 +443,7 @@ export class Session {
     this.plan = null;
     this.entry = null;
     this.loadedFrom = { id: entry.id, name: entry.name };
-    return adapterLoaded(entry, facts.name, this.history);
+    return adapterLoaded(entry, config, facts.name, this.history);
   }
 
   async saveAdapter(req: Req<'saveAdapter'>): Promise<ResponseBody<'saveAdapter'>> {

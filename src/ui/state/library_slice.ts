@@ -2,24 +2,14 @@
 // (src/io/library.ts serialises page and worker writes with Web Locks). Downloads are the panel's job: these
 // actions only return the bytes.
 
-import type { ImportExpectation } from '../../io/library';
-import type { LoraTarget, ModelFacts } from '../../worker/protocol';
+import { baseIdentity, baseNameNote, type ImportExpectation } from '../../io/library';
+import type { ModelFacts } from '../../worker/protocol';
 import { library, libraryFailure } from './shared';
 import type { LibrarySlice, SliceCreator } from './studio_state';
 
-/** What an imported adapter must fit: the loaded model's name, layers and projection shapes (as config.ts's projectionDims). */
+/** What an imported adapter must fit: the loaded model's identity, as the worker builds it for Load (io/base_identity.ts). */
 export function importExpectation(m: ModelFacts): ImportExpectation {
-  const q = m.heads * m.headDim, kv = m.kvHeads * m.headDim;
-  const shapes: Record<LoraTarget, { inFeatures: number; outFeatures: number }> = {
-    q_proj: { inFeatures: m.hidden, outFeatures: q },
-    k_proj: { inFeatures: m.hidden, outFeatures: kv },
-    v_proj: { inFeatures: m.hidden, outFeatures: kv },
-    o_proj: { inFeatures: q, outFeatures: m.hidden },
-    gate_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
-    up_proj: { inFeatures: m.hidden, outFeatures: m.intermediate },
-    down_proj: { inFeatures: m.intermediate, outFeatures: m.hidden },
-  };
-  return { baseModel: m.name, numLayers: m.layers, shapes: (t) => shapes[t] };
+  return baseIdentity(m, m.name);
 }
 
 export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
@@ -60,7 +50,8 @@ export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
           ? await library().importPeft(new Uint8Array(await zip.arrayBuffer()), expected, { fileName: zip.name })
           : await library().importPeft(new Map(await Promise.all(files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())] as const))), expected);
         await reload();
-        return `Imported “${entry.name}”.`;
+        const note = expected ? baseNameNote(entry.baseModel, expected) : null;
+        return `Imported “${entry.name}”.${note ? ` ${note}` : ''}`;
       });
       patch({ importing: false });
     },
