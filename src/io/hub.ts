@@ -14,6 +14,7 @@
 import { FormatError, LoraStudioError } from './errors.ts';
 import { isSafeFileName, type ModelFiles, type OnProgress } from './model_source.ts';
 import { readResponseWithProgress } from './url_source.ts';
+import { parseHubRef } from './hub_ref.ts';
 
 /** Bytes by URL. Implementations must treat a failed get as a miss. */
 export interface HubCache {
@@ -64,16 +65,20 @@ export function browserHubCache(name = HUB_CACHE_NAME): HubCache {
   };
 }
 
-/** "org/name" (or a legacy single name), the characters the Hub allows, no "..". */
+/** "org/name" (or a legacy single name), or a model's Hub URL (hub_ref.ts): what hubSource accepts. */
 export function isHubId(id: string): boolean {
-  return /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/.test(id) && !id.includes('..');
+  return parseHubRef(id) !== null;
 }
 
-export async function hubSource(id: string, options: HubOptions = {}): Promise<ModelFiles> {
-  if (!isHubId(id)) {
-    throw new LoraStudioError('bad-input', `${JSON.stringify(id)} is not a Hugging Face model id; ids look like HuggingFaceTB/SmolLM2-135M.`);
+/** The files of a Hub model, named by id or URL; a revision in `options` wins over one in the URL. */
+export async function hubSource(idOrUrl: string, options: HubOptions = {}): Promise<ModelFiles> {
+  const ref = parseHubRef(idOrUrl);
+  if (ref === null) {
+    throw new LoraStudioError('bad-input', `${JSON.stringify(idOrUrl)} is not a Hugging Face model id; ids look like HuggingFaceTB/SmolLM2-135M, ` +
+      'and a model URL like https://huggingface.co/HuggingFaceTB/SmolLM2-135M (optionally with /tree/REVISION).');
   }
-  const revision = options.revision ?? 'main';
+  const id = ref.id;
+  const revision = options.revision ?? ref.revision ?? 'main';
   const endpoint = (options.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
   const doFetch = options.fetch ?? ((url: string, init?: RequestInit) => globalThis.fetch(url, init));
   const cache = options.cache === undefined ? (typeof caches === 'undefined' ? undefined : browserHubCache()) : (options.cache ?? undefined);

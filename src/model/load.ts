@@ -6,7 +6,7 @@
 // This file does not read files itself: where they come from, and each kind's reader, are src/io's
 // (model_source.ts, hub.ts). No GPU here.
 
-import { ShapeError } from '../io/errors';
+import { FormatError, ShapeError } from '../io/errors';
 import { findWeightFiles, readConfigText, readTokenizer, readWeightFiles, type ModelFiles, type OnProgress } from '../io/model_source';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { parseModelConfig, type ModelConfig } from './config';
@@ -19,12 +19,21 @@ export interface LoadedModel {
   files: string[];
 }
 
-/** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
-export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress } = {}): Promise<LoadedModel> {
+/**
+ * Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way.
+ * `requireTokenizer`: refuse a model without tokenizer.json before its weights are read (the studio reads
+ * text and prompts; the CLI, with token-id data, can do without one).
+ */
+export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress; requireTokenizer?: boolean } = {}): Promise<LoadedModel> {
   const { onProgress } = options;
   const config = parseModelConfig(await readConfigText(source, onProgress), source.path('config.json'));
   const weightFiles = await findWeightFiles(source, onProgress);
   const tokenizer = await readTokenizer(source, onProgress);
+  if (tokenizer === undefined && options.requireTokenizer) {
+    const file = source.path('tokenizer.json');
+    throw new FormatError(file, `${file}: missing. The studio needs the model's tokenizer.json to turn training text and prompts into tokens; ` +
+      `add it to ${source.label} (it comes with the model on the Hub, beside config.json).`);
+  }
   if (tokenizer !== undefined && tokenizer.vocabSize > config.vocab) {
     const file = source.path('tokenizer.json');
     throw new ShapeError(

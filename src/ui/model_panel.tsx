@@ -96,7 +96,7 @@ export function ModelPanel() {
           {kind === 'hub' && (
             <div className="field-row indent">
               <label className="field">
-                <span>Model id</span>
+                <span>Model id or URL</span>
                 <input value={hubId} onChange={(e) => setHubId(e.target.value)} spellCheck={false} placeholder="HuggingFaceTB/SmolLM2-135M" required />
               </label>
               <label className="field narrow">

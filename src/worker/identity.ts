@@ -3,6 +3,7 @@
 // engine session (to refuse resuming a run on another model) and by the UI (to load the run's model first).
 // No engine imports here: the UI bundle takes this file as it is.
 
+import { parseHubRef } from '../io/hub_ref';
 import type { ModelIdentity } from './protocol';
 
 /** The embedded model, served with the studio under `${baseUrl}${dir}`. */
@@ -10,10 +11,15 @@ export const DEFAULT_MODEL = { name: 'moby-llama', dir: 'models/moby-llama/', fi
 
 /**
  * The identity of a model source (protocol.ts ModelSourceSpec) or of the UI's model choice: what stays the
- * same from one tab to the next. A token, the base URL and a folder's files are dropped; ids are trimmed.
+ * same from one tab to the next. A token, the base URL and a folder's files are dropped; ids are trimmed, and
+ * a pasted Hub URL becomes its id (and the revision it names, unless one is given).
  */
 export function modelIdentity(source: ModelIdentity): ModelIdentity {
-  if (source.kind === 'hub') return { kind: 'hub', id: source.id.trim(), ...(source.revision?.trim() ? { revision: source.revision.trim() } : {}) };
+  if (source.kind === 'hub') {
+    const ref = parseHubRef(source.id) ?? { id: source.id.trim() };
+    const revision = source.revision?.trim() || ref.revision;
+    return { kind: 'hub', id: ref.id, ...(revision ? { revision } : {}) };
+  }
   if (source.kind === 'files') return { kind: 'files', label: source.label || 'folder' };
   return { kind: 'default' };
 }

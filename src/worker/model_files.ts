@@ -51,7 +51,8 @@ export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgr
     last = now;
     onProgress(p);
   };
-  const loaded = await loadModel(watched, { onProgress: throttled });
+  // The studio tokenizes text and prompts, so unlike the CLI (token-id data) it needs tokenizer.json.
+  const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true });
   return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown' };
 }
 
