@@ -20,6 +20,7 @@ import type { CausalLM } from '../model/causal_lm';
 import { checkAdapterSettings } from '../model/lora';
 import type { LoraSettings, OptimSettings } from './settings';
 import { batchAt } from './batches';
+import { projectEta, validationGuess, validationsLeft, type EtaTimes } from './eta';
 import { learningRate, SCHEDULES } from './schedule';
 import type { Evaluator, OptimizerSettings, Trainer } from './trainer';
 
@@ -186,6 +187,9 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
   const t0 = performance.now();
   let steps = startSteps, trainSec = 0, pausedSec = 0, lastLoss: number | null = null;
   let lastSnapshot = t0, lastCheckpoint = t0, written = loop.written, checkpointError: string | undefined;
+  // Steps and validation passes timed apart, for the ETA (eta.ts).
+  const times: EtaTimes = { steps: 0, stepSec: 0, firstStepSec: 0, vals: 0, valSec: 0, firstValSec: 0, otherSec: 0 };
+  const valBatches = loop.evaluator ? Math.min(MAX_VAL_BATCHES, Math.ceil(loop.validation.length / loop.evaluator.B)) : 0;
   const outcome = (reason: RunOutcome['reason'], message = ''): RunOutcome => ({ reason, steps, lastLoss, written, checkpointError, message });
   const checkpoint = async (): Promise<void> => {
     try {
@@ -217,7 +221,10 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
       const batches = Array.from({ length: K }, (_, k) => batchAt(loop.train, (s * K + k) * B, B, T));
       const s0 = performance.now();
       const loss = await trainer.stepBatches(batches, lr);
-      trainSec += (performance.now() - s0) / 1000;
+      const stepSec = (performance.now() - s0) / 1000;
+      trainSec += stepSec;
+      if (times.steps++ === 0) times.firstStepSec = stepSec;
+      times.stepSec += stepSec;
       if (!Number.isFinite(loss)) {
         const failed = steps + 1;
         steps = origin + trainer.restoreLastGood();
@@ -231,7 +238,11 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
       const points: LossPoint[] = [{ step: steps, loss, split: 'train' }];
       let valLoss: number | undefined;
       if (evaluator && ((steps - origin) % valEvery === 0 || steps === end)) {
+        const v0 = performance.now();
         valLoss = await validate(evaluator, loop.validation, T);
+        const valSec = (performance.now() - v0) / 1000;
+        if (times.vals++ === 0) times.firstValSec = valSec;
+        times.valSec += valSec;
         points.push({ step: steps, loss: valLoss, split: 'validation' });
       }
       hooks.stepped(steps, points);
@@ -246,6 +257,8 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
       }
       const ran = steps - startSteps;
       const elapsedSec = (performance.now() - t0) / 1000 - pausedSec;
+      times.otherSec = Math.max(0, elapsedSec - times.stepSec - times.valSec);
+      const left = { steps: end - steps, vals: evaluator ? validationsLeft(steps, end, origin, valEvery) : 0 };
       hooks.progress({
         step: steps,
         steps: end,
@@ -253,7 +266,7 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
         valLoss,
         lr,
         tokensPerSec: trainSec > 0 ? (ran * K * B * T) / trainSec : 0,
-        etaSec: (elapsedSec / ran) * (end - steps),
+        etaSec: projectEta(times, left, validationGuess(valBatches, K)),
         elapsedSec,
         ...(checkpointStep !== undefined ? { checkpointStep } : {}),
         ...(checkpointError !== undefined ? { checkpointError } : {}),

@@ -10,6 +10,7 @@
 // subscription, never through the studio store, so a step does not re-render the app.
 
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react';
+import { gpuSpeedNote } from './gpu_note';
 import { LossChart } from './loss_chart';
 import { useSettingsCheck } from './number_field';
 import { DEFAULT_CONTEXT, settingRules } from './settings_check';
@@ -19,6 +20,8 @@ import { trainLive, useThrottled, type TrainLive } from './train_live';
 const selectLast = (s: TrainLive) => s.last;
 const selectBase = (s: TrainLive) => s.base;
 const selectPlanned = (s: TrainLive) => s.steps;
+// The latest validation loss measured, kept on the steps that measure none, so the figure does not blink.
+const selectLastVal = (s: TrainLive) => s.validation.at(-1)?.loss;
 
 /** Where the keyboard focus goes, by run state, when the button that held it went away or turned off. */
 const FOCUS_ORDER: Record<string, string[]> = {
@@ -202,6 +205,8 @@ function CheckpointLine() {
 /** Step, loss, tokens/s, elapsed and ETA, re-rendered at most four times a second. */
 function Readout({ steps, status }: { steps: number; status: string }) {
   const last = useThrottled(trainLive, selectLast, 250);
+  const lastVal = useThrottled(trainLive, selectLastVal, 250);
+  const speedNote = gpuSpeedNote(useStudio((s) => s.gpu.info));
   // Before the first step of a run, an adapter's own steps (loaded, or resuming) and where it is going.
   const base = useThrottled(trainLive, selectBase, 250);
   const planned = useThrottled(trainLive, selectPlanned, 250);
@@ -213,7 +218,7 @@ function Readout({ steps, status }: { steps: number; status: string }) {
       <dl className="facts">
         <div><dt>step</dt><dd data-testid="train-step">{done} / {total}</dd></div>
         <div><dt>loss</dt><dd data-testid="train-loss">{last ? last.loss.toFixed(4) : '—'}</dd></div>
-        <div><dt>validation</dt><dd>{last?.valLoss !== undefined ? last.valLoss.toFixed(4) : '—'}</dd></div>
+        <div><dt>validation</dt><dd data-testid="train-val">{lastVal !== undefined ? lastVal.toFixed(4) : '—'}</dd></div>
         <div><dt>lr</dt><dd>{last ? last.lr.toExponential(2) : '—'}</dd></div>
         <div><dt>tokens/s</dt><dd data-testid="train-tps">{last ? Math.round(last.tokensPerSec).toLocaleString('en-US') : '—'}</dd></div>
         <div><dt>elapsed</dt><dd>{last ? duration(last.elapsedSec) : '—'}</dd></div>
@@ -221,6 +226,7 @@ function Readout({ steps, status }: { steps: number; status: string }) {
         {status === 'paused' && <div><dt>state</dt><dd>paused</dd></div>}
         {status === 'starting' && <div><dt>state</dt><dd>preparing the GPU programs…</dd></div>}
       </dl>
+      {speedNote && <p className="muted" data-testid="gpu-speed-note">{speedNote}</p>}
     </div>
   );
 }
