@@ -82,7 +82,7 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
 }
 
 /**
- * --model: a folder when one exists at that path, else a Hub id (downloaded, not cached: the CLI keeps
+ * --model: a folder when one exists at that path, else a Hub id or model URL (downloaded, not cached: the CLI keeps
  * no cache of its own), with download progress on stderr.
  */
 export async function loadModelArg(arg: string, log: (line: string) => void = () => {}): Promise<LoadedModel> {

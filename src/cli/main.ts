@@ -13,10 +13,10 @@ const USAGE = `usage: npm run cli -- <command> [args]
 
 commands:
   lora-linear FILE.json   y = Wx + (α/r)·B(Ax) on the GPU; FILE holds {"W", "A", "B", "x", "alpha"[, "bias"]}
-  eval  --model DIR|HUB_ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack] [--limit N]
+  eval  --model DIR|HUB_ID|HUB_URL [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack] [--limit N]
         prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row (the first N rows with --limit)
         (FILE: JSONL {"input_ids"}, {"text"}, {"prompt","completion"}, {"messages"} rows, or plain text)
-  train --model DIR|HUB_ID --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
+  train --model DIR|HUB_ID|HUB_URL --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
         [--alpha 16] [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out

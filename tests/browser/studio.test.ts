@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { loraKey } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { readZip } from '../../src/io/zip';
+import { SWIFTSHADER_NOTE } from '../../src/ui/gpu_note';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
 import { download, ROOT, shoot, studioInBrowser } from './harness';
 
@@ -53,8 +54,9 @@ describe('studio main flow in Chromium', () => {
     await page.getByTestId('data-preview').waitFor();
     expect(await page.getByTestId('data-preview').locator('tbody tr').first().textContent()).toMatch(/^1Mr\. Speaker.*\d+$/);
 
-    // A tiny run: 4 steps of one 32-token row, no warm-up.
-    await page.getByLabel('Steps', { exact: true }).fill('4');
+    // A tiny run of one 32-token row, no warm-up: 12 steps planned (so the validation loss is measured every
+    // 2nd step), stopped after 4 or more.
+    await page.getByLabel('Steps', { exact: true }).fill('12');
     await page.getByLabel('Batch size', { exact: true }).fill('1');
     await page.getByLabel('Warm-up steps', { exact: true }).fill('0');
     await page.getByLabel('Sequence length', { exact: true }).fill('32');
@@ -64,6 +66,15 @@ describe('studio main flow in Chromium', () => {
     await page.emulateMedia({ colorScheme: 'light' });
     for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shootPanel(page, id, name);
 
+    // Every value the validation figure shows during the run, sampled more often than the readout renders.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { valSeen: string[] }).valSeen = seen;
+      setInterval(() => {
+        const text = document.querySelector('[data-testid="train-val"]')?.textContent ?? 'absent';
+        if (seen.at(-1) !== text) seen.push(text);
+      }, 20);
+    });
     const start = page.getByRole('button', { name: 'Start', exact: true });
     await expect.poll(() => start.isEnabled()).toBe(true);
     await start.click();
@@ -73,13 +84,26 @@ describe('studio main flow in Chromium', () => {
     await expect.poll(() => step(page), { timeout: STEP_MS }).toBeGreaterThanOrEqual(2);
     expect(await points(page)).toBeGreaterThan(firstPoints);
     expect(Number(await page.getByTestId('train-loss').textContent())).toBeGreaterThan(0);
+    // On SwiftShader the speed says so, and what a real GPU would change; on a GPU it says nothing.
+    const swiftShader = /swiftshader/i.test((await page.getByTestId('gpu-name').textContent()) ?? '');
+    console.log(`GPU: ${await page.getByTestId('gpu-name').textContent()}`);
+    if (swiftShader) expect(await page.getByTestId('gpu-speed-note').textContent()).toBe(SWIFTSHADER_NOTE);
+    else expect(await page.getByTestId('gpu-speed-note').count()).toBe(0);
+    // Steps 3 and 4 pass a step without a validation loss (step 3) and one with (step 4).
+    await expect.poll(() => step(page), { timeout: STEP_MS }).toBeGreaterThanOrEqual(4);
     await shootPanel(page, 'train-panel', 'train-running');
     await page.getByRole('button', { name: 'Stop' }).click();
     const stopped = page.getByTestId('train-stopped');
     await stopped.waitFor({ timeout: STEP_MS });
     expect(['stopped', 'done']).toContain(await stopped.getAttribute('data-reason'));
     const trained = await step(page);
-    expect(trained).toBeGreaterThanOrEqual(2);
+    expect(trained).toBeGreaterThanOrEqual(4);
+    // Once set, the validation figure holds the last loss measured until the next: it never blanks.
+    const valSeen = await page.evaluate(() => (window as unknown as { valSeen: string[] }).valSeen);
+    console.log(`validation figure: ${valSeen.join(' → ')}`);
+    const firstSet = valSeen.findIndex((t) => /^\d+\.\d{4}$/.test(t));
+    expect(firstSet).toBeGreaterThanOrEqual(0);
+    expect(valSeen.slice(firstSet).every((t) => /^\d+\.\d{4}$/.test(t))).toBe(true);
     expect(await points(page)).toBe(trained);
     // The chart redraws on a log scale with the same points.
     const chart = page.getByTestId('loss-chart');

@@ -2,10 +2,13 @@
 // its /tree/, /resolve/ or /blob/ part names; hubSource, isHubId (the CLI's --model) and the studio's model
 // identity all read it alike.
 
-import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { loadModelArg } from '../../src/cli/files';
 import { hubSource, isHubId } from '../../src/io/hub';
 import { parseHubRef } from '../../src/io/hub_ref';
-import { modelIdentity } from '../../src/worker/identity';
+import { DEFAULT_MODEL, modelIdentity } from '../../src/worker/identity';
 
 describe('Hub references', () => {
   it('reads ids and model URLs, with the revision a URL names', () => {
@@ -56,5 +59,26 @@ describe('Hub references', () => {
     expect(modelIdentity({ kind: 'hub', id: 'https://huggingface.co/org/name/tree/dev' })).toEqual({ kind: 'hub', id: 'org/name', revision: 'dev' });
     expect(modelIdentity({ kind: 'hub', id: 'https://huggingface.co/org/name/tree/dev', revision: ' v1 ' })).toEqual({ kind: 'hub', id: 'org/name', revision: 'v1' });
     expect(modelIdentity({ kind: 'hub', id: ' org/name ' })).toEqual({ kind: 'hub', id: 'org/name' });
+  });
+});
+
+describe('the CLI’s --model', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  it('loads a model named by its Hub URL, from the id and revision the URL names', async () => {
+    const dir = join(__dirname, '../../public', DEFAULT_MODEL.dir);
+    const seen: string[] = [];
+    vi.stubGlobal('fetch', async (url: string) => {
+      seen.push(url);
+      if (url.includes('/api/models/')) return new Response(JSON.stringify({ siblings: DEFAULT_MODEL.files.map((rfilename) => ({ rfilename })) }));
+      const bytes = readFileSync(join(dir, url.split('/').pop()!));
+      return new Response(new Uint8Array(bytes), { headers: { 'content-length': String(bytes.byteLength) } });
+    });
+    const lines: string[] = [];
+    const loaded = await loadModelArg('https://huggingface.co/whalers/moby-llama/tree/v1', (l) => lines.push(l));
+    expect(loaded.config.layers).toBeGreaterThan(0);
+    expect(loaded.tokenizer).toBeDefined();
+    expect(seen[0]).toBe('https://huggingface.co/api/models/whalers/moby-llama/revision/v1');
+    expect(seen.slice(1).every((u) => u.startsWith('https://huggingface.co/whalers/moby-llama/resolve/v1/'))).toBe(true);
   });
 });
