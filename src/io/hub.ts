@@ -12,7 +12,7 @@
 // or open a local folder instead.
 
 import { FormatError, LoraStudioError } from './errors.ts';
-import { isSafeFileName, type ModelFiles, type OnProgress } from './model_source.ts';
+import { isSafeFileName, namedFiles, type ModelFiles, type OnProgress } from './model_source.ts';
 import { readResponseWithProgress } from './url_source.ts';
 import { parseHubRef } from './hub_ref.ts';
 
@@ -153,15 +153,12 @@ export async function hubSource(idOrUrl: string, options: HubOptions = {}): Prom
   const listUrl = `${endpoint}/api/models/${id}/revision/${rev}`;
   const listing = await download(listUrl, undefined);
   const names = parseListing(listing, label);
-  const known = new Set(names);
+  const files = namedFiles(label, names);
 
   return {
-    label,
-    list: () => [...names],
-    has: (name) => known.has(name),
-    path,
+    ...files,
     read: async (name, onProgress) => {
-      if (!known.has(name)) throw new HubError(path(name), `${path(name)}: the repository ${id} has no such file at revision "${revision}".`, 404);
+      if (!files.has(name)) throw new HubError(path(name), `${path(name)}: the repository ${id} has no such file at revision "${revision}".`, 404);
       const url = `${endpoint}/${id}/resolve/${rev}/${name.split('/').map(encodeURIComponent).join('/')}`;
       return download(url, name, onProgress);
     },

@@ -36,6 +36,12 @@ export interface ModelFiles {
   commit?(): Promise<void>;
 }
 
+/** The listing part of a ModelFiles whose names are known up front (a Hub listing, the embedded model), named `label/name` in messages. */
+export function namedFiles(label: string, names: readonly string[]): Pick<ModelFiles, 'label' | 'list' | 'has' | 'path'> {
+  const known = new Set(names);
+  return { label, list: () => [...names], has: (name) => known.has(name), path: (name) => `${label}/${name}` };
+}
+
 // Generous bounds well above real files (SmolLM2's config.json is 1 KB, a 70B index 60 KB, Qwen2's
 // tokenizer.json 7 MB), so that a wrong file picked by mistake fails fast instead of filling memory.
 const MAX_CONFIG_BYTES = 1 << 20;

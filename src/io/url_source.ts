@@ -3,7 +3,7 @@
 // It does not parse or cache what it fetches (model_source.ts loads; hub.ts caches Hub downloads).
 
 import { LoraStudioError } from './errors.ts';
-import { readStreamWithProgress, type ModelFiles, type OnProgress } from './model_source.ts';
+import { namedFiles, readStreamWithProgress, type ModelFiles, type OnProgress } from './model_source.ts';
 
 /**
  * A response's body, with progress per chunk. The total is the content-length, except under a
@@ -19,13 +19,10 @@ export async function readResponseWithProgress(res: Response, file: string, onPr
 
 /** The files `names` under `baseUrl` (the studio's own server), labelled `label` in messages. */
 export function urlSource(baseUrl: string, names: string[], label: string): ModelFiles {
-  const known = new Set(names);
-  const path = (name: string) => `${label}/${name}`;
+  const files = namedFiles(label, names);
+  const path = files.path;
   return {
-    label,
-    list: () => [...names],
-    has: (name) => known.has(name),
-    path,
+    ...files,
     read: async (name, onProgress) => {
       const url = new URL(name, baseUrl).href;
       let res: Response;
