@@ -4,13 +4,17 @@
 // kind of file out of a source, bounded in size and validated, naming the file in every error; the page
 // uses only the file pickers (filesFromFileList, filesFromDirectory).
 //
+// The weights are read one file at a time (forEachWeightFile), each handed on parsed and then let go, so a
+// sharded checkpoint never has more than one shard's bytes in the loader's hands.
+//
 // This file does not fetch (hub.ts), does not touch the GPU, and does not make a model out of the files:
 // src/model/load.ts does, in an order that reads the small files first. A source with a cache writes it
 // only through `commit()`, which loadModel calls after everything has parsed, so a model that fails to load
 // leaves nothing behind.
 
 import { ConfigError, FormatError, LoraStudioError, UnsupportedError } from './errors.ts';
-import { parseSafetensors } from './safetensors.ts';
+import { refuseQuantized } from './quantized_checkpoint.ts';
+import { parseSafetensors, type SafetensorsFile } from './safetensors.ts';
 import { loadTokenizer, type LoraTokenizer } from './tokenizer.ts';
 
 /** Progress of one file: bytes so far, and the total and percent when the size is known. */
@@ -231,6 +235,8 @@ export interface WeightFiles {
 
 /** The weight files to read: model.safetensors, else the shards of the index (read and validated here). */
 export async function findWeightFiles(source: ModelFiles, onProgress?: OnProgress): Promise<WeightFiles> {
+  // AutoGPTQ writes its settings beside config.json rather than into it; refuse before any weight is read.
+  if (source.has('quantize_config.json')) refuseQuantized(source.path('quantize_config.json'), 'GPTQ (AutoGPTQ\'s quantize_config.json)');
   if (source.has('model.safetensors')) return { shards: ['model.safetensors'] };
   if (source.has(INDEX)) return parseIndex(await readText(source, INDEX, MAX_JSON_BYTES, onProgress), source);
   const found = source.list();
@@ -248,11 +254,55 @@ export async function findWeightFiles(source: ModelFiles, onProgress?: OnProgres
   );
 }
 
-/** The bytes of every weight file, each named by its path, once the index's placement of every tensor checks out. */
-export async function readWeightFiles(source: ModelFiles, { shards, placement }: WeightFiles, onProgress?: OnProgress): Promise<{ name: string; bytes: Uint8Array }[]> {
+/** What reading the weights held: how many files, their bytes together, and the most raw bytes held at once. */
+export interface WeightReadStats {
+  files: number;
+  totalBytes: number;
+  peakBytes: number;
+}
+
+/**
+ * Reads the weight files one at a time, in order, and hands each to `use` parsed (named by its path) before the
+ * next is read; a file's bytes are let go once `use` returns, so `use` must copy what it keeps (readF32 does).
+ * A tensor in two files is refused as soon as the second is read, before `use` sees it; once every file has been
+ * read, the index's placement of each tensor is checked against where it was found.
+ */
+export async function forEachWeightFile(
+  source: ModelFiles,
+  { shards, placement }: WeightFiles,
+  use: (file: SafetensorsFile, bytes: Uint8Array) => void | Promise<void>,
+  onProgress?: OnProgress,
+): Promise<WeightReadStats> {
+  const stats: WeightReadStats = { files: 0, totalBytes: 0, peakBytes: 0 };
+  const foundIn = new Map<string, string>();
+  let held = 0;
+  for (const shard of shards) {
+    const name = source.path(shard);
+    const bytes = await source.read(shard, onProgress);
+    held += bytes.byteLength;
+    stats.peakBytes = Math.max(stats.peakBytes, held);
+    const file = parseSafetensors(bytes, name);
+    for (const tensor of file.tensors.keys()) {
+      const earlier = foundIn.get(tensor);
+      if (earlier !== undefined) throw new FormatError(name, `${name}: has ${tensor}, which ${earlier} also has; a tensor must be in exactly one shard.`);
+      foundIn.set(tensor, shard);
+    }
+    await use(file, bytes);
+    held -= bytes.byteLength;
+    stats.files += 1;
+    stats.totalBytes += bytes.byteLength;
+  }
+  if (placement !== undefined) checkPlacement(foundIn, placement, source.path(INDEX));
+  return stats;
+}
+
+/**
+ * The bytes of every weight file at once, each named by its path, checked as forEachWeightFile checks them: for a
+ * caller that needs the stored bytes of the whole checkpoint together (loading a model streams instead).
+ */
+export async function readWeightFiles(source: ModelFiles, weightFiles: WeightFiles, onProgress?: OnProgress): Promise<{ name: string; bytes: Uint8Array }[]> {
   const files: { name: string; bytes: Uint8Array }[] = [];
-  for (const s of shards) files.push({ name: source.path(s), bytes: await source.read(s, onProgress) });
-  if (placement !== undefined) checkPlacement(files, shards, placement, source.path(INDEX));
+  await forEachWeightFile(source, weightFiles, (file, bytes) => void files.push({ name: file.fileName, bytes }), onProgress);
   return files;
 }
 
@@ -267,22 +317,13 @@ export async function readTokenizer(source: ModelFiles, onProgress?: OnProgress)
   return loadTokenizer(json, cfg, names, { chatTemplate });
 }
 
-/** Each tensor the index places must be in that shard and in no other. */
-function checkPlacement(files: { name: string; bytes: Uint8Array }[], shards: string[], placement: Map<string, string>, indexFile: string): void {
-  const seen = new Map<string, string>();
-  files.forEach((f, i) => {
-    for (const tensor of parseSafetensors(f.bytes, f.name).tensors.keys()) {
-      if (seen.has(tensor)) {
-        throw new FormatError(f.name, `${f.name}: has ${tensor}, which ${seen.get(tensor)} also has; a tensor must be in exactly one shard.`);
-      }
-      seen.set(tensor, shards[i]);
-    }
-  });
+/** Each tensor the index places must be in that shard (forEachWeightFile has already refused one in two shards). */
+function checkPlacement(foundIn: Map<string, string>, placement: Map<string, string>, indexFile: string): void {
   for (const [tensor, shard] of placement) {
-    if (seen.get(tensor) !== shard) {
+    if (foundIn.get(tensor) !== shard) {
       throw new FormatError(
         indexFile,
-        `${indexFile}: says ${tensor} is in ${shard}, but ${seen.has(tensor) ? `it is in ${seen.get(tensor)}` : 'no shard has it'}. ` +
+        `${indexFile}: says ${tensor} is in ${shard}, but ${foundIn.has(tensor) ? `it is in ${foundIn.get(tensor)}` : 'no shard has it'}. ` +
           'The index and the shards do not belong together: download them again.',
       );
     }

@@ -13,6 +13,7 @@
 // PyTorch would also accept, and no header can make us allocate more than the file's own size.
 
 import { FormatError, LoraStudioError, ShapeError, UnsupportedError } from './errors.ts';
+import { quantizationOfTensors, refuseQuantized } from './quantized_checkpoint.ts';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32';
 
@@ -175,6 +176,9 @@ export function parseSafetensors(
     if (typeof dtype !== 'string' || !DTYPE_BYTES.has(dtype)) {
       const supported = [...DTYPE_BYTES.keys()].join(', ');
       if (typeof dtype === 'string' && OTHER_SAFETENSORS_DTYPES.has(dtype)) {
+        // Packed integer weights are most often a quantized checkpoint: name its format rather than the dtype.
+        const quantized = quantizationOfTensors(Object.keys(header));
+        if (quantized !== undefined) refuseQuantized(fileName, quantized);
         throw new UnsupportedError(
           fileName,
           `${fileName}: ${what} has dtype ${dtype}, which LoRA Studio does not load (supported: ${supported}). ` +

@@ -5,6 +5,7 @@
 // L layers, V vocabulary.
 
 import { ConfigError, UnsupportedError } from '../io/errors';
+import { quantizationOfConfig, refuseQuantized } from '../io/quantized_checkpoint';
 
 export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'MistralForCausalLM', 'Qwen3ForCausalLM'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
@@ -60,6 +61,9 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
   if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture)) {
     throw new UnsupportedError(file, `${file}: architecture ${architecture} is not supported; LoRA Studio trains ${SUPPORTED_ARCHITECTURES.join(', ')}.`);
   }
+  // Before any weight is read: a quantized checkpoint's weights are packed integers no shape check would explain.
+  const quantized = quantizationOfConfig(cfg);
+  if (quantized !== undefined) refuseQuantized(file, quantized);
   if (cfg.rope_scaling != null) {
     throw new UnsupportedError(file, `${file}: "rope_scaling" (${JSON.stringify(cfg.rope_scaling)}) is not supported yet; use a model without rope scaling.`);
   }

@@ -1,22 +1,26 @@
 // Loading a model out of its files: config.json into a ModelConfig, the weights (one file, or the shards
 // model.safetensors.index.json lists) checked against the shapes the config implies, and the tokenizer
-// checked against the config's vocabulary. The small files go first, so a bad index or tokenizer fails
-// before gigabytes of weights are read; the source's cache is committed only once everything has parsed.
+// checked against the config's vocabulary. The small files go first, so a bad index, tokenizer or a quantized
+// checkpoint fails before gigabytes of weights are read; the weights are then read shard by shard, each
+// converted and let go before the next (the loader's own count of what it held comes back as `weightStats`);
+// the source's cache is committed only once everything has parsed.
 //
 // This file does not read files itself: where they come from, and each kind's reader, are src/io's
 // (model_source.ts, hub.ts). No GPU here.
 
 import { FormatError, ShapeError } from '../io/errors';
-import { findWeightFiles, readConfigText, readTokenizer, readWeightFiles, type ModelFiles, type OnProgress } from '../io/model_source';
+import { findWeightFiles, forEachWeightFile, readConfigText, readTokenizer, type ModelFiles, type OnProgress, type WeightReadStats } from '../io/model_source';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { parseModelConfig, type ModelConfig } from './config';
-import { loadWeights, type Weights } from './weights';
+import { weightCollector, type Weights } from './weights';
 
 export interface LoadedModel {
   config: ModelConfig;
   weights: Weights;
   tokenizer?: LoraTokenizer;
   files: string[];
+  /** The weight files read, their bytes together, and the most raw file bytes the loader held at once (about one shard). */
+  weightStats: WeightReadStats;
 }
 
 /**
@@ -42,7 +46,9 @@ export async function loadModel(source: ModelFiles, options: { onProgress?: OnPr
         'the tokenizer belongs to another model.',
     );
   }
-  const weights = loadWeights(config, await readWeightFiles(source, weightFiles, onProgress));
+  const collector = weightCollector(config);
+  const weightStats = await forEachWeightFile(source, weightFiles, (file) => collector.take(file), onProgress);
+  const weights = collector.done(weightFiles.shards.map((s) => source.path(s)).join(', '));
   await source.commit?.();
-  return { config, weights, tokenizer, files: source.list() };
+  return { config, weights, tokenizer, files: source.list(), weightStats };
 }

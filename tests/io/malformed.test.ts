@@ -10,7 +10,7 @@ import { folderSource } from '../../src/io/model_source';
 import { loadTokenizer } from '../../src/io/tokenizer';
 import { parseDataset, type DatasetOptions } from '../../src/io/dataset';
 import { readAdapter, writeAdapter, loraKey, type AdapterConfig } from '../../src/io/peft';
-import { writeSafetensors } from '../../src/io/safetensors';
+import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors';
 import { parseModelConfig, projectionDims, type ModelConfig } from '../../src/model/config';
 import { loadModel } from '../../src/model/load';
 import { adapterExpectation as expectation } from '../../src/model/lora';
@@ -28,6 +28,43 @@ function raw(header: string, data = 0, length?: bigint): Uint8Array {
   return out;
 }
 const t = (dtype: string, shape: number[], offsets: number[]) => ({ dtype, shape, data_offsets: offsets });
+
+/**
+ * A safetensors file written by hand, so that tensors can have any dtype: [name, dtype, shape, bytes] in order.
+ * `storedAs` rewrites model.safetensors with some of its F32 tensors stored as another dtype, others added.
+ */
+function rawSafetensors(entries: [name: string, dtype: string, shape: number[], bytes: Uint8Array][]): Uint8Array {
+  const header: Record<string, unknown> = {};
+  let at = 0;
+  for (const [name, dtype, shape, bytes] of entries) {
+    header[name] = t(dtype, shape, [at, at + bytes.byteLength]);
+    at += bytes.byteLength;
+  }
+  const out = raw(JSON.stringify(header), at);
+  let offset = out.byteLength - at;
+  for (const [, , , bytes] of entries) {
+    out.set(bytes, offset);
+    offset += bytes.byteLength;
+  }
+  return out;
+}
+const asBytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const STORE: Record<string, (v: Float32Array) => Uint8Array> = {
+  F64: (v) => asBytes(Float64Array.from(v)),
+  I32: (v) => asBytes(Int32Array.from(v, Math.round)),
+  I8: (v) => asBytes(Int8Array.from(v, Math.round)),
+  U8: (v) => asBytes(Uint8Array.from(v, Math.round)),
+};
+const storedAs = (dtypes: Record<string, string>, extra: [string, string, number[], Uint8Array][] = []) => (f: Files) => {
+  const st = parseSafetensors(f.get('model.safetensors')!);
+  const entries = [...st.tensors].map(([name, info]): [string, string, number[], Uint8Array] => {
+    const dtype = dtypes[name] ?? 'F32';
+    const values = st.readF32(name);
+    return [name, dtype, info.shape, dtype === 'F32' ? asBytes(values) : STORE[dtype](values)];
+  });
+  f.set('model.safetensors', rawSafetensors([...entries, ...extra]));
+};
+const Q = 'model.layers.0.self_attn.q_proj';
 
 // ── Model folders ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -85,6 +122,20 @@ const modelCases: ModelCase[] = [
   ['an index naming a tensor no shard has', sharded((f) => setIndex(f, (i) => void (i.weight_map['model.extra.weight'] = SHARD1))), INDEX, FormatError, /says model\.extra\.weight is in .* but no shard has it/],
   ['a "__proto__" key in the index', sharded((f) => f.set(INDEX, enc(new TextDecoder().decode(f.get(INDEX)).replace('{', '{"__proto__": {},')))), INDEX, FormatError, /"__proto__" key/],
   ['a tensor in two shards', sharded((f) => f.set(SHARD2, writeSafetensors({ 'model.norm.weight': { shape: [32], data: new Float32Array(32) }, 'model.embed_tokens.weight': { shape: [TOKENIZER_VOCAB, 32], data: new Float32Array(TOKENIZER_VOCAB * 32) } }))), SHARD2, FormatError, /model-00002-of-00002\.safetensors: has model\.embed_tokens\.weight, which model-00001-of-00002\.safetensors also has/],
+  // Weights we cannot use as a base, and quantized checkpoints: refused with the tensor or the format, and what to use
+  ['an F64 base weight', storedAs({ 'model.norm.weight': 'F64' }), 'model.safetensors', UnsupportedError, /model\.norm\.weight is stored as F64, and LoRA Studio takes base weights as BF16, F16 or F32\. Use the model's bf16, f16 or f32 checkpoint/],
+  ['an I32 base weight', storedAs({ [`${Q}.weight`]: 'I32' }), 'model.safetensors', UnsupportedError, /q_proj\.weight is stored as I32, and LoRA Studio takes base weights as BF16, F16 or F32/],
+  ['an I8 base weight', storedAs({ [`${Q}.weight`]: 'I8' }), 'model.safetensors', UnsupportedError, /tensor "model\.layers\.0\.self_attn\.q_proj\.weight" has dtype I8, which LoRA Studio does not load .* Convert the checkpoint to F16, BF16 or F32 first/],
+  ['a GPTQ config.json', setConfig({ quantization_config: { quant_method: 'gptq', bits: 4, group_size: 128, desc_act: false } }), 'config.json', UnsupportedError, /this checkpoint is quantized with GPTQ \("quant_method": "gptq"\), which LoRA Studio does not read\. Use the model's unquantized checkpoint instead: its bf16, f16 or f32 safetensors/],
+  ['an AWQ config.json', setConfig({ quantization_config: { quant_method: 'awq', bits: 4, version: 'gemm' } }), 'config.json', UnsupportedError, /quantized with AWQ \("quant_method": "awq"\)/],
+  ['a bitsandbytes-saved config.json', setConfig({ quantization_config: { quant_method: 'bitsandbytes', load_in_4bit: true, bnb_4bit_quant_type: 'nf4' } }), 'config.json', UnsupportedError, /quantized with bitsandbytes 4-bit \(nf4\) \("quant_method": "bitsandbytes"\)/],
+  ['a bitsandbytes 8-bit config.json', setConfig({ quantization_config: { load_in_8bit: true } }), 'config.json', UnsupportedError, /quantized with bitsandbytes 8-bit \(LLM\.int8\)/],
+  ['another quant_method', setConfig({ quantization_config: { quant_method: 'fbgemm_fp8' } }), 'config.json', UnsupportedError, /quantized with FBGEMM FP8 \("quant_method": "fbgemm_fp8"\)/],
+  ['an unknown quant_method', setConfig({ quantization_config: { quant_method: 'squeeze9' } }), 'config.json', UnsupportedError, /quantized with "squeeze9" \("quant_method": "squeeze9"\)/],
+  ['an MLX quantized config.json', setConfig({ quantization: { group_size: 64, bits: 4 } }), 'config.json', UnsupportedError, /quantized with MLX 4-bit \("quantization"\)/],
+  ['an AutoGPTQ quantize_config.json', (f) => f.set('quantize_config.json', json({ bits: 4, group_size: 128 })), 'quantize_config.json', UnsupportedError, /quantized with GPTQ \(AutoGPTQ's quantize_config\.json\).*unquantized checkpoint/],
+  ['GPTQ tensors with no word in config.json', storedAs({}, [[`${Q}.qweight`, 'I32', [4, 32], new Uint8Array(512)], [`${Q}.qzeros`, 'I32', [1, 4], new Uint8Array(16)], [`${Q}.scales`, 'F16', [1, 32], new Uint8Array(64)], [`${Q}.g_idx`, 'I32', [32], new Uint8Array(128)]]), 'model.safetensors', UnsupportedError, /quantized with GPTQ \(qweight\/qzeros\/scales\/g_idx tensors\), which LoRA Studio does not read/],
+  ['bitsandbytes tensors with no word in config.json', storedAs({ [`${Q}.weight`]: 'U8' }, [[`${Q}.weight.absmax`, 'F32', [16], new Uint8Array(64)], [`${Q}.weight.quant_map`, 'F32', [16], new Uint8Array(64)], [`${Q}.weight.quant_state.bitsandbytes__nf4`, 'U8', [8], new Uint8Array(8)]]), 'model.safetensors', UnsupportedError, /quantized with bitsandbytes 4-bit \(absmax\/quant_map\/quant_state tensors\)/],
   // Tokenizer files in the model folder
   ['a tokenizer.json that does not parse', (f) => f.set('tokenizer.json', enc('{"model": {"type": "BPE", ')), 'tokenizer.json', FormatError, /tokenizer\.json: not valid JSON/],
   ['a tokenizer.json without a model', (f) => f.set('tokenizer.json', json({ added_tokens: [] })), 'tokenizer.json', FormatError, /has no "model" section/],

@@ -1,0 +1,107 @@
+// Loading a sharded checkpoint shard by shard (src/model/load.ts over src/io/model_source.ts forEachWeightFile):
+// a tiny three-layer Llama split into three shards with model.safetensors.index.json. The loader's own count of
+// raw bytes held at once is one shard, not the checkpoint; each shard is converted before the next is read (the
+// reads and the conversions interleave, and a bad second shard stops the load before the third is read); the
+// weights equal those of the same model in one file; tensors the model does not use may be in any dtype.
+
+import { describe, expect, it } from 'vitest';
+import { folderSource, forEachWeightFile, findWeightFiles, type ModelFiles } from '../../src/io/model_source';
+import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../../src/io/safetensors';
+import { parseModelConfig, weightShapes } from '../../src/model/config';
+import { loadModel } from '../../src/model/load';
+import { TINY_CONFIG } from '../cli/tiny-model';
+import { mulberry32, randn } from '../reference/rng';
+
+const CONFIG = { ...TINY_CONFIG, num_hidden_layers: 3 };
+const enc = (s: string) => new TextEncoder().encode(s);
+const SHARDS = ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors'];
+
+function tensors(): TensorToWrite[] {
+  const rng = mulberry32(15);
+  return [...weightShapes(parseModelConfig(JSON.stringify(CONFIG)))].map(([name, shape]) => ({
+    name,
+    shape,
+    data: Float32Array.from(randn(rng, shape.reduce((a, b) => a * b, 1), 0.1)),
+  }));
+}
+
+/** Layer l's tensors (and the embedding with layer 0, the final norm and lm_head with layer 2) in shard l. */
+const shardOf = (name: string) => (name.startsWith('model.embed') ? 0 : name.startsWith('model.layers.') ? Number(name.split('.')[2]) : 2);
+
+function shardedFiles(all = tensors()): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>([['config.json', enc(JSON.stringify(CONFIG))]]);
+  const weight_map: Record<string, string> = {};
+  SHARDS.forEach((shard, i) => {
+    const mine = all.filter((t) => shardOf(t.name) === i);
+    for (const t of mine) weight_map[t.name] = shard;
+    files.set(shard, writeSafetensors(mine, { format: 'pt' }));
+  });
+  files.set('model.safetensors.index.json', enc(JSON.stringify({ metadata: { total_size: 0 }, weight_map })));
+  return files;
+}
+
+/** A folder source that writes 'read <file>' into `events` as each weight file is read. */
+function recorded(files: Map<string, Uint8Array>, events: string[]): ModelFiles {
+  const source = folderSource(files, 'm');
+  return { ...source, read: (name, onProgress) => (name.endsWith('.safetensors') && events.push(`read ${name}`), source.read(name, onProgress)) };
+}
+
+describe('streaming a sharded checkpoint', () => {
+  it('holds one shard of raw bytes at a time, by the loader\'s own count', async () => {
+    const files = shardedFiles();
+    const sizes = SHARDS.map((s) => files.get(s)!.byteLength);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const { weightStats } = await loadModel(folderSource(files, 'm'));
+    expect(weightStats).toEqual({ files: 3, totalBytes: total, peakBytes: Math.max(...sizes) });
+    expect(weightStats.peakBytes, `peak ${weightStats.peakBytes} of ${total} bytes`).toBeLessThan(total / 2);
+  });
+
+  it('hands each shard on before reading the next', async () => {
+    const events: string[] = [];
+    const files = shardedFiles();
+    const source = recorded(files, events);
+    await forEachWeightFile(source, await findWeightFiles(source), (file) => void events.push(`use ${file.fileName}`));
+    expect(events).toEqual(SHARDS.flatMap((s) => [`read ${s}`, `use m/${s}`]));
+  });
+
+  it('stops at a bad second shard without reading the third', async () => {
+    const events: string[] = [];
+    const all = tensors();
+    const bad = all.find((t) => t.name === 'model.layers.1.mlp.up_proj.weight')!;
+    bad.shape = [bad.shape[1], bad.shape[0]];
+    await expect(loadModel(recorded(shardedFiles(all), events))).rejects.toThrow(
+      /^m\/model-00002-of-00003\.safetensors: model\.layers\.1\.mlp\.up_proj\.weight has shape \[32,64\] but config\.json implies \[64,32\]/,
+    );
+    expect(events).toEqual([`read ${SHARDS[0]}`, `read ${SHARDS[1]}`]);
+  });
+
+  it('gives the same weights as the model in one file', async () => {
+    const all = tensors();
+    const single = new Map<string, Uint8Array>([['config.json', enc(JSON.stringify(CONFIG))], ['model.safetensors', writeSafetensors(all)]]);
+    const [sharded, whole] = [await loadModel(folderSource(shardedFiles(all), 'm')), await loadModel(folderSource(single, 'm'))];
+    expect([...sharded.weights.keys()].sort()).toEqual([...whole.weights.keys()].sort());
+    for (const [name, w] of whole.weights) expect(sharded.weights.get(name), name).toEqual(w);
+    expect(whole.weightStats).toEqual({ files: 1, totalBytes: single.get('model.safetensors')!.byteLength, peakBytes: single.get('model.safetensors')!.byteLength });
+  });
+
+  it('ignores a tensor the model does not use, whatever its dtype', async () => {
+    const files = shardedFiles();
+    const shard = parseSafetensors(files.get(SHARDS[2])!);
+    const kept = [...shard.tensors.keys()].map((name) => ({ name, shape: shard.tensors.get(name)!.shape, data: shard.readF32(name) }));
+    // An F64 rotary cache, as some exporters add: appended by hand, since writeSafetensors writes F32 only.
+    const plain = writeSafetensors(kept);
+    const headerLength = Number(new DataView(plain.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(plain.subarray(8, 8 + headerLength)));
+    const dataLength = plain.byteLength - 8 - headerLength;
+    header['model.rotary_emb.inv_freq'] = { dtype: 'F64', shape: [4], data_offsets: [dataLength, dataLength + 32] };
+    const h = enc(JSON.stringify(header));
+    const out = new Uint8Array(8 + h.length + dataLength + 32);
+    new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+    out.set(h, 8);
+    out.set(plain.subarray(8 + headerLength), 8 + h.length);
+    files.set(SHARDS[2], out);
+    const loaded = await loadModel(folderSource(files, 'm'));
+    expect(loaded.weights.has('model.rotary_emb.inv_freq')).toBe(false);
+    expect(loaded.weights.size).toBe(weightShapes(loaded.config).size);
+  });
+});
