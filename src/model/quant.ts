@@ -15,12 +15,15 @@
 //   dequantized w = fround(level[code] · absmax_b).
 // An all-zero block has absmax 0, every code 7 and dequantizes to +0: this is bitsandbytes' PyTorch backend
 // (which clamps the absmax at 1e-38 before the reciprocal); its CUDA kernel multiplies by 1/0 and writes
-// code 0 instead, which dequantizes to −1·0 = −0. Both are the same zero weight.
+// code 0 instead, which dequantizes to −1·0 = −0. Both are the same zero weight. (Where the two backends part
+// otherwise we follow the CUDA kernel: a short last block is scaled by the reciprocal too, where the PyTorch
+// backend divides.)
 //
 // Double quantization (QLoRA §3, bitsandbytes quantize_4bit with compress_statistics=True): the float32
 // absmax vector (one per 64 weights) loses its mean, offset = fround(mean), and the centred scales
 // fround(absmax − offset) are quantized blockwise like the weights, in blocks of 256, to 8 bits of
-// bitsandbytes' signed dynamic map (create_dynamic_map), same nearest-level rule. Dequantized:
+// bitsandbytes' signed dynamic map (create_dynamic_map), same nearest-level rule (the PyTorch backend's
+// bucketize; the CUDA kernel's binary search sends a value exactly on a midpoint to the even index). Dequantized:
 //   absmax_b = fround(fround(map[code_b] · absmax2_{b/256}) + offset).
 // We take the mean exactly (float64 sum in index order) and round it once; bitsandbytes takes a float32
 // mean on its device, whose summation order is the device's. The offset is stored, so this changes nothing
