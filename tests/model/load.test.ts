@@ -5,7 +5,7 @@
 // weights equal those of the same model in one file; tensors the model does not use may be in any dtype.
 
 import { describe, expect, it } from 'vitest';
-import { folderSource, forEachWeightFile, findWeightFiles, type ModelFiles } from '../../src/io/model_source';
+import { folderSource, forEachWeightFile, findWeightFiles, readWeightFiles, type ModelFiles } from '../../src/io/model_source';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../../src/io/safetensors';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
 import { loadModel } from '../../src/model/load';
@@ -62,6 +62,14 @@ describe('streaming a sharded checkpoint', () => {
     const source = recorded(files, events);
     await forEachWeightFile(source, await findWeightFiles(source), (file) => void events.push(`use ${file.fileName}`));
     expect(events).toEqual(SHARDS.flatMap((s) => [`read ${s}`, `use m/${s}`]));
+  });
+
+  it('still gives every shard\'s bytes at once to a caller that asks for them (readWeightFiles)', async () => {
+    const files = shardedFiles();
+    const source = folderSource(files, 'm');
+    const read = await readWeightFiles(source, await findWeightFiles(source));
+    expect(read.map((f) => f.name)).toEqual(SHARDS.map((s) => `m/${s}`));
+    read.forEach((f, i) => expect(f.bytes).toBe(files.get(SHARDS[i])));
   });
 
   it('stops at a bad second shard without reading the third', async () => {
