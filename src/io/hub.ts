@@ -4,6 +4,8 @@
 //   GET {endpoint}/{id}/resolve/{revision}/{file}                (the Hub redirects large files to its CDN)
 // streamed with progress. A cache (the browser's Cache API by default, none in Node) makes a second load
 // need no network; downloads enter it only through `commit()`, i.e. after loadModel has validated them.
+// Until then weight shards wait in a staging store beside it (not in memory), so a sharded checkpoint costs
+// the heap one shard at a time; `discard()` empties staging when the load fails.
 // Cached files are not revalidated: a repository updated on the Hub under the same revision keeps its
 // cached copy until the cache is cleared (the studio's library does that).
 //
@@ -20,6 +22,7 @@ import { parseHubRef } from './hub_ref.ts';
 export interface HubCache {
   get(url: string): Promise<Uint8Array | undefined>;
   put(url: string, bytes: Uint8Array): Promise<void>;
+  delete(url: string): Promise<void>;
 }
 
 export interface HubOptions {
@@ -28,6 +31,12 @@ export interface HubOptions {
   fetch?: (url: string, init?: RequestInit) => Promise<Response>;
   /** undefined: the browser's Cache API where there is one; null: no cache. */
   cache?: HubCache | null;
+  /**
+   * Where weight shards wait, downloaded but not yet validated, so that the heap holds one shard at a time:
+   * undefined: a second Cache API store beside the cache (when there is a cache); null: none (shards are then
+   * held in memory until commit, as the small files always are).
+   */
+  staging?: HubCache | null;
   /** A Hugging Face access token, for gated or private models. */
   token?: string;
   /** A cache write failed (e.g. the storage quota is full); the model itself loaded. */
@@ -45,6 +54,7 @@ export class HubError extends LoraStudioError {
 }
 
 export const HUB_CACHE_NAME = 'lora-studio-hub';
+export const HUB_STAGING_NAME = 'lora-studio-hub-staging';
 
 /** The Cache API (window and workers), which keeps responses across reloads under the origin's quota. */
 export function browserHubCache(name = HUB_CACHE_NAME): HubCache {
@@ -61,6 +71,9 @@ export function browserHubCache(name = HUB_CACHE_NAME): HubCache {
     put: async (url, bytes) => {
       const body = new Uint8Array(bytes); // a copy the Response may own
       await (await open()).put(url, new Response(body, { headers: { 'content-length': String(bytes.byteLength) } }));
+    },
+    delete: async (url) => {
+      await (await open()).delete(url);
     },
   };
 }
@@ -86,7 +99,11 @@ export async function hubSource(idOrUrl: string, options: HubOptions = {}): Prom
   const rev = encodeURIComponent(revision);
   const label = revision === 'main' ? id : `${id}@${revision}`;
   const path = (name: string) => `${label}/${name}`;
+  const staging = cache === undefined ? undefined
+    : options.staging === undefined ? (typeof caches === 'undefined' ? undefined : browserHubCache(HUB_STAGING_NAME)) : (options.staging ?? undefined);
+  // Downloads not yet validated: small files in memory, weight shards in the staging store (by URL).
   const pending = new Map<string, Uint8Array>();
+  const staged = new Set<string>();
 
   const statusError = (status: number, name: string | undefined): HubError => {
     const what = name === undefined ? `${label}` : path(name);
@@ -114,7 +131,8 @@ export async function hubSource(idOrUrl: string, options: HubOptions = {}): Prom
   const download = async (url: string, name: string | undefined, onProgress?: OnProgress): Promise<Uint8Array> => {
     const what = name === undefined ? label : path(name);
     const file = name ?? 'file list';
-    const cached = pending.get(url) ?? (await cache?.get(url).catch(() => undefined));
+    const cached = pending.get(url) ?? (staged.has(url) ? await staging?.get(url).catch(() => undefined) : undefined) ??
+      (await cache?.get(url).catch(() => undefined));
     if (cached !== undefined) {
       onProgress?.({ file, loaded: cached.byteLength, total: cached.byteLength, percent: 100 });
       return cached;
@@ -145,8 +163,22 @@ export async function hubSource(idOrUrl: string, options: HubOptions = {}): Prom
       throw new HubError(what, `${what}: the download stopped after ${bytes.byteLength} of ${total} bytes: check your connection and try again.`);
     }
     if (total === undefined) onProgress?.({ file, loaded: bytes.byteLength, total: bytes.byteLength, percent: 100 });
+    if (staging !== undefined && name?.endsWith('.safetensors')) {
+      try {
+        await staging.put(url, bytes);
+        staged.add(url);
+        return bytes; // the caller lets go of it; commit() moves it from staging to the cache
+      } catch (e) {
+        options.onCacheError?.(e); // e.g. the quota is full: keep it in memory as before
+      }
+    }
     pending.set(url, bytes);
     return bytes;
+  };
+
+  const discardStaged = async (): Promise<void> => {
+    for (const url of staged) await staging!.delete(url).catch(() => undefined);
+    staged.clear();
   };
 
   // The file list, so that has() and list() need no request per file.
@@ -166,9 +198,19 @@ export async function hubSource(idOrUrl: string, options: HubOptions = {}): Prom
       if (cache === undefined) return pending.clear();
       try {
         for (const [url, bytes] of pending) await cache.put(url, bytes);
+        // One shard in memory at a time: read it out of staging, into the cache, then drop it from staging.
+        for (const url of staged) {
+          const bytes = await staging!.get(url);
+          if (bytes !== undefined) await cache.put(url, bytes);
+        }
       } catch (e) {
         options.onCacheError?.(e);
       }
+      await discardStaged();
+      pending.clear();
+    },
+    discard: async () => {
+      await discardStaged();
       pending.clear();
     },
   };

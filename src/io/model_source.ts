@@ -38,6 +38,8 @@ export interface ModelFiles {
   path(name: string): string;
   /** Persist what was read (a download cache); loadModel calls it only once the model has loaded. */
   commit?(): Promise<void>;
+  /** Forget what was read and not committed; loadModel calls it when the model fails to load. */
+  discard?(): Promise<void>;
 }
 
 /** The listing part of a ModelFiles whose names are known up front (a Hub listing, the embedded model), named `label/name` in messages. */

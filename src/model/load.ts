@@ -29,6 +29,15 @@ export interface LoadedModel {
  * text and prompts; the CLI, with token-id data, can do without one).
  */
 export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress; requireTokenizer?: boolean } = {}): Promise<LoadedModel> {
+  try {
+    return await readModel(source, options);
+  } catch (e) {
+    await source.discard?.();
+    throw e;
+  }
+}
+
+async function readModel(source: ModelFiles, options: { onProgress?: OnProgress; requireTokenizer?: boolean }): Promise<LoadedModel> {
   const { onProgress } = options;
   const config = parseModelConfig(await readConfigText(source, onProgress), source.path('config.json'));
   const weightFiles = await findWeightFiles(source, onProgress);

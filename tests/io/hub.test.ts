@@ -64,7 +64,7 @@ afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 function memoryCache(): HubCache & { store: Map<string, Uint8Array> } {
   const store = new Map<string, Uint8Array>();
-  return { store, get: async (url) => store.get(url), put: async (url, bytes) => void store.set(url, bytes.slice()) };
+  return { store, get: async (url) => store.get(url), put: async (url, bytes) => void store.set(url, bytes.slice()), delete: async (url) => void store.delete(url) };
 }
 
 function expectSameModel(a: LoadedModel, b: LoadedModel): void {
@@ -134,6 +134,25 @@ describe('hubSource', () => {
     expect(requests.length - before).toBe(0);
     expectSameModel(first, second);
     expect(events.every((e) => e.percent === 100)).toBe(true);
+  });
+
+  it('weight shards wait in staging, not in memory, until the model has loaded; then move to the cache', async () => {
+    const cache = memoryCache();
+    const staging = memoryCache();
+    const stagedDuringLoad: number[] = [];
+    const put = staging.put;
+    staging.put = async (url, bytes) => {
+      await put(url, bytes);
+      stagedDuringLoad.push(staging.store.size);
+    };
+    const model = await loadModel(await hubSource('tiny/llama-sharded', { endpoint, cache, staging }));
+    expect(stagedDuringLoad).toEqual([1, 2]); // both shards went to staging as they arrived
+    expect(staging.store.size, 'staging emptied by commit').toBe(0);
+    expect(cache.store.size).toBe(7);
+    expect([...cache.store.keys()].filter((u) => u.endsWith('.safetensors'))).toHaveLength(2);
+    const before = requests.length;
+    expectSameModel(model, await loadModel(await hubSource('tiny/llama-sharded', { endpoint, cache, staging })));
+    expect(requests.length - before).toBe(0);
   });
 
   it('a model that fails to load leaves nothing in the cache', async () => {

@@ -152,7 +152,7 @@ const modelCases: ModelCase[] = [
 
 function memoryCache(): HubCache & { store: Map<string, Uint8Array> } {
   const store = new Map<string, Uint8Array>();
-  return { store, get: async (url) => store.get(url), put: async (url, bytes) => void store.set(url, bytes) };
+  return { store, get: async (url) => store.get(url), put: async (url, bytes) => void store.set(url, bytes), delete: async (url) => void store.delete(url) };
 }
 
 /** A fetch that serves `files` in the Hub's URL layout, as repository m/m. */
@@ -183,12 +183,14 @@ describe('malformed model folders', () => {
       expect(fromFolder.message).toMatch(problem);
 
       const cache = memoryCache();
-      const fromHub = await rejection(loadModel(await hubSource('m/m', { fetch: hubFetch(files), cache })));
+      const staging = memoryCache();
+      const fromHub = await rejection(loadModel(await hubSource('m/m', { fetch: hubFetch(files), cache, staging })));
       expect(fromHub).toBeInstanceOf(ErrorClass);
       expect(fromHub.file).toBe(`m/m/${file}`);
       expect(fromHub.message.startsWith(`m/m/${file}: `), fromHub.message).toBe(true);
       expect(fromHub.message).toMatch(problem);
       expect(cache.store.size, 'nothing cached').toBe(0);
+      expect(staging.store.size, 'nothing left in staging').toBe(0);
     });
   }
 });
