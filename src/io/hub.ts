@@ -7,7 +7,7 @@
 // Until then weight shards wait in a staging store beside it (not in memory), so a sharded checkpoint costs
 // the heap one shard at a time; `discard()` empties staging when the load fails.
 // Cached files are not revalidated: a repository updated on the Hub under the same revision keeps its
-// cached copy until the cache is cleared (the studio's library does that).
+// cached copy until the site data is cleared in the browser.
 //
 // This file does not parse models (model_source.ts) and does not manage the studio's library or quota
 // (library.ts). Errors say what the user can do: accept a license, check the id, check the connection,
