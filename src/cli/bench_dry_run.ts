@@ -56,6 +56,10 @@ export interface DryRunResult {
   peak_gpu_bytes: number;
   weights_bytes: number;
   pipelines: number;
+  /** Pipelines created, by kernel ("<shader>.<entry>"): how many specialisations of each a build asked for. */
+  pipelines_by_kernel: Record<string, number>;
+  /** The step's GEMM dispatches by pipeline ("<shader>.<entry>{constants}"): the tiles gemmChoice picked. */
+  gemm_variants: Record<string, number>;
   bind_groups: number;
   flops_per_step: number;
   bytes_per_step: number;
@@ -70,7 +74,7 @@ export interface DryRunResult {
  */
 export function kernelFamily(d: Dispatch): string {
   const shader = d.pipeline.label.split('.')[0];
-  if (shader !== 'matmul' && shader !== 'matmul_fast') return shader;
+  if (!shader.startsWith('matmul')) return shader; // matmul, matmul_fast, matmul_splitk: the GEMMs
   if (d.label.startsWith('lm_head.')) return 'lm_head';
   // lora_linear.ts's rank-r GEMMs; its forward and backward_dx fold the adapter into the frozen GEMM (matmul).
   return /\.(down|backward_du|backward_dA|backward_dB|backward_duA|deltaW)$/.test(d.label) ? 'lora' : 'matmul';
@@ -134,8 +138,10 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   const delta = (k: keyof RecordingStats) => stats[k] - before[k];
 
   const families: Record<string, FamilyCost> = {};
+  const gemmVariants: Record<string, number> = {};
   let flops = 0, bytes = 0;
   for (const d of step) {
+    if (d.pipeline.label.startsWith('matmul')) gemmVariants[d.pipeline.label] = (gemmVariants[d.pipeline.label] ?? 0) + 1;
     if (!d.cost) throw new Error(`bench --dry-run: dispatch ${d.label} (${d.pipeline.label}) has no cost; its op's builder must state one`);
     const f = (families[kernelFamily(d)] ??= { dispatches: 0, flops: 0, bytes: 0 });
     f.dispatches++;
@@ -156,9 +162,17 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
     peak_gpu_bytes: gpu.peakBytes,
     weights_bytes: weightsBytes,
     pipelines: gpu.pipelineCount,
+    pipelines_by_kernel: countBy(gpu.device.pipelineLabels.map((l) => l.split('{')[0])),
+    gemm_variants: Object.fromEntries(Object.entries(gemmVariants).sort(([, a], [, b]) => b - a)),
     bind_groups: stats.bindGroups,
     flops_per_step: flops,
     bytes_per_step: bytes,
     families: Object.fromEntries(Object.entries(families).sort(([, a], [, b]) => b.flops - a.flops || b.bytes - a.bytes)),
   };
+}
+
+function countBy(keys: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of keys) out[k] = (out[k] ?? 0) + 1;
+  return out;
 }

@@ -66,6 +66,9 @@ export class RecordingDevice {
     onSubmittedWorkDone: async () => void this.stats.cpuWaits++,
   };
 
+  /** The label of every pipeline created ("<shader>.<entry>{constants}"), in order: the kernels a build chose. */
+  readonly pipelineLabels: string[] = [];
+
   constructor(limits: RecordingLimits = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
@@ -103,6 +106,7 @@ export class RecordingDevice {
   createComputePipeline(d: GPUComputePipelineDescriptor): GPUComputePipeline {
     this.stats.pipelines++;
     const label = d.label ?? '';
+    this.pipelineLabels.push(label);
     return { label, getBindGroupLayout: (i: number) => ({ label: `${label}.layout${i}` }) } as unknown as GPUComputePipeline;
   }
 
