@@ -73,7 +73,7 @@ export interface DryRunResult {
  * chunks, the LoRA adapters' rank-r products, and the frozen linears.
  */
 export function kernelFamily(d: Dispatch): string {
-  const shader = d.pipeline.label.split('.')[0];
+  const shader = d.pipeline.label.split('.')[0].replace(/_subgroups$/, ''); // one family whichever path reduces
   if (!shader.startsWith('matmul')) return shader; // matmul, matmul_fast, matmul_splitk: the GEMMs
   if (d.label.startsWith('lm_head.')) return 'lm_head';
   // lora_linear.ts's rank-r GEMMs; its forward and backward_dx fold the adapter into the frozen GEMM (matmul).

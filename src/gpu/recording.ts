@@ -42,7 +42,8 @@ const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSi
 
 export class RecordingDevice {
   readonly label = 'LoraStudio.recording';
-  readonly features = new Set<string>();
+  /** The features assumed for a discrete GPU, as DRY_RUN_LIMITS assumes its limits: kernels take their subgroup path. */
+  readonly features = new Set<string>(['subgroups', 'timestamp-query']);
   readonly limits: Record<string, number>;
   /** Never lost: nothing runs. */
   readonly lost = new Promise<GPUDeviceLostInfo>(() => {});
@@ -160,7 +161,8 @@ export function recordingGpu(limits: RecordingLimits = {}): RecordingGpu {
   const device = new RecordingDevice(limits);
   const info: GpuInfo = {
     name: 'recording',
-    features: [],
+    features: [...device.features],
+    subgroups: true,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxBufferSize: device.limits.maxBufferSize,
   };
