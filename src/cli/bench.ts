@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick] [--dry-run]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick] [--profile] [--dry-run]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -15,6 +15,8 @@
 // bench keeps working; its timings mean nothing.
 // --gemm: the GEMM kernel the model's step runs (src/autograd/matmul.ts): fast (the default, as in the studio)
 // or v1, so one machine can time the step on both (the field `gemm` says which).
+// --profile: one more step, profiled: GPU time per kernel family (bench_profile.ts), from timestamp queries
+// where the adapter has them, else the wall clock; the field `profile.clock` says which.
 // --dry-run: no GPU; what one step asks of one, counted on a recording device (bench_dry_run.ts).
 //
 // This file measures; it does not change the engine.
@@ -33,6 +35,7 @@ import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fas
 import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 import { buildAtShape, checkBenchShape, dryRunModel } from './bench_dry_run';
+import { profileStep, type StepProfile } from './bench_profile';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
 
@@ -56,6 +59,8 @@ export interface BenchResult {
   matmul: Record<string, number>;
   matmul_fast: Record<string, number>;
   matmul_shapes: Record<string, [number, number, number]>;
+  /** With --profile: one step's GPU time by kernel family, and the clock that measured it. */
+  profile?: StepProfile;
 }
 
 interface BenchOptions {
@@ -66,14 +71,15 @@ interface BenchOptions {
   matmulSize: number;
   gemm: GemmKernel;
   quick: boolean;
+  profile: boolean;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick', 'dry-run'];
-const SWITCHES = ['quick', 'dry-run'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick', 'profile', 'dry-run'];
+const SWITCHES = ['quick', 'profile', 'dry-run'];
 /** Flags that time something, which a dry run does not. */
-const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size'];
+const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size', 'profile'];
 
 export async function benchCommand(args: string[], print: (line: string) => void): Promise<string> {
   const flags = new Map<string, string | true>();
@@ -99,6 +105,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   const opts: BenchOptions = {
     batch: int('batch', base.batch, 1), seq: int('seq', base.seq, 2), steps: int('steps', base.steps, 1),
     warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
+    profile: flags.get('profile') === true,
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -201,6 +208,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
       throw new Error(`bench ${name}: the loss is not finite (${lossFirst} → ${lossLast}); the engine produced NaN/Inf`);
     }
     const peak = gpu.peakBytes; // before the matmul buffers below
+    const profile = o.profile ? await profileStep(gpu, () => trainer.step(batches[0])) : undefined;
 
     const N = B * T, C = config.hidden;
     const shapes: Record<string, [number, number, number]> = {
@@ -226,6 +234,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
       ms_per_step_median: round(med), ms_per_step_p90: round(quantile(times, 0.9)), tokens_per_s: round((B * T) / (med / 1000)),
       peak_gpu_bytes: peak, weights_bytes: weightsBytes, first_step_ms: round(firstStepMs),
       loss_first: lossFirst, loss_last: lossLast, timing, matmul, matmul_fast: matmulFast, matmul_shapes: shapes,
+      ...(profile && { profile }),
     };
   } finally {
     gpu.destroy();
