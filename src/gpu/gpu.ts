@@ -71,7 +71,7 @@ export class Gpu {
   peakBytes = 0;
   lost: GPUDeviceLostInfo | null = null;
   /**
-   * Whether ops build their subgroup pipelines (rmsnorm, cross-entropy: `<op>_subgroups.wgsl`): true when the
+   * Whether ops build their subgroup pipelines (rmsnorm, cross-entropy, attention's forward: `<op>_subgroups.wgsl`): true when the
    * device can (GpuInfo.subgroups). A test sets it false to run the plain path on the same device.
    */
   subgroups: boolean;

@@ -15,6 +15,7 @@ import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
 import matmulSplitK from '../../shaders/matmul_splitk.wgsl?raw';
 import rmsnormSubgroups from '../../shaders/rmsnorm_subgroups.wgsl?raw';
 import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?raw';
+import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -33,6 +34,7 @@ export const SHADERS = {
   // (Gpu.subgroups); the op's own .ts picks them, and the plain file stays the reference.
   rmsnorm_subgroups: rmsnormSubgroups,
   cross_entropy_subgroups: crossEntropySubgroups,
+  attention_subgroups: attentionSubgroups,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;
