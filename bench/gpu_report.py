@@ -2,7 +2,8 @@
 """Combines one sitting's measurements on a GPU machine (run.sh) into one JSON report, with the ratios
 engine/PyTorch per model. Standard library only: it runs where PyTorch runs, before or without it.
 
-    python3 gpu_report.py --engine engine.jsonl --dry-run dry_run.jsonl --torch torch.jsonl [--meta meta.json] [--out report.json]
+    python3 gpu_report.py --engine engine.jsonl [--engine-plain plain.jsonl] --dry-run dry_run.jsonl --torch torch.jsonl
+                          [--meta meta.json] [--out report.json]
 
 Inputs are the JSON lines the benches print (`bench --model all --profile`, `bench --dry-run --model all`,
 `torch_peft.py --model all`); a missing or empty file, or a model absent from one, is reported under "missing",
@@ -11,6 +12,8 @@ never guessed. Ratios are engine / PyTorch, so below 1 is the engine ahead for t
   peak_gpu_bytes       peak memory ratio; goal < 1
   tokens_per_s         throughput ratio (above 1 is the engine ahead)
   matmul               engine fast-kernel TFLOP/s / cuBLAS TFLOP/s, per shape (above 1 is the engine ahead)
+and, for a model also run with `--subgroups off` (--engine-plain), subgroups_vs_plain: the step time with the
+subgroup reductions / without them (below 1: the subgroup kernels pay on this GPU).
 A JSON line that is not valid JSON (a crash's message, a warning) is skipped and listed under "unparsed".
 """
 
@@ -48,7 +51,7 @@ def ratio(a, b):
     return float(f"{a / b:.4g}")
 
 
-def combine(engine, dry, torch, meta=None):
+def combine(engine, dry, torch, meta=None, plain=None):
     """The report: per model, the three records and the engine/PyTorch ratios."""
     models = sorted(set(engine) | set(dry) | set(torch))
     report = {"meta": meta or {}, "models": {}, "missing": []}
@@ -58,6 +61,11 @@ def combine(engine, dry, torch, meta=None):
             if rec is None:
                 report["missing"].append(f"{m}: no {what} result")
         entry = {"engine": e, "dry_run": d, "torch": t}
+        p = (plain or {}).get(m)
+        if p:
+            entry["engine_subgroups_off"] = p
+            if e and e.get("subgroups") and not p.get("subgroups"):
+                entry["subgroups_vs_plain"] = ratio(e.get("ms_per_step_median"), p.get("ms_per_step_median"))
         if e and "swiftshader" in str(e.get("device", "")).lower():
             report["missing"].append(f"{m}: the engine ran on SwiftShader (CPU), not the GPU: Vulkan found no GPU driver")
         if e and t:
@@ -80,6 +88,7 @@ def combine(engine, dry, torch, meta=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine")
+    ap.add_argument("--engine-plain", dest="plain", help="the engine bench with --subgroups off")
     ap.add_argument("--dry-run", dest="dry")
     ap.add_argument("--torch")
     ap.add_argument("--meta", help="a JSON object to copy in as meta (date, GPU, driver, durations)")
@@ -87,7 +96,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     unparsed = []
     meta = json.load(open(a.meta)) if a.meta and os.path.exists(a.meta) else {}
-    report = combine(read_lines(a.engine, unparsed), read_lines(a.dry, unparsed), read_lines(a.torch, unparsed), meta)
+    report = combine(read_lines(a.engine, unparsed), read_lines(a.dry, unparsed), read_lines(a.torch, unparsed), meta,
+                     read_lines(a.plain, unparsed))
     report["unparsed"] = unparsed
     text = json.dumps(report, indent=1)
     if a.out:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of LoRA Studio in one command, from the folder scripts/bundle-gpu.mjs made (dist-gpu/),
 # on a Linux x86-64 machine with an NVIDIA driver and no Node, npm or network (shared/GPU.md):
-#   bash run.sh                  the engine bench for all models (with --profile), the dry-run figures, and
+#   bash run.sh                  the engine bench for all models (with --profile; SmolLM2 again on the plain
+#                                reductions, --subgroups off), the dry-run figures, and
 #                                torch_peft.py at the same shapes (PyTorch's default SDPA attention), combined by
 #                                gpu_report.py into results/report.json with the ratios engine/PyTorch; < 4 minutes
 #   bash run.sh bench [flags]    the engine bench alone, with bench's own flags (`bench --quick` checks the bundle,
@@ -156,9 +157,11 @@ phase() { # phase NAME SECONDS command...: stdout (JSON lines) to NAME.jsonl, st
 }
 rm -f "$out/phases.part"
 gpu_name="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n1 || true)"
-phase engine 110 "${node_cmd[@]}" bench --model all --profile
-phase dry_run 20 "${node_cmd[@]}" bench --dry-run --model all
-phase torch 95 python3 "$here/torch_peft.py" --model all --attn sdpa
+phase engine 95 "${node_cmd[@]}" bench --model all --profile
+# The same step on the plain reductions, profiled, to see what the subgroup kernels buy on this GPU.
+phase engine_plain 20 "${node_cmd[@]}" bench --model smollm2-135m --subgroups off --profile --steps 5 --matmul-size 1024
+phase dry_run 15 "${node_cmd[@]}" bench --dry-run --model all
+phase torch 90 python3 "$here/torch_peft.py" --model all --attn sdpa
 {
   echo "{\"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"gpu\": \"${gpu_name//\"/}\", \"glibc\": \"$glibc\","
   echo "\"vulkan_driver_file\": \"${VK_DRIVER_FILES:-${VK_ICD_FILENAMES:-}}\", \"phases\": {"
@@ -166,7 +169,8 @@ phase torch 95 python3 "$here/torch_peft.py" --model all --attn sdpa
   echo "}}"
 } >"$out/meta.json"
 rm -f "$out/phases.part"
-python3 "$here/gpu_report.py" --engine "$out/engine.jsonl" --dry-run "$out/dry_run.jsonl" --torch "$out/torch.jsonl" \
+python3 "$here/gpu_report.py" --engine "$out/engine.jsonl" --engine-plain "$out/engine_plain.jsonl" \
+  --dry-run "$out/dry_run.jsonl" --torch "$out/torch.jsonl" \
   --meta "$out/meta.json" --out "$out/report.json"
 echo "run.sh: report in $out/report.json" >&2
 [ -z "$failed" ] || die "phases that did not finish:$failed (their logs are in $out/); the report lists what is missing"

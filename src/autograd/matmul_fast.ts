@@ -93,8 +93,9 @@ export type GemmChoice = { kernel: 'splitk'; rows: 8 | 32 } | { kernel: 'fast'; 
  *   dB = dyᵀ·u (O, r) with K = B·T, where a 64-wide tile would be 7/8 empty and loop over all of K alone;
  * - otherwise the register-blocked tile (matmul_fast.wgsl): 128×128 when that still gives about one wave of
  *   workgroups (fastTileFor), else 64×64.
- * The LoRA down projection u = x·Aᵀ (B·T, r) is narrow too, but its K (the hidden size) is short beside its
- * B·T rows, so enough 64-row tiles exist and it stays on the fast kernel.
+ * The LoRA down projection u = x·Aᵀ (B·T, r) and du = dy·B are narrow too; while their K (the layer's width)
+ * is shorter than their B·T rows, enough 64-row tiles exist and they stay on the fast kernel (SmolLM2-135M at
+ * 8 × 256); where K reaches B·T (TinyLlama's 2048 at 8 × 256) they split K too.
  */
 export function gemmChoice(s: Pick<GemmSpec, 'M' | 'N' | 'K1' | 'K2' | 'batch'>): GemmChoice {
   const K = s.K1 + (s.K2 ?? 0);

@@ -1,4 +1,4 @@
-// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1]`
+// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off]`
 //
 // What one training step of the engine asks of a GPU, counted without one: the real model (zero weights,
 // from bench/models.json's shapes alone), adapter and Trainer are built on a recording device
@@ -42,6 +42,7 @@ export interface DryRunResult {
   model: string;
   mode: 'dry-run';
   gemm: GemmKernel;
+  subgroups: boolean;
   batch: number;
   seq: number;
   dispatches_per_step: number;
@@ -84,6 +85,8 @@ export interface DryRunOptions {
   batch: number;
   seq: number;
   gemm: GemmKernel;
+  /** false: the plain reduction kernels (default: the subgroup ones, as on a GPU that has them). */
+  subgroups?: boolean;
 }
 
 /** Refuses a sequence longer than the model's positions, before anything is built. */
@@ -114,6 +117,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   checkBenchShape(name, config, T);
   const gpu = recordingGpu(DRY_RUN_LIMITS);
   setGemmKernel(gpu, o.gemm);
+  gpu.subgroups = o.subgroups ?? true;
   const stats = gpu.device.stats;
   let weightsBytes = 0;
   const trainer = buildAtShape(name, B, T, () => {
@@ -152,7 +156,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   }
   if (step.length !== delta('dispatches')) throw new Error(`bench --dry-run: ${step.length} dispatches encoded, the device counted ${delta('dispatches')}`);
   return {
-    model: name, mode: 'dry-run', gemm: o.gemm, batch: B, seq: T,
+    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T,
     dispatches_per_step: delta('dispatches'),
     command_buffers_per_step: delta('commandBuffers'),
     cpu_waits_per_step: delta('cpuWaits'),

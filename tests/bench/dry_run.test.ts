@@ -100,6 +100,18 @@ describe('bench --dry-run', () => {
     expect(r.pipelines_by_kernel['matmul_splitk.matmul_splitk']).toBe(2);
   });
 
+  it('--subgroups off builds the plain reductions; the families are the same', async () => {
+    const lines: string[] = [];
+    for (const flag of ['on', 'off']) await benchCommand(['--dry-run', '--quick', '--subgroups', flag], (l) => lines.push(l));
+    const [on, off] = lines.map((l) => JSON.parse(l) as DryRunResult);
+    expect([on.subgroups, off.subgroups]).toEqual([true, false]);
+    const kernels = (r: DryRunResult) => Object.keys(r.pipelines_by_kernel).filter((k) => /^(rmsnorm|cross_entropy|attention)/.test(k)).sort();
+    expect(kernels(on)).toEqual(expect.arrayContaining(['attention_subgroups.attention_forward', 'cross_entropy_subgroups.cross_entropy_forward', 'rmsnorm_subgroups.rmsnorm_forward']));
+    expect(kernels(off).every((k) => !k.includes('_subgroups')), kernels(off).join(', ')).toBe(true);
+    expect(off.families).toEqual(on.families);
+    await expect(benchCommand(['--dry-run', '--quick', '--subgroups', 'maybe'], () => {})).rejects.toThrow(/--subgroups must be on or off \(got maybe\)/);
+  });
+
   it('runs through the bench command without asking for a WebGPU device', async () => {
     const lines: string[] = [];
     await benchCommand(['--dry-run', '--quick'], (l) => lines.push(l));

@@ -91,15 +91,16 @@ describe('bench/gpu_report.py', () => {
     const line = (o: object) => JSON.stringify(o) + '\n';
     const shape = { batch: 8, seq: 256 };
     writeFileSync(join(dir, 'engine.jsonl'),
-      line({ model: 'smollm2-135m', device: 'nvidia/hopper', ...shape, ms_per_step_median: 60, tokens_per_s: 34133, peak_gpu_bytes: 2e9, matmul_fast: { q_proj: 20, mlp_up: 30 }, profile: { clock: 'timestamp-query' } }) +
+      line({ model: 'smollm2-135m', device: 'nvidia/hopper', subgroups: true, ...shape, ms_per_step_median: 60, tokens_per_s: 34133, peak_gpu_bytes: 2e9, matmul_fast: { q_proj: 20, mlp_up: 30 }, profile: { clock: 'timestamp-query' } }) +
       'warning: not json\n' +
       line({ model: 'tinyllama-1.1b', device: 'google/swiftshader', ...shape, ms_per_step_median: 250, tokens_per_s: 8192, peak_gpu_bytes: 8e9, matmul_fast: { q_proj: 10 } }));
+    writeFileSync(join(dir, 'plain.jsonl'), line({ model: 'smollm2-135m', subgroups: false, ...shape, ms_per_step_median: 75 }));
     writeFileSync(join(dir, 'dry.jsonl'), line({ model: 'smollm2-135m', mode: 'dry-run', dispatches_per_step: 1471 }));
     writeFileSync(join(dir, 'torch.jsonl'),
       line({ model: 'smollm2-135m', ...shape, ms_per_step_median: 150, tokens_per_s: 13653, peak_gpu_bytes: 4e9, matmul: { q_proj: 40, mlp_up: 30 }, attn: 'sdpa' }) +
       line({ model: 'tinyllama-1.1b', batch: 4, seq: 256, ms_per_step_median: 200, tokens_per_s: 5120, peak_gpu_bytes: 1e10, matmul: { q_proj: 0 } }));
     writeFileSync(join(dir, 'meta.json'), JSON.stringify({ gpu: 'NVIDIA H200, 580.0' }));
-    execFileSync('python3', [join(root, 'bench', 'gpu_report.py'), '--engine', join(dir, 'engine.jsonl'), '--dry-run', join(dir, 'dry.jsonl'),
+    execFileSync('python3', [join(root, 'bench', 'gpu_report.py'), '--engine', join(dir, 'engine.jsonl'), '--engine-plain', join(dir, 'plain.jsonl'), '--dry-run', join(dir, 'dry.jsonl'),
       '--torch', join(dir, 'torch.jsonl'), '--meta', join(dir, 'meta.json'), '--out', join(dir, 'report.json')]);
     const r = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
     expect(r.meta).toEqual({ gpu: 'NVIDIA H200, 580.0' });
@@ -107,6 +108,8 @@ describe('bench/gpu_report.py', () => {
     expect(s.ratios).toEqual({ ms_per_step: 0.4, peak_gpu_bytes: 0.5, tokens_per_s: 2.5, matmul: { q_proj: 0.5, mlp_up: 1 } });
     expect(s.goals).toEqual({ ms_per_step: { at_most: 0.5, met: true } });
     expect(s.dry_run.dispatches_per_step).toBe(1471);
+    expect(s.subgroups_vs_plain, 'step time with subgroup reductions / without').toBe(0.8);
+    expect(r.models['tinyllama-1.1b'].subgroups_vs_plain).toBeUndefined();
     const t = r.models['tinyllama-1.1b'];
     expect(t.ratios.ms_per_step).toBe(1.25);
     expect(t.ratios.matmul.q_proj, 'no ratio to a zero').toBeNull();
