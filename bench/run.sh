@@ -161,7 +161,7 @@ phase engine 95 "${node_cmd[@]}" bench --model all --profile
 # The same step on the plain reductions, profiled, to see what the subgroup kernels buy on this GPU.
 phase engine_plain 20 "${node_cmd[@]}" bench --model smollm2-135m --subgroups off --profile --steps 5 --matmul-size 1024
 phase dry_run 15 "${node_cmd[@]}" bench --dry-run --model all
-phase torch 90 python3 "$here/torch_peft.py" --model all --attn sdpa
+phase torch 85 python3 "$here/torch_peft.py" --model all --attn sdpa
 {
   echo "{\"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"gpu\": \"${gpu_name//\"/}\", \"glibc\": \"$glibc\","
   echo "\"vulkan_driver_file\": \"${VK_DRIVER_FILES:-${VK_ICD_FILENAMES:-}}\", \"phases\": {"

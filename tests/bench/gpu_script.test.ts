@@ -55,6 +55,12 @@ describe('bench/run.sh', () => {
     expect(spawnSync('bash', ['-n', RUN]).status).toBe(0);
   });
 
+  it('its phases\' time limits leave room for the checks and unpacking inside 4 minutes', () => {
+    const limits = [...readFileSync(RUN, 'utf8').matchAll(/^phase (\w+) (\d+) /gm)].map((m) => [m[1], Number(m[2])] as const);
+    expect(limits.map(([name]) => name)).toEqual(['engine', 'engine_plain', 'dry_run', 'torch']);
+    expect(limits.reduce((s, [, t]) => s + t, 0), 'seconds of phases, of 240').toBeLessThanOrEqual(220);
+  });
+
   it('refuses a folder that is not a bundle, and an unknown argument', () => {
     const r = spawnSync('bash', [RUN, '--check'], { encoding: 'utf8' });
     expect(r.status).toBe(1);
