@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The PyTorch side of LoRA Studio's bench: the same models, shapes and settings as `npm run bench`
-(bench/models.json, read by both), with transformers + PEFT, eager attention, fp32 and TF32 off, printing
+(bench/models.json, read by both), with transformers + PEFT, PyTorch's default scaled-dot-product attention
+(SDPA; --attn eager for the explicit softmax), fp32 and TF32 off, printing
 the same JSON line per model so the two benches can run on one machine in one sitting.
 
     python3 bench/torch_peft.py [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256]
                                 [--steps 10] [--warmup 2] [--matmul-size 4096] [--quick] [--device cuda|cpu]
+                                [--attn sdpa|eager]
 
 Numbers (bench/README.md says more):
   first_step_ms       building the optimizer and the first step (CUDA context, cuBLAS handles, allocator warm-up)
@@ -52,6 +54,9 @@ def sig(x, digits=4):
 
 # ---- models ------------------------------------------------------------------------------------------------
 
+ATTN = {"impl": "sdpa"}  # set by --attn before any model is built
+
+
 def hf_model(cfg):
     """transformers' own model from the config (its random init, std 0.02), with PEFT's LoRA."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -59,7 +64,7 @@ def hf_model(cfg):
 
     kw = {k: v for k, v in cfg.items() if k not in ("architectures", "model_type")}
     config = AutoConfig.for_model(cfg["model_type"], architectures=cfg["architectures"], **kw)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float()
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=ATTN["impl"]).float()
     lora = BENCH["lora"]
     peft_config = LoraConfig(r=lora["r"], lora_alpha=lora["lora_alpha"], lora_dropout=lora["lora_dropout"],
                              target_modules=lora["target_modules"], task_type="CAUSAL_LM")
@@ -85,7 +90,7 @@ class LoraLinear(torch.nn.Module):
 
 
 class TinyLlama(torch.nn.Module):
-    """A plain-PyTorch Llama/Qwen2/Qwen3 decoder (eager attention), used only when transformers/peft are missing."""
+    """A plain-PyTorch Llama/Qwen2/Qwen3 decoder (SDPA or eager attention, as --attn), used only when transformers/peft are missing."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -138,8 +143,11 @@ class TinyLlama(torch.nn.Module):
             q = self.rope(q.transpose(1, 2))
             k = self.rope(k.transpose(1, 2)).repeat_interleave(self.H // self.KV, 1)
             v = l.v(h).view(Bn, T, self.KV, self.D).transpose(1, 2).repeat_interleave(self.H // self.KV, 1)
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.D) + mask, -1)
-            x = x + l.o((att @ v).transpose(1, 2).reshape(Bn, T, -1))
+            if ATTN["impl"] == "sdpa":
+                a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.D) + mask, -1) @ v
+            x = x + l.o(a.transpose(1, 2).reshape(Bn, T, -1))
             h = self.rms(x, l.n2)
             x = x + l.down(torch.nn.functional.silu(l.gate(h)) * l.up(h))
         x = self.rms(x, self.norm)
@@ -194,7 +202,13 @@ def bench_model(name, a, device):
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, impl = build_model(cfg)
+    # Built on the device where torch allows it: initialising a 1B model's random weights on the GPU takes
+    # seconds less than on the CPU, which keeps run.sh's PyTorch phase inside its time limit.
+    if hasattr(torch.device, "__enter__"):
+        with device:
+            model, impl = build_model(cfg)
+    else:
+        model, impl = build_model(cfg)
     model.to(device)
     base = [p for p in model.parameters() if not p.requires_grad]
     weights_bytes = sum(p.numel() * p.element_size() for p in base)
@@ -242,7 +256,7 @@ def bench_model(name, a, device):
         "peak_gpu_bytes": peak, "weights_bytes": weights_bytes, "first_step_ms": sig(first_ms),
         "loss_first": loss_first, "loss_last": loss_last, "timing": "cuda-event" if device.type == "cuda" else "wall-clock",
         "matmul": {k: matmul_tflops(device, *s, a.quick) for k, s in shapes.items()}, "matmul_fast": None,
-        "matmul_shapes": shapes, "impl": impl, "torch": torch.__version__,
+        "matmul_shapes": shapes, "impl": impl, "attn": ATTN["impl"], "torch": torch.__version__,
     }
 
 
@@ -254,7 +268,10 @@ def main(argv=None):
         ap.add_argument(f"--{flag}", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="the tiny CI model, batch 2 × 32, 3 steps, matmul 256³")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"],
+                    help="attention: sdpa (PyTorch's default, the fair comparison) or eager (explicit softmax)")
     a = ap.parse_args(argv)
+    ATTN["impl"] = a.attn
     base = BENCH["quick"] if a.quick else BENCH["defaults"]
     for k in ("batch", "seq", "steps", "warmup", "matmul_size"):
         if getattr(a, k) is None:

@@ -6,12 +6,16 @@
 //     dist/linux-x64/dawn.node.xz            Dawn, so `import('webgpu')` resolves beside cli.mjs
 //   debs/*.deb                               the Vulkan loader and GL dispatch libraries the NVIDIA ICD needs
 //                                            (apt-get download; skipped with a warning when that fails)
-//   run.sh                                   bench/run.sh: unpacks all this and runs `bench` with its arguments
-//   torch_peft.py, models.json               the PyTorch + PEFT bench, to run beside it (bench/README.md)
-// Then copy dist-gpu/ over (`tar -C dist-gpu -cf lora-bench.tar .`) and run `bash run.sh --model all`.
+//   run.sh                                   bench/run.sh: checks the machine, unpacks all this into a private
+//                                            folder and runs every measurement (or `run.sh bench [flags]`)
+//   requirements.env                         what run.sh checks before it starts: the CPU architecture and the
+//                                            newest glibc symbol version the packed node and dawn.node use
+//   torch_peft.py, models.json               the PyTorch + PEFT bench, run by run.sh at the same shapes
+//   gpu_report.py                            combines the three benches' JSON lines into one report with ratios
+// Then copy dist-gpu/ over (`tar -C dist-gpu -cf lora-bench.tar .`) and run `bash run.sh`.
 import { build } from 'esbuild';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, chmodSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rawPlugin } from './esbuild-raw.mjs';
@@ -60,8 +64,16 @@ if (apt.status !== 0) {
 
 copyFileSync(join(root, 'bench', 'run.sh'), join(out, 'run.sh'));
 chmodSync(join(out, 'run.sh'), 0o755);
-for (const f of ['torch_peft.py', 'models.json']) copyFileSync(join(root, 'bench', f), join(out, f));
+for (const f of ['torch_peft.py', 'models.json', 'gpu_report.py']) copyFileSync(join(root, 'bench', f), join(out, f));
+
+// The newest GLIBC_x.y symbol version either binary asks for: run.sh refuses an older glibc with that figure
+// instead of letting the dynamic loader fail half-way.
+const glibcOf = (file) => [...readFileSync(file).toString('latin1').matchAll(/GLIBC_(\d+)\.(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])]);
+const [major, minor] = [...glibcOf(process.execPath), ...glibcOf(join(webgpu, 'dist', 'linux-x64', 'dawn.node'))]
+  .reduce((a, b) => (b[0] > a[0] || (b[0] === a[0] && b[1] > a[1]) ? b : a), [2, 17]);
+writeFileSync(join(out, 'requirements.env'), `ARCH=x86_64\nNEED_GLIBC=${major}.${minor}\n`);
+log(`requirements.env: glibc ${major}.${minor} or newer`);
 
 const size = (dir) => readdirSync(dir, { withFileTypes: true })
   .reduce((s, e) => s + (e.isDirectory() ? size(join(dir, e.name)) : statSync(join(dir, e.name)).size), 0);
-log(`dist-gpu/ ready: ${(size(out) / 2 ** 20).toFixed(1)} MiB; run it with: bash dist-gpu/run.sh --model all`);
+log(`dist-gpu/ ready: ${(size(out) / 2 ** 20).toFixed(1)} MiB; run it with: bash dist-gpu/run.sh`);

@@ -18,6 +18,8 @@ export const ATTENTION_PARAMS: UniformLayout = [
 /** MAX_D and BQ in attention.wgsl: the largest head dimension, and rows (threads) per workgroup. */
 export const ATTENTION_MAX_D = 128;
 const BQ = 64;
+/** BQ in attention_subgroups.wgsl: query rows per workgroup of its forward, shared by its subgroups. */
+const BQ_SUBGROUPS = 16;
 
 export interface AttentionDims {
   B: number;
@@ -71,8 +73,9 @@ function params(gpu: Gpu, label: string, d: AttentionDims): GPUBuffer {
 export function attentionForward(gpu: Gpu, label: string, d: AttentionDims, b: AttentionBuffers): Dispatch[] {
   checkAttentionDims(d);
   const l = `${label}.attention_forward`;
-  const pipeline = gpu.pipeline('attention', 'attention_forward');
-  return [gpu.dispatch(l, pipeline, [params(gpu, l, d), b.q, b.k, b.v, b.out, b.lse], [Math.ceil(d.T / BQ), d.H, d.B],
+  const pipeline = gpu.pipeline(gpu.subgroups ? 'attention_subgroups' : 'attention', 'attention_forward');
+  const rows = gpu.subgroups ? BQ_SUBGROUPS : BQ;
+  return [gpu.dispatch(l, pipeline, [params(gpu, l, d), b.q, b.k, b.v, b.out, b.lse], [Math.ceil(d.T / rows), d.H, d.B],
     attentionCost(d, 4, { hd: 2, kvd: 2, rows: 1 }))];
 }
 

@@ -62,7 +62,7 @@ export function crossEntropyForward(
   gpu: Gpu, label: string, d: CrossEntropyDims, b: CrossEntropyBuffers, chunk: LogitsChunk, first = true, last = true,
 ): Dispatch {
   const params = gpu.uniform(`${label}.cross_entropy_forward.params`, CROSS_ENTROPY_PARAMS, chunkParams(d, chunk, first, last, 1));
-  const pipeline = gpu.pipeline('cross_entropy', 'cross_entropy_forward');
+  const pipeline = gpu.pipeline(gpu.subgroups ? 'cross_entropy_subgroups' : 'cross_entropy', 'cross_entropy_forward');
   // Online logsumexp: max, subtract, exp, add per logit; the chunk read once, the (N) stats read and written.
   return gpu.dispatch(`${label}.cross_entropy_forward`, pipeline, [params, chunk.logits, b.targets, b.stats, b.losses], grid(gpu, d.n),
     { flops: 4 * d.n * chunk.vc, bytes: 4 * d.n * (chunk.vc + 6) });
@@ -73,7 +73,7 @@ export function crossEntropyReduce(gpu: Gpu, label: string, d: CrossEntropyDims,
   const params = gpu.uniform(`${label}.cross_entropy_reduce.params`, CROSS_ENTROPY_PARAMS, {
     N: d.n, V: d.v, Vc: 0, ld: 0, v0: 0, first: 0, last: 0, dloss: 1,
   });
-  const pipeline = gpu.pipeline('cross_entropy', 'cross_entropy_reduce');
+  const pipeline = gpu.pipeline(gpu.subgroups ? 'cross_entropy_subgroups' : 'cross_entropy', 'cross_entropy_reduce');
   return gpu.dispatch(`${label}.cross_entropy_reduce`, pipeline, [params, b.targets, b.losses, b.result], [1, 1, 1], { flops: d.n, bytes: 8 * d.n + 8 });
 }
 

@@ -1,7 +1,8 @@
 // The register-blocked, vectorised GEMM of shaders/matmul_fast.wgsl, behind the same GemmSpec as `gemm`
 // (src/autograd/matmul.ts, "version 1", which it is tested against), and `matmul`, the builder the model's
-// ops call: it runs the device's chosen kernel, this one by default or version 1 (setGemmKernel), so a test
-// or the bench (src/cli/bench.ts) can run one model on each and compare; nothing else changes.
+// ops call: it runs the device's chosen kernel family, the fast one by default (a tile chosen per shape by
+// gemmChoice, below) or version 1 (setGemmKernel), so a test or the bench (src/cli/bench.ts) can run one model
+// on each and compare; nothing else changes.
 //
 // Measured so far only on SwiftShader (CPU), where this kernel gives about 2x version 1's FLOP/s
 // (`npm run bench -- --quick`, matmul vs matmul_fast); GPU figures: README, Performance.
@@ -10,6 +11,7 @@
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import { gemm, gemmCost, gemmParams, GEMM_PARAMS, type GemmSpec } from './matmul';
+import { gemmSplitK, splitKRowsFor } from './matmul_splitk';
 
 // matmul_fast.wgsl's Params is gemm's struct, so the two kernels are interchangeable.
 export { GEMM_PARAMS as MATMUL_FAST_PARAMS } from './matmul';
@@ -75,7 +77,35 @@ export function gemmKernel(gpu: Gpu): GemmKernel {
   return chosen.get(gpu) ?? 'fast';
 }
 
-/** One GEMM dispatch on the device's chosen kernel (gemmFast itself falls back to v1 for bindings it cannot view as vec4s). */
+// ---- the tile for a shape ------------------------------------------------------------------------------
+
+/** A LoRA rank or less: the narrow side of the adapters' own GEMMs (r = 8 in the bench, up to 16 in practice). */
+const SKINNY_MAX = 16;
+/** Below this, each of the 16 K slices would sum fewer than 16 terms: the split does not pay for its reduction. */
+const SPLITK_MIN_K = 256;
+
+export type GemmChoice = { kernel: 'splitk'; rows: 8 | 32 } | { kernel: 'fast'; tile: FastTile };
+
+/**
+ * The fast family's kernel for a shape. The rule:
+ * - skinny, split-K (matmul_splitk.wgsl, 8×32 or 32×8 tiles, K split 16 ways inside a workgroup): one side of
+ *   C is at most SKINNY_MAX and K is at least the other side and SPLITK_MIN_K — the adapters' dA = duᵀ·x (r, C) and
+ *   dB = dyᵀ·u (O, r) with K = B·T, where a 64-wide tile would be 7/8 empty and loop over all of K alone;
+ * - otherwise the register-blocked tile (matmul_fast.wgsl): 128×128 when that still gives about one wave of
+ *   workgroups (fastTileFor), else 64×64.
+ * The LoRA down projection u = x·Aᵀ (B·T, r) and du = dy·B are narrow too; while their K (the layer's width)
+ * is shorter than their B·T rows, enough 64-row tiles exist and they stay on the fast kernel (SmolLM2-135M at
+ * 8 × 256); where K reaches B·T (TinyLlama's 2048 at 8 × 256) they split K too.
+ */
+export function gemmChoice(s: Pick<GemmSpec, 'M' | 'N' | 'K1' | 'K2' | 'batch'>): GemmChoice {
+  const K = s.K1 + (s.K2 ?? 0);
+  if (Math.min(s.M, s.N) <= SKINNY_MAX && K >= Math.max(s.M, s.N, SPLITK_MIN_K)) return { kernel: 'splitk', rows: splitKRowsFor(s.M, s.N) };
+  return { kernel: 'fast', tile: fastTileFor(s.M, s.N, s.batch ?? 1) };
+}
+
+/** One GEMM dispatch on the device's chosen kernel: version 1, or the fast family's kernel for this shape (gemmChoice). */
 export function matmul(gpu: Gpu, label: string, s: GemmSpec): Dispatch {
-  return gemmKernel(gpu) === 'fast' ? gemmFast(gpu, label, s) : gemm(gpu, label, s);
+  if (gemmKernel(gpu) === 'v1') return gemm(gpu, label, s);
+  const choice = gemmChoice(s);
+  return choice.kernel === 'splitk' ? gemmSplitK(gpu, label, s, choice.rows) : gemmFast(gpu, label, s, choice.tile);
 }

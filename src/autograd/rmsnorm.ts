@@ -35,7 +35,7 @@ export interface RmsnormBuffers {
 export function rmsnormForward(gpu: Gpu, label: string, d: RmsnormDims, b: RmsnormBuffers): Dispatch {
   checkDims(d);
   const params = gpu.uniform(`${label}.rmsnorm_forward.params`, RMSNORM_PARAMS, { N: d.n, C: d.c, eps: d.eps, accumulate: 0 });
-  const pipeline = gpu.pipeline('rmsnorm', 'rmsnorm_forward');
+  const pipeline = gpu.pipeline(gpu.subgroups ? 'rmsnorm_subgroups' : 'rmsnorm', 'rmsnorm_forward');
   // x² summed, then ·rstd·w: 4 flops an element; x read, y written, w and rstd once.
   return gpu.dispatch(`${label}.rmsnorm_forward`, pipeline, [params, b.x, b.w, b.y, b.rstd], grid(gpu, d.n),
     { flops: 4 * d.n * d.c, bytes: 4 * (2 * d.n * d.c + d.c + d.n) });
@@ -52,7 +52,7 @@ export function rmsnormBackward(
   const params = gpu.uniform(`${label}.rmsnorm_backward.params`, RMSNORM_PARAMS, {
     N: d.n, C: d.c, eps: d.eps, accumulate: accumulateDx ? 1 : 0,
   });
-  const pipeline = gpu.pipeline('rmsnorm', 'rmsnorm_backward');
+  const pipeline = gpu.pipeline(gpu.subgroups ? 'rmsnorm_subgroups' : 'rmsnorm', 'rmsnorm_backward');
   // x·w·dy summed, then the two-term difference: 8 flops an element; x, dy read, dx written (and read when accumulating).
   return gpu.dispatch(`${label}.rmsnorm_backward`, pipeline, [params, b.x, b.w, b.rstd, dy, dx], grid(gpu, d.n),
     { flops: 8 * d.n * d.c, bytes: 4 * ((accumulateDx ? 4 : 3) * d.n * d.c + d.c + d.n) });

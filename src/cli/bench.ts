@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--quick] [--dry-run]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--subgroups on|off] [--quick] [--profile] [--dry-run]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -15,6 +15,11 @@
 // bench keeps working; its timings mean nothing.
 // --gemm: the GEMM kernel the model's step runs (src/autograd/matmul.ts): fast (the default, as in the studio)
 // or v1, so one machine can time the step on both (the field `gemm` says which).
+// --subgroups off: RMSNorm, cross-entropy and attention's forward on their plain kernels even where the adapter has
+// subgroups (on, the default, takes the subgroup kernels wherever it can), so one machine can time both; the field
+// `subgroups` says which ran.
+// --profile: one more step, profiled: GPU time per kernel family (bench_profile.ts), from timestamp queries
+// where the adapter has them, else the wall clock; the field `profile.clock` says which.
 // --dry-run: no GPU; what one step asks of one, counted on a recording device (bench_dry_run.ts).
 //
 // This file measures; it does not change the engine.
@@ -33,6 +38,7 @@ import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fas
 import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 import { buildAtShape, checkBenchShape, dryRunModel } from './bench_dry_run';
+import { profileStep, type StepProfile } from './bench_profile';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
 
@@ -41,6 +47,8 @@ export interface BenchResult {
   device: string;
   /** The GEMM kernel the step ran. */
   gemm: GemmKernel;
+  /** Whether the reductions ran their subgroup kernels (the adapter has subgroups and --subgroups is not off). */
+  subgroups: boolean;
   batch: number;
   seq: number;
   steps: number;
@@ -56,6 +64,8 @@ export interface BenchResult {
   matmul: Record<string, number>;
   matmul_fast: Record<string, number>;
   matmul_shapes: Record<string, [number, number, number]>;
+  /** With --profile: one step's GPU time by kernel family, and the clock that measured it. */
+  profile?: StepProfile;
 }
 
 interface BenchOptions {
@@ -65,15 +75,18 @@ interface BenchOptions {
   warmup: number;
   matmulSize: number;
   gemm: GemmKernel;
+  /** false: the plain reduction kernels even where the device has subgroups. */
+  subgroups: boolean;
   quick: boolean;
+  profile: boolean;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'quick', 'dry-run'];
-const SWITCHES = ['quick', 'dry-run'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'quick', 'profile', 'dry-run'];
+const SWITCHES = ['quick', 'profile', 'dry-run'];
 /** Flags that time something, which a dry run does not. */
-const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size'];
+const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size', 'profile'];
 
 export async function benchCommand(args: string[], print: (line: string) => void): Promise<string> {
   const flags = new Map<string, string | true>();
@@ -87,7 +100,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   }
   const quick = flags.get('quick') === true, dryRun = flags.get('dry-run') === true;
   const timing = TIMING_FLAGS.find((f) => flags.has(f));
-  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --quick`);
+  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --quick`);
   const base = quick ? benchConfig.quick : benchConfig.defaults;
   const int = (name: string, fallback: number, min: number) => {
     const raw = flags.get(name);
@@ -99,6 +112,8 @@ export async function benchCommand(args: string[], print: (line: string) => void
   const opts: BenchOptions = {
     batch: int('batch', base.batch, 1), seq: int('seq', base.seq, 2), steps: int('steps', base.steps, 1),
     warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
+    subgroups: subgroupsFlag(flags.get('subgroups')),
+    profile: flags.get('profile') === true,
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -113,6 +128,11 @@ export async function benchCommand(args: string[], print: (line: string) => void
     print(JSON.stringify(result));
   }
   return '';
+}
+
+function subgroupsFlag(raw: string | true | undefined): boolean {
+  if (raw === undefined || raw === 'on' || raw === 'off') return raw !== 'off';
+  throw new LoraStudioError('bad-input', `bench: --subgroups must be on or off (got ${raw})`);
 }
 
 function gemmFlag(raw: string | true | undefined): GemmKernel {
@@ -174,6 +194,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   };
   const gpu = await createNodeGpu();
   setGemmKernel(gpu, o.gemm);
+  gpu.subgroups &&= o.subgroups;
   try {
     const model = createModel(gpu, config, weights);
     weights.clear();
@@ -201,6 +222,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
       throw new Error(`bench ${name}: the loss is not finite (${lossFirst} → ${lossLast}); the engine produced NaN/Inf`);
     }
     const peak = gpu.peakBytes; // before the matmul buffers below
+    const profile = o.profile ? await profileStep(gpu, () => trainer.step(batches[0])) : undefined;
 
     const N = B * T, C = config.hidden;
     const shapes: Record<string, [number, number, number]> = {
@@ -222,10 +244,11 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
 
     const med = median(times);
     return {
-      model: name, device: gpu.info.name, gemm: o.gemm, batch: B, seq: T, steps: o.steps,
+      model: name, device: gpu.info.name, gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T, steps: o.steps,
       ms_per_step_median: round(med), ms_per_step_p90: round(quantile(times, 0.9)), tokens_per_s: round((B * T) / (med / 1000)),
       peak_gpu_bytes: peak, weights_bytes: weightsBytes, first_step_ms: round(firstStepMs),
       loss_first: lossFirst, loss_last: lossLast, timing, matmul, matmul_fast: matmulFast, matmul_shapes: shapes,
+      ...(profile && { profile }),
     };
   } finally {
     gpu.destroy();

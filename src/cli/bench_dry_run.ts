@@ -1,4 +1,4 @@
-// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1]`
+// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off]`
 //
 // What one training step of the engine asks of a GPU, counted without one: the real model (zero weights,
 // from bench/models.json's shapes alone), adapter and Trainer are built on a recording device
@@ -42,6 +42,7 @@ export interface DryRunResult {
   model: string;
   mode: 'dry-run';
   gemm: GemmKernel;
+  subgroups: boolean;
   batch: number;
   seq: number;
   dispatches_per_step: number;
@@ -56,6 +57,10 @@ export interface DryRunResult {
   peak_gpu_bytes: number;
   weights_bytes: number;
   pipelines: number;
+  /** Pipelines created, by kernel ("<shader>.<entry>"): how many specialisations of each a build asked for. */
+  pipelines_by_kernel: Record<string, number>;
+  /** The step's GEMM dispatches by pipeline ("<shader>.<entry>{constants}"): the tiles gemmChoice picked. */
+  gemm_variants: Record<string, number>;
   bind_groups: number;
   flops_per_step: number;
   bytes_per_step: number;
@@ -69,8 +74,8 @@ export interface DryRunResult {
  * chunks, the LoRA adapters' rank-r products, and the frozen linears.
  */
 export function kernelFamily(d: Dispatch): string {
-  const shader = d.pipeline.label.split('.')[0];
-  if (shader !== 'matmul' && shader !== 'matmul_fast') return shader;
+  const shader = d.pipeline.label.split('.')[0].replace(/_subgroups$/, ''); // one family whichever path reduces
+  if (!shader.startsWith('matmul')) return shader; // matmul, matmul_fast, matmul_splitk: the GEMMs
   if (d.label.startsWith('lm_head.')) return 'lm_head';
   // lora_linear.ts's rank-r GEMMs; its forward and backward_dx fold the adapter into the frozen GEMM (matmul).
   return /\.(down|backward_du|backward_dA|backward_dB|backward_duA|deltaW)$/.test(d.label) ? 'lora' : 'matmul';
@@ -80,6 +85,8 @@ export interface DryRunOptions {
   batch: number;
   seq: number;
   gemm: GemmKernel;
+  /** false: the plain reduction kernels (default: the subgroup ones, as on a GPU that has them). */
+  subgroups?: boolean;
 }
 
 /** Refuses a sequence longer than the model's positions, before anything is built. */
@@ -110,6 +117,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   checkBenchShape(name, config, T);
   const gpu = recordingGpu(DRY_RUN_LIMITS);
   setGemmKernel(gpu, o.gemm);
+  gpu.subgroups = o.subgroups ?? true;
   const stats = gpu.device.stats;
   let weightsBytes = 0;
   const trainer = buildAtShape(name, B, T, () => {
@@ -134,8 +142,10 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   const delta = (k: keyof RecordingStats) => stats[k] - before[k];
 
   const families: Record<string, FamilyCost> = {};
+  const gemmVariants: Record<string, number> = {};
   let flops = 0, bytes = 0;
   for (const d of step) {
+    if (d.pipeline.label.startsWith('matmul')) gemmVariants[d.pipeline.label] = (gemmVariants[d.pipeline.label] ?? 0) + 1;
     if (!d.cost) throw new Error(`bench --dry-run: dispatch ${d.label} (${d.pipeline.label}) has no cost; its op's builder must state one`);
     const f = (families[kernelFamily(d)] ??= { dispatches: 0, flops: 0, bytes: 0 });
     f.dispatches++;
@@ -146,7 +156,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   }
   if (step.length !== delta('dispatches')) throw new Error(`bench --dry-run: ${step.length} dispatches encoded, the device counted ${delta('dispatches')}`);
   return {
-    model: name, mode: 'dry-run', gemm: o.gemm, batch: B, seq: T,
+    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T,
     dispatches_per_step: delta('dispatches'),
     command_buffers_per_step: delta('commandBuffers'),
     cpu_waits_per_step: delta('cpuWaits'),
@@ -156,9 +166,17 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
     peak_gpu_bytes: gpu.peakBytes,
     weights_bytes: weightsBytes,
     pipelines: gpu.pipelineCount,
+    pipelines_by_kernel: countBy(gpu.device.pipelineLabels.map((l) => l.split('{')[0])),
+    gemm_variants: Object.fromEntries(Object.entries(gemmVariants).sort(([, a], [, b]) => b - a)),
     bind_groups: stats.bindGroups,
     flops_per_step: flops,
     bytes_per_step: bytes,
     families: Object.fromEntries(Object.entries(families).sort(([, a], [, b]) => b.flops - a.flops || b.bytes - a.bytes)),
   };
+}
+
+function countBy(keys: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of keys) out[k] = (out[k] ?? 0) + 1;
+  return out;
 }

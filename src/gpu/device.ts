@@ -16,6 +16,11 @@ export interface GpuInfo {
   features: string[];
   maxStorageBufferBindingSize: number;
   maxBufferSize: number;
+  /**
+   * Kernels may take their subgroup path (`enable subgroups;` shader files): the device has the `subgroups`
+   * feature and WGSL has the subgroup_id builtin, which those files use to place each subgroup's partial sum.
+   */
+  subgroups?: boolean;
 }
 
 /** Features we use when present; none is required. */
@@ -78,6 +83,7 @@ export async function requestDevice(gpu: GPU, opts: DeviceOptions = {}, adapter?
       features: [...device.features].map(String).sort(),
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
       maxBufferSize: device.limits.maxBufferSize,
+      subgroups: device.features.has('subgroups') && (gpu.wgslLanguageFeatures?.has('subgroup_id') ?? false),
     },
   };
 }

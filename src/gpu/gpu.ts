@@ -37,6 +37,11 @@ export interface DispatchCost {
   bytes: number;
 }
 
+/** What may take over Gpu.encode: the Profiler (profiler.ts), which times each dispatch. */
+export interface EncodeHook {
+  encode(encoder: GPUCommandEncoder, dispatches: readonly Dispatch[], label: string): void;
+}
+
 /** A whole buffer, or a range of one ({buffer, offset, size}; offset a multiple of 256 bytes). */
 export type Binding = GPUBuffer | GPUBufferBinding;
 
@@ -65,10 +70,18 @@ export class Gpu {
   allocatedBytes = 0;
   peakBytes = 0;
   lost: GPUDeviceLostInfo | null = null;
+  /**
+   * Whether ops build their subgroup pipelines (rmsnorm, cross-entropy, attention's forward: `<op>_subgroups.wgsl`): true when the
+   * device can (GpuInfo.subgroups). A test sets it false to run the plain path on the same device.
+   */
+  subgroups: boolean;
+  /** While set, every encode goes through it (bench --profile attaches a Profiler for one step). */
+  profiler: EncodeHook | null = null;
 
   constructor(device: GPUDevice, info: GpuInfo) {
     this.device = device;
     this.info = info;
+    this.subgroups = info.subgroups ?? false;
     device.lost.then((l) => { this.lost = l; });
   }
 
@@ -218,6 +231,7 @@ export class Gpu {
 
   /** Record dispatches into one compute pass of `encoder`. */
   encode(encoder: GPUCommandEncoder, dispatches: readonly Dispatch[], label = 'LoraStudio.pass'): void {
+    if (this.profiler) return this.profiler.encode(encoder, dispatches, label);
     const pass = encoder.beginComputePass({ label });
     for (const d of dispatches) {
       if (d.workgroups[0] === 0 || d.workgroups[1] === 0 || d.workgroups[2] === 0) continue;

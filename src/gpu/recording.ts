@@ -42,7 +42,8 @@ const DEFAULT_LIMITS = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSi
 
 export class RecordingDevice {
   readonly label = 'LoraStudio.recording';
-  readonly features = new Set<string>();
+  /** The features assumed for a discrete GPU, as DRY_RUN_LIMITS assumes its limits: kernels take their subgroup path. */
+  readonly features = new Set<string>(['subgroups', 'timestamp-query']);
   readonly limits: Record<string, number>;
   /** Never lost: nothing runs. */
   readonly lost = new Promise<GPUDeviceLostInfo>(() => {});
@@ -65,6 +66,9 @@ export class RecordingDevice {
     },
     onSubmittedWorkDone: async () => void this.stats.cpuWaits++,
   };
+
+  /** The label of every pipeline created ("<shader>.<entry>{constants}"), in order: the kernels a build chose. */
+  readonly pipelineLabels: string[] = [];
 
   constructor(limits: RecordingLimits = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -103,6 +107,7 @@ export class RecordingDevice {
   createComputePipeline(d: GPUComputePipelineDescriptor): GPUComputePipeline {
     this.stats.pipelines++;
     const label = d.label ?? '';
+    this.pipelineLabels.push(label);
     return { label, getBindGroupLayout: (i: number) => ({ label: `${label}.layout${i}` }) } as unknown as GPUComputePipeline;
   }
 
@@ -156,7 +161,8 @@ export function recordingGpu(limits: RecordingLimits = {}): RecordingGpu {
   const device = new RecordingDevice(limits);
   const info: GpuInfo = {
     name: 'recording',
-    features: [],
+    features: [...device.features],
+    subgroups: true,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxBufferSize: device.limits.maxBufferSize,
   };

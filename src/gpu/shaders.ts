@@ -12,6 +12,10 @@ import optimizer from '../../shaders/optimizer.wgsl?raw';
 import elementwise from '../../shaders/elementwise.wgsl?raw';
 import dropout from '../../shaders/dropout.wgsl?raw';
 import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
+import matmulSplitK from '../../shaders/matmul_splitk.wgsl?raw';
+import rmsnormSubgroups from '../../shaders/rmsnorm_subgroups.wgsl?raw';
+import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?raw';
+import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -25,6 +29,12 @@ export const SHADERS = {
   elementwise,
   dropout,
   matmul_fast: matmulFast,
+  matmul_splitk: matmulSplitK,
+  // `enable subgroups;` variants of an op's reducing entries, compiled only on a device with the feature
+  // (Gpu.subgroups); the op's own .ts picks them, and the plain file stays the reference.
+  rmsnorm_subgroups: rmsnormSubgroups,
+  cross_entropy_subgroups: crossEntropySubgroups,
+  attention_subgroups: attentionSubgroups,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

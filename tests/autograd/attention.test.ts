@@ -3,7 +3,9 @@
 //
 // Shapes: the grouped case (H = 4 over KV = 2), multi-query (KV = 1) with odd T and D, T = 33 so the key loop
 // crosses tile boundaries (tiles of BK = 16 keys), T = 70 so it spans two query blocks of BQ = 64, and
-// D = 128 (the largest head dimension).
+// D = 128 (the largest head dimension). Every case runs twice: the forward on its subgroup path
+// (shaders/attention_subgroups.wgsl, one subgroup per query row; on SwiftShader 4 lanes, so D = 5 and 8 leave
+// lanes idle and D = 128 gives each lane 32 values) and on the plain one; the backward is the same on both.
 //
 // Tolerance 1e-5 relative (max |gpu − ref| / max |ref|): inputs are rounded to f32 before both sides see
 // them, so the difference is only f32 arithmetic — dot products of ≤ 128 terms and sums of ≤ 70 weighted
@@ -14,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { attentionBackward, attentionForward, type AttentionDims } from '../../src/autograd/attention.ts';
 import { attentionBackward as refAttentionBackward, attentionForward as refAttentionForward } from '../reference/ops.ts';
 import { mulberry32, randn } from '../reference/rng.ts';
-import { relMaxDiff, testGpu } from '../gpu/test-gpu.ts';
+import { relMaxDiff, REDUCTION_PATHS, shaderOf, testGpu, testGpuOn } from '../gpu/test-gpu.ts';
 
 const TOL = 1e-5;
 
@@ -55,9 +57,9 @@ const CASES: AttentionDims[] = [
 ];
 
 describe('attention', () => {
-  for (const d of CASES) {
-    it(`forward and backward, B=${d.B} T=${d.T} H=${d.H} KV=${d.KV} D=${d.D}`, async () => {
-      const gpu = await testGpu();
+  for (const d of CASES) for (const path of REDUCTION_PATHS) {
+    it(`forward and backward, B=${d.B} T=${d.T} H=${d.H} KV=${d.KV} D=${d.D}, ${path} forward`, async () => {
+      const gpu = await testGpuOn(path);
       const N = d.B * d.T;
       const nq = N * d.H * d.D, nkv = N * d.KV * d.D, nl = d.B * d.H * d.T;
       const q = sample(1, nq), k = sample(2, nkv), v = sample(3, nkv), dout = sample(4, nq);
@@ -78,7 +80,9 @@ describe('attention', () => {
         dk: nan('attention.test.dk', nkv),
         dv: nan('attention.test.dv', nkv),
       };
-      await gpu.checked('attention test', () => gpu.run([...attentionForward(gpu, 'test', d, b), ...attentionBackward(gpu, 'test', d, b, g)]));
+      const forward = attentionForward(gpu, 'test', d, b);
+      expect(forward.map(shaderOf)).toEqual([path === 'subgroups' ? 'attention_subgroups' : 'attention']);
+      await gpu.checked('attention test', () => gpu.run([...forward, ...attentionBackward(gpu, 'test', d, b, g)]));
 
       const ref = refAttentionForward({ q: q.f64, k: k.f64, v: v.f64, ...d });
       const refGrad = refAttentionBackward({ q: q.f64, k: k.f64, v: v.f64, ...d, probs: ref.probs, dout: dout.f64 });
@@ -96,7 +100,7 @@ describe('attention', () => {
         dk: relMaxDiff(got.dk, refGrad.dk),
         dv: relMaxDiff(got.dv, refGrad.dv),
       };
-      console.log(`attention B=${d.B} T=${d.T} H=${d.H} KV=${d.KV} D=${d.D}: maxdiff ` +
+      console.log(`attention (${path} forward) B=${d.B} T=${d.T} H=${d.H} KV=${d.KV} D=${d.D}: maxdiff ` +
         Object.entries(diffs).map(([name, x]) => `${name} ${x.toExponential(2)}`).join(', '));
       for (const [name, x] of Object.entries(diffs)) expect(x, `${name} maxdiff ${x}`).toBeLessThan(TOL);
 

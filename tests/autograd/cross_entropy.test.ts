@@ -1,7 +1,8 @@
 // Chunked softmax cross-entropy (shaders/cross_entropy.wgsl via src/autograd/cross_entropy.ts) against the
 // float64 reference: per-row losses, the mean loss, and dlogits, with the vocabulary in 1 chunk and in 3
 // uneven chunks (one of them a single column) held in padded scratch buffers (row stride ld > Vc, padding NaN so
-// any stray read shows), ignored rows (−100), and a batch where every row is ignored.
+// any stray read shows), ignored rows (−100), and a batch where every row is ignored. Every case runs twice: with
+// the forward and reduce on the subgroup path (shaders/cross_entropy_subgroups.wgsl) and on the plain one.
 //
 // Tolerance: 1e-6 of the largest magnitude (relMaxDiff). lse = m + log(s) is exact to a few ulp of lse
 // (|lse| ≲ 15 here), i.e. ≲ 2e-7 relative to the largest row loss; softmax = e^(x − lse) inherits that absolute
@@ -16,7 +17,7 @@ import {
 import type { Gpu } from '../../src/gpu/gpu';
 import * as ref from '../reference/ops';
 import { mulberry32, randint, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from '../gpu/test-gpu';
+import { relMaxDiff, REDUCTION_PATHS, shaderOf, testGpuOn } from '../gpu/test-gpu';
 
 const TOL = 1e-6;
 
@@ -37,8 +38,10 @@ async function runGpu(gpu: Gpu, d: CrossEntropyDims, logits: Float64Array, targe
     result: gpu.buffer('cross_entropy.test.result', 2 * 4),
   };
   const dbufs = chunks.map((_, i) => gpu.buffer(`cross_entropy.test.dlogits${i}`, N * ld * 4));
+  const loss = crossEntropyLoss(gpu, 'test', d, b, chunks);
+  expect(loss.map(shaderOf)).toEqual(loss.map(() => (gpu.subgroups ? 'cross_entropy_subgroups' : 'cross_entropy')));
   gpu.run([
-    ...crossEntropyLoss(gpu, 'test', d, b, chunks),
+    ...loss,
     ...chunks.map((c, i) => crossEntropyBackward(gpu, `test.chunk${i}`, d, b, c, dbufs[i])),
   ]);
   const dlogits = new Float64Array(N * V);
@@ -66,10 +69,10 @@ const CASES: { N: number; V: number; split: number[] }[] = [
   { N: 4, V: 600, split: [300, 299, 1] },
 ];
 
-describe('cross_entropy', () => {
+for (const path of REDUCTION_PATHS) describe(`cross_entropy, ${path} path`, () => {
   for (const { N, V, split } of CASES) {
     it(`N=${N} V=${V} in chunks of ${split.join('+')}`, async () => {
-      const gpu = await testGpu();
+      const gpu = await testGpuOn(path);
       const rng = mulberry32(N * 1000 + V);
       const logits = Float64Array.from(new Float32Array(randn(rng, N * V, 3)));
       const targets = randint(rng, N, V);
@@ -83,7 +86,7 @@ describe('cross_entropy', () => {
       const dRows = relMaxDiff(got.losses, want.losses);
       const dLoss = relMaxDiff([got.result[0]], [want.loss]);
       const dGrad = relMaxDiff(got.dlogits, want.dlogits);
-      console.log(`cross_entropy N=${N} V=${V} chunks ${split.join('+')}: row losses maxdiff ${dRows.toExponential(2)}, ` +
+      console.log(`cross_entropy (${path}) N=${N} V=${V} chunks ${split.join('+')}: row losses maxdiff ${dRows.toExponential(2)}, ` +
         `mean loss ${dLoss.toExponential(2)}, dlogits ${dGrad.toExponential(2)}`);
       expect(got.result[1]).toBe(want.count);
       expect(dRows, `maxdiff ${dRows}`).toBeLessThan(TOL);
@@ -93,7 +96,7 @@ describe('cross_entropy', () => {
   }
 
   it('every row ignored: loss 0, count 0, dlogits 0 (torch would give NaN)', async () => {
-    const gpu = await testGpu();
+    const gpu = await testGpuOn(path);
     const logits = Float64Array.from(new Float32Array(randn(mulberry32(5), 3 * 7)));
     const got = await runGpu(gpu, { n: 3, v: 7 }, logits, Int32Array.from([-100, -100, -100]), [{ v0: 0, vc: 4 }, { v0: 4, vc: 3 }]);
     expect(Array.from(got.result)).toEqual([0, 0]);

@@ -87,6 +87,31 @@ describe('bench --dry-run', () => {
     expect(r.families.elementwise.dispatches).toBe(4 * L + 1 + 1 + 2 * L + (2 * L - 1));
   });
 
+  it('shows the GEMM tile chosen per shape: split-K for every adapter\'s dA and dB, register-blocked tiles elsewhere', async () => {
+    const r = await dryRun('smollm2-135m');
+    const L = benchModelConfig('smollm2-135m').layers;
+    const count = (re: RegExp) => Object.entries(r.gemm_variants).filter(([k]) => re.test(k)).reduce((s, [, n]) => s + n, 0);
+    const gemms = r.families.matmul.dispatches + r.families.lm_head.dispatches + r.families.lora.dispatches;
+    expect(count(/./), JSON.stringify(r.gemm_variants)).toBe(gemms);
+    expect(count(/^matmul_splitk\.matmul_splitk\{TM=8,/), 'dA (r, C), one per adapter').toBe(L * 2);
+    expect(count(/^matmul_splitk\.matmul_splitk\{TM=32,/), 'dB (O, r), one per adapter').toBe(L * 2);
+    expect(count(/^matmul_fast\..*WG=16\}$/), 'some GEMMs fill a wave of 128×128 tiles').toBeGreaterThan(0);
+    expect(count(/^matmul\.gemm/), 'version 1 only as a fallback').toBe(0);
+    expect(r.pipelines_by_kernel['matmul_splitk.matmul_splitk']).toBe(2);
+  });
+
+  it('--subgroups off builds the plain reductions; the families are the same', async () => {
+    const lines: string[] = [];
+    for (const flag of ['on', 'off']) await benchCommand(['--dry-run', '--quick', '--subgroups', flag], (l) => lines.push(l));
+    const [on, off] = lines.map((l) => JSON.parse(l) as DryRunResult);
+    expect([on.subgroups, off.subgroups]).toEqual([true, false]);
+    const kernels = (r: DryRunResult) => Object.keys(r.pipelines_by_kernel).filter((k) => /^(rmsnorm|cross_entropy|attention)/.test(k)).sort();
+    expect(kernels(on)).toEqual(expect.arrayContaining(['attention_subgroups.attention_forward', 'cross_entropy_subgroups.cross_entropy_forward', 'rmsnorm_subgroups.rmsnorm_forward']));
+    expect(kernels(off).every((k) => !k.includes('_subgroups')), kernels(off).join(', ')).toBe(true);
+    expect(off.families).toEqual(on.families);
+    await expect(benchCommand(['--dry-run', '--quick', '--subgroups', 'maybe'], () => {})).rejects.toThrow(/--subgroups must be on or off \(got maybe\)/);
+  });
+
   it('runs through the bench command without asking for a WebGPU device', async () => {
     const lines: string[] = [];
     await benchCommand(['--dry-run', '--quick'], (l) => lines.push(l));
