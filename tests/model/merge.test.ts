@@ -172,6 +172,18 @@ describe('merge into a half-precision base', () => {
     });
   }
 
+  it('rounds float64 values of every magnitude (subnormals included) as the table search does', () => {
+    const rng = mulberry32(17);
+    for (const [decode, encode, lo, hi] of [[bfloat16ToFloat32, toBfloat16Bits, -140, 127], [float16ToFloat32, toFloat16Bits, -27, 15]] as const) {
+      const ref = table(decode);
+      for (let k = 0; k < 20_000; k++) {
+        const x = (rng() < 0.5 ? -1 : 1) * (1 + rng()) * 2 ** Math.floor(lo + rng() * (hi - lo));
+        const want = nearest(ref, x), got = decode(encode(x));
+        if (got !== want && !(got === 0 && want === 0)) expect.fail(`${x}: got ${got}, want ${want}`);
+      }
+    }
+  });
+
   it('rounds a float64 value once: a value just above a tie goes up, where rounding through float32 first would go to even', () => {
     expect(bfloat16ToFloat32(toBfloat16Bits(1 + 2 ** -8))).toBe(1); // the tie itself: to even
     expect(bfloat16ToFloat32(toBfloat16Bits(1 + 3 * 2 ** -8))).toBe(1 + 2 ** -6); // tie between odd and even: to even (up)
