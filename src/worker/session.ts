@@ -4,7 +4,7 @@
 // can drive it on Dawn (tests/worker/session.test.ts). It keeps the state and checks the requests; the
 // work is elsewhere: reading models (model_files.ts), memory estimates (memory_estimate.ts), the training
 // loop (src/train/run.ts), checkpoints (src/train/checkpoint.ts), generators (generators.ts), library
-// entries (adapter_entries.ts), model identities (identity.ts).
+// entries (adapter_entries.ts), model identities (identity.ts), exports for other tools (exports.ts).
 //
 // One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
