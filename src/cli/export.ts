@@ -4,8 +4,9 @@
 //     peft  --out is a folder: adapter_config.json + adapter_model.safetensors (checked and rewritten)
 //     gguf  --out is a file:   a llama.cpp LoRA adapter (`llama-cli -m base.gguf --lora PATH`)
 //     mlx   --out is a folder: adapters.safetensors + adapter_config.json (`mlx_lm.generate --adapter-path PATH`)
+//     merged --out is a new or empty folder: the base with the adapter merged in (the `merge` command, src/cli/merge.ts)
 //   prints {"format", "files": [...], "notes": [...]}; a note says when a setting was converted (rsLoRA's scale).
-// Only the base's config.json is read (its weights are not needed). The formats live in src/io/export.ts; this
+// Only the base's config.json is read for an adapter format (merged reads the weights too). The formats live in src/io/export.ts; this
 // file reads and writes files: every file goes to a temporary name first and is renamed only when all are
 // written, so a refusal or a failed write leaves nothing half-written.
 
@@ -17,6 +18,7 @@ import { EXPORT_FORMATS, exportAdapter } from '../io/export';
 import { parseModelConfig } from '../model/config';
 import { adapterExpectation } from '../model/lora';
 import { loadAdapterDir, readText } from './files';
+import { writeMergedModel } from './merge';
 import { parseFlags } from './train';
 
 const FORMATS = [...EXPORT_FORMATS, 'merged'];
@@ -30,9 +32,7 @@ export async function exportCommand(args: string[]): Promise<string> {
   };
   const [modelDir, adapterDir, format, out] = [need('model'), need('adapter'), need('format'), need('out')];
   if (!FORMATS.includes(format)) throw new LoraStudioError('bad-input', `--format must be one of ${FORMATS.join(', ')} (got ${format})`);
-  if (format === 'merged') {
-    throw new LoraStudioError('bad-input', 'merged export: not yet; export the adapter as peft, gguf or mlx and merge it in the tool that loads it.');
-  }
+  if (format === 'merged') return writeMergedModel(modelDir, adapterDir, out);
   if (resolve(out) === resolve(adapterDir)) {
     throw new LoraStudioError('bad-input', `--out ${out} is the adapter folder itself; choose another path so the adapter is kept as it is.`);
   }

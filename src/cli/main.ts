@@ -8,6 +8,8 @@ import { evalCommand, trainCommand } from './train';
 import { benchCommand } from './bench';
 import { blendCommand } from './blend';
 import { exportCommand } from './export';
+import { mergeCommand } from './merge';
+import { recipeCommand } from './recipe';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
@@ -26,8 +28,14 @@ commands:
         no GPU: dispatches, command buffers, CPU waits, uploads, peak memory, FLOPs and bytes of one step
   blend --model DIR --adapter DIR:WEIGHT [--adapter DIR:WEIGHT]... [--combination svd|cat] [--rank K] --out DIR
         PEFT's add_weighted_adapter (weights may be negative), written as a PEFT adapter folder
-  export --model DIR --adapter DIR --format peft|gguf|mlx --out PATH
-        the adapter for llama.cpp (GGUF LoRA), MLX-LM (adapter folder) or PEFT; prints {"format", "files", "notes"}`;
+  export --model DIR --adapter DIR --format peft|gguf|mlx|merged --out PATH
+        the adapter for llama.cpp (GGUF LoRA), MLX-LM (adapter folder) or PEFT, or merged into the model (as merge);
+        prints {"format", "files", "notes"}
+  merge --model DIR --adapter DIR --out DIR
+        W' = W + s·B·A into every targeted weight (PEFT's merge_and_unload), written as a Hugging Face model folder
+        (config.json, model.safetensors in the base's F32/F16/BF16, tokenizer and generation files); --out: a new or empty folder
+  recipe --model ID --data FILE [train's settings flags] --out FILE.py
+        the run train would make with these flags, as a PEFT + TRL Python script for GPUs (python FILE.py / accelerate launch)`;
 
 const print = (line: string) => process.stdout.write(line + '\n');
 
@@ -38,6 +46,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   bench: (args) => benchCommand(args, print),
   blend: blendCommand,
   export: exportCommand,
+  merge: mergeCommand,
+  recipe: recipeCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -132,11 +132,12 @@ export async function evalCommand(args: string[]): Promise<string> {
   return JSON.stringify({ loss: tokens ? sum / tokens : 0, tokens });
 }
 
-export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
-  const f = parseFlags(args, ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
-    'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack']);
-  // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
-  // and a run refused for any reason writes nothing.
+/** The flags `train` and `recipe` share. */
+export const TRAIN_FLAGS = ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
+  'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack'];
+
+/** A run's settings from train's flags, every one checked (with train's defaults), before anything is read. */
+export function trainSettings(f: Flags) {
   const modelDir = str(f, 'model', true)!;
   const dataPath = str(f, 'data', true)!;
   const out = str(f, 'out', true)!;
@@ -148,7 +149,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const lr = num(f, 'lr', optimizer === 'sgd' ? 1e-2 : 1e-4, (v) => v >= 0, 'a non-negative number');
   const weightDecay = num(f, 'weight-decay', 0, (v) => v >= 0, 'a non-negative number');
   const maxGradNorm = num(f, 'max-grad-norm', 0, (v) => v >= 0, 'a non-negative number (0: no clipping)');
-  if (f.has('seq-len')) num(f, 'seq-len', 0, posInt, 'a positive integer');
+  const seqLen = f.has('seq-len') ? num(f, 'seq-len', 0, posInt, 'a positive integer') : undefined;
   const from = str(f, 'adapter');
   let settings: AdapterConfig | undefined;
   if (from) {
@@ -170,6 +171,14 @@ export async function trainCommand(args: string[], print: (line: string) => void
     };
     checkAdapterSettings(settings);
   }
+  return { modelDir, dataPath, out, seed, optimizer: optimizer as 'adamw' | 'sgd', steps, batchFlag, lr, weightDecay, maxGradNorm, seqLen, pack: f.get('pack') === true, from, settings };
+}
+
+export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
+  const f = parseFlags(args, TRAIN_FLAGS);
+  // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
+  // and a run refused for any reason writes nothing.
+  const { modelDir, dataPath, out, seed, optimizer, steps, batchFlag, lr, weightDecay, maxGradNorm, from, settings } = trainSettings(f);
   await checkOutDir(out);
   const text = await readDataText(dataPath);
 

@@ -86,6 +86,7 @@ export class AdapterLibrary {
         createdAt: old?.createdAt ?? now,
         updatedAt: now,
         ...(input.checkpoint ? { checkpoint: ownCheckpoint(input.checkpoint) } : {}),
+        ...(input.run ? { run: structuredClone(input.run) } : {}),
       };
       await this.store.commit(index, name, record);
       return { ...record, name };
@@ -151,17 +152,18 @@ export class AdapterLibrary {
   /**
    * Imports a PEFT adapter from its two files (by name; a folder prefix is fine) or from a zip of them,
    * checked as readPeftFiles says: against `expected` when a model is loaded, on their own otherwise.
-   * The name is `options.name`, else the zip's name, else one from the base model.
+   * The name is `options.name`, else the zip's name, else one from the base model. `notes`: what the import
+   * read that the user should know (PEFT's default lora_alpha, layers_to_transform), not stored.
    */
   async importPeft(
     input: Map<string, Uint8Array> | Uint8Array,
     expected?: ImportExpectation,
     options: { name?: string; fileName?: string } = {},
-  ): Promise<AdapterEntry> {
+  ): Promise<AdapterEntry & { notes: string[] }> {
     const source = options.fileName ?? (input instanceof Map ? 'the selected files' : 'adapter.zip');
-    const { baseModel, config, weights } = readPeftFiles(input, expected, source);
+    const { baseModel, config, weights, notes } = readPeftFiles(input, expected, source);
     const name = options.name ?? defaultImportName(options.fileName, baseModel);
-    return this.save({ name, baseModel, config, weights, steps: 0, lossHistory: [] });
+    return { ...(await this.save({ name, baseModel, config, weights, steps: 0, lossHistory: [] })), notes };
   }
 }
 

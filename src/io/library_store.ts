@@ -55,6 +55,11 @@ export interface AdapterEntry {
   createdAt: number;
   updatedAt: number;
   checkpoint?: TrainingCheckpoint;
+  /**
+   * The settings of the run that trained it (the run's settings as free JSON, plus its data's format), kept
+   * after the run finishes, unlike the checkpoint: what its training recipe (io/recipe.ts) is written from.
+   */
+  run?: Record<string, unknown>;
 }
 
 /** One row of list(): everything but the weights, loss history and checkpoint. */

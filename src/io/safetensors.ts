@@ -349,6 +349,14 @@ function toFloat32(buffer: ArrayBuffer, dtype: SafetensorsDtype): Float32Array {
   }
 }
 
+/** A tensor already in its stored form: little-endian bytes of `dtype` (a merged model keeps its base's dtype). */
+export interface RawTensorToWrite {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
 /**
  * Serialises F32 tensors the way the Python library does: tensors sorted by name, laid out back
  * to back, the header JSON space-padded to a multiple of 8 bytes so every tensor stays aligned.
@@ -360,6 +368,27 @@ export function writeSafetensors(
   const list: TensorToWrite[] = Array.isArray(tensors)
     ? tensors
     : Object.entries(tensors).map(([name, t]) => ({ name, shape: t.shape, data: t.data }));
+  for (const t of list) {
+    const count = t.shape.reduce((a, d) => a * d, 1);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || count !== t.data.length) {
+      throw new ShapeError(undefined, `Cannot write tensor ${show(t.name)}: shape ${show(t.shape)} does not hold its ${t.data.length} values.`);
+    }
+  }
+  const raw = list.map((t) => {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    return { name: t.name, dtype: 'F32' as const, shape: t.shape, bytes: HOST_IS_LITTLE_ENDIAN ? bytes : swapped(bytes, 4) };
+  });
+  return writeSafetensorsRaw(raw, metadata);
+}
+
+function swapped(bytes: Uint8Array, itemBytes: number): Uint8Array {
+  const copy = bytes.slice();
+  swapBytes(copy, itemBytes);
+  return copy;
+}
+
+/** writeSafetensors for tensors of any dtype, given as their stored little-endian bytes (copied as they are). */
+export function writeSafetensorsRaw(list: RawTensorToWrite[], metadata?: Record<string, string>): Uint8Array {
   const seen = new Set<string>();
   for (const t of list) {
     if (t.name === '' || t.name === '__metadata__' || FORBIDDEN_NAMES.has(t.name)) {
@@ -370,8 +399,9 @@ export function writeSafetensors(
     }
     seen.add(t.name);
     const count = t.shape.reduce((a, d) => a * d, 1);
-    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || count !== t.data.length) {
-      throw new ShapeError(undefined, `Cannot write tensor ${show(t.name)}: shape ${show(t.shape)} does not hold its ${t.data.length} values.`);
+    const itemBytes = DTYPE_BYTES.get(t.dtype);
+    if (itemBytes === undefined || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) || count * itemBytes !== t.bytes.byteLength) {
+      throw new ShapeError(undefined, `Cannot write tensor ${show(t.name)}: ${show(t.dtype)} × ${show(t.shape)} does not hold its ${t.bytes.byteLength} bytes.`);
     }
   }
   const sorted = [...list].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
@@ -390,8 +420,8 @@ export function writeSafetensors(
   }
   let offset = 0;
   for (const t of sorted) {
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.byteLength] };
+    offset += t.bytes.byteLength;
   }
 
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -403,10 +433,8 @@ export function writeSafetensors(
   out.fill(0x20, 8 + json.length, 8 + padded);
   let at = 8 + padded;
   for (const t of sorted) {
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    out.set(bytes, at);
-    if (!HOST_IS_LITTLE_ENDIAN) swapBytes(out.subarray(at, at + bytes.length), 4);
-    at += bytes.length;
+    out.set(t.bytes, at);
+    at += t.bytes.byteLength;
   }
   return out;
 }

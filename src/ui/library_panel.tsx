@@ -1,7 +1,9 @@
 // "Adapter library": the adapters saved in this browser (src/io/library.ts, IndexedDB), as a table with
 // load (into the loaded model, to try it or train it further), resume (a run that stopped or whose tab
 // closed, from its checkpoint), rename (inline), delete (with an inline confirmation), download (a .zip of
-// the two PEFT files, or each file on its own) and import (a .zip, or adapter_config.json +
+// the two PEFT files, or each file on its own), export for other tools (a GGUF adapter, an MLX-LM folder, the
+// loaded model with the adapter merged in, the run's PEFT + TRL recipe: library_export.ts, with the reason
+// beside the entry when a format cannot hold it) and import (a .zip, or adapter_config.json +
 // adapter_model.safetensors). Every training run writes itself into this list as it goes.
 //
 // Import and the loaded model: this panel imports without `expected`, so the config must parse and the
@@ -11,6 +13,8 @@
 
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { MAX_NAME_LENGTH, type AdapterSummary } from '../io/library';
+import type { StudioExportFormat } from '../worker/protocol';
+import { EXPORT_CHOICES, exportFromLibrary } from './library_export';
 import { useStudio } from './store';
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
@@ -60,6 +64,8 @@ export function LibraryPanel() {
         Adapters saved in this browser. Download one as the two files PEFT reads (<code>adapter_config.json</code> and{' '}
         <code>adapter_model.safetensors</code>, zipped or not) and load it in Python with{' '}
         <span className="formula">PeftModel.from_pretrained(base, folder)</span>; import one from the Hub or a download the same way.
+        Under Files ▾, export one for llama.cpp (GGUF) or MLX-LM, merged into the loaded model as a whole model folder,
+        or as the Python script that reruns its training with PEFT + TRL on GPUs.
       </p>
 
       <div className="toolbar">
@@ -142,6 +148,8 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
   const modelLoading = useStudio((s) => s.model.status === 'loading');
   const isRunEntry = useStudio((s) => s.train.runEntryId === item.id && ['starting', 'running', 'paused', 'stopping'].includes(s.train.status));
   const [mode, setMode] = useState<'view' | 'rename' | 'confirm-delete'>('view');
+  const [exporting, setExporting] = useState<StudioExportFormat | null>(null);
+  const [exported, setExported] = useState<{ ok: boolean; text: string } | null>(null);
   const renameButton = useRef<HTMLButtonElement>(null);
   const deleteButton = useRef<HTMLButtonElement>(null);
   const keepButton = useRef<HTMLButtonElement>(null);
@@ -170,6 +178,14 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
     if (what === 'zip') saveFile(`${fileStem(item.name)}.zip`, out.zip, 'application/zip');
     if (what === 'config') saveFile(out.files[0].name, out.files[0].bytes, 'application/json');
     if (what === 'weights') saveFile(out.files[1].name, out.files[1].bytes, 'application/octet-stream');
+  };
+
+  const exportAs = async (format: StudioExportFormat, from: HTMLElement) => {
+    from.closest<HTMLElement>('[popover]')?.hidePopover();
+    setExporting(format);
+    setExported(null);
+    setExported(await exportFromLibrary(item.id, format));
+    setExporting(null);
   };
 
   const submitRename = async (e: FormEvent<HTMLFormElement>) => {
@@ -275,12 +291,23 @@ function AdapterRow({ item }: { item: AdapterSummary }) {
               <button type="button" onClick={(e) => void download('weights', e.currentTarget)} aria-label={`Download adapter_model.safetensors of ${item.name}`}>
                 adapter_model.safetensors
               </button>
+              {EXPORT_CHOICES.map((c) => (
+                <button key={c.format} type="button" disabled={exporting !== null} onClick={(e) => void exportAs(c.format, e.currentTarget)} aria-label={`Export ${item.name} as ${c.what}`}>
+                  {c.label}
+                </button>
+              ))}
             </div>
             <button type="button" ref={deleteButton} className="danger" onClick={() => setMode('confirm-delete')} aria-label={`Delete ${item.name}`}>
               Delete
             </button>
           </div>
         )}
+        <div aria-live="polite">
+          {exporting && <p className="muted export-message">Exporting {EXPORT_CHOICES.find((c) => c.format === exporting)!.what}…</p>}
+          {exported && (
+            <p className={exported.ok ? 'export-message' : 'export-message inline-error'} data-testid="library-export-message">{exported.text}</p>
+          )}
+        </div>
       </td>
     </tr>
   );

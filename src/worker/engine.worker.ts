@@ -56,6 +56,7 @@ const handlers: Handlers = {
   stop: async () => session.stop(),
   generate: (req, emit) => session.generate(req, emit),
   saveAdapter: (req) => session.saveAdapter(req),
+  exportAdapter: (req) => session.exportAdapter(req),
 };
 
 function errorResponse(id: number, err: unknown): EngineResponse {

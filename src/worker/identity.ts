@@ -7,7 +7,7 @@ import { parseHubRef } from '../io/hub_ref';
 import type { ModelIdentity } from './protocol';
 
 /** The embedded model, served with the studio under `${baseUrl}${dir}`. */
-export const DEFAULT_MODEL = { name: 'moby-llama', dir: 'models/moby-llama/', files: ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'] };
+export const DEFAULT_MODEL = { name: 'moby-llama', dir: 'models/moby-llama/', files: ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'] };
 
 /**
  * The identity of a model source (protocol.ts ModelSourceSpec) or of the UI's model choice: what stays the

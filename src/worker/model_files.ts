@@ -31,8 +31,11 @@ export function modelSource(spec: ModelSourceSpec): Promise<ModelFiles> | ModelF
   }
 }
 
-/** The model of `spec`, read and checked; `dtype`: how its weights were stored ("BF16", "F32, F16"). */
-export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void): Promise<LoadedModel & { label: string; dtype: string }> {
+/**
+ * The model of `spec`, read and checked; `dtype`: how its weights were stored ("BF16", "F32, F16"); `source`:
+ * where its files are, to read them again (a merged export) without keeping a copy in memory.
+ */
+export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void): Promise<LoadedModel & { label: string; dtype: string; source: ModelFiles }> {
   const source = await modelSource(spec);
   const dtypes = new Set<string>();
   const read = source.read;
@@ -53,7 +56,7 @@ export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgr
   };
   // The studio tokenizes text and prompts, so unlike the CLI (token-id data) it needs tokenizer.json.
   const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true });
-  return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown' };
+  return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown', source };
 }
 
 export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean): ModelFacts {

@@ -96,6 +96,9 @@ export interface MemoryEstimate {
   refusal: string | null;
 }
 
+/** What the Library panel exports through the worker (PEFT files are the page's own: io/library.ts exportPeft). */
+export type StudioExportFormat = 'gguf' | 'mlx' | 'merged' | 'recipe';
+
 export type TrainStopReason = 'done' | 'stopped' | 'nan' | 'device-lost';
 
 // ---- requests -----------------------------------------------------------------------------------------
@@ -144,6 +147,12 @@ export type EngineRequest = { id: number } & (
    * Answered by `adapterSaved`.
    */
   | { type: 'saveAdapter'; name: string }
+  /**
+   * Library entry `adapterId` as files for other tools (worker/exports.ts): a llama.cpp GGUF adapter, an MLX-LM
+   * adapter folder (zip), the loaded model with the adapter merged in (zip), or the PEFT + TRL script of its run.
+   * gguf, mlx and merged need its base model loaded. Answered by `adapterExported`.
+   */
+  | { type: 'exportAdapter'; adapterId: string; format: StudioExportFormat }
 );
 
 export type EngineRequestType = EngineRequest['type'];
@@ -211,6 +220,8 @@ export type EngineResponse = { id: number } & (
   | { type: 'trainState'; state: 'idle' | 'running' | 'paused' | 'stopping' }
   | { type: 'generated'; text: string; tokens: number; seconds: number }
   | { type: 'adapterSaved'; adapterId: string; name: string; steps: number }
+  /** The exported file (a Blob: structured clone shares it) and what the user should know about the conversion. */
+  | { type: 'adapterExported'; fileName: string; blob: Blob; notes: string[] }
   | { type: 'error'; code: EngineErrorCode; message: string }
 );
 
@@ -229,6 +240,7 @@ export interface ResponseTypeFor {
   stop: 'trainState';
   generate: 'generated';
   saveAdapter: 'adapterSaved';
+  exportAdapter: 'adapterExported';
 }
 
 export type ResponseFor<T extends EngineRequestType> = Extract<EngineResponse, { type: ResponseTypeFor[T] }>;

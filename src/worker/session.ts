@@ -4,7 +4,7 @@
 // can drive it on Dawn (tests/worker/session.test.ts). It keeps the state and checks the requests; the
 // work is elsewhere: reading models (model_files.ts), memory estimates (memory_estimate.ts), the training
 // loop (src/train/run.ts), checkpoints (src/train/checkpoint.ts), generators (generators.ts), library
-// entries (adapter_entries.ts), model identities (identity.ts).
+// entries (adapter_entries.ts), model identities (identity.ts), exports for other tools (exports.ts).
 //
 // One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
@@ -21,12 +21,11 @@
 // device ends a run and keeps the CPU copy of the adapter the loop takes every few seconds, to be saved.
 
 import type { Gpu, Tracked } from '../gpu/gpu';
-import { parseDataset, type Row } from '../io/dataset';
+import { parseDataset, type DatasetFormat, type Row } from '../io/dataset';
 import { badInput } from '../io/errors';
 import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCheckpoint } from '../io/library';
 import { LORA_TARGETS, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { LoraTokenizer } from '../io/tokenizer';
-import type { ModelConfig } from '../model/config';
 import type { CausalLM } from '../model/causal_lm';
 import { createModel } from '../model/factory';
 import { adapterExpectation, initLora } from '../model/lora';
@@ -34,8 +33,9 @@ import { trainableParams } from '../model/params';
 import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';
 import { adapterConfig, checkOptim, deviceLostMessage, isDeviceLoss, RunControl, stopMessage, studioOptimizer, trainLoop, type RunOutcome } from '../train/run';
 import { Evaluator, Trainer } from '../train/trainer';
-import type { DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
+import type { DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
 import { adapterLoaded, entryConfig, fittingWeights, runName } from './adapter_entries';
+import { exportEntry, type ExportModel } from './exports';
 import { GeneratorCache } from './generators';
 import { modelFacts, readModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
@@ -51,12 +51,10 @@ const MAX_GENERATORS = 4;
 /** A running run checkpoints into the library at most this often (and on pause and stop). */
 const CHECKPOINT_MS = 30_000;
 
-interface Loaded {
+interface Loaded extends ExportModel {
   gpu: Gpu;
   model: CausalLM;
-  config: ModelConfig;
   tokenizer?: LoraTokenizer;
-  facts: ModelFacts;
   identity: ModelIdentity;
   memory: MemoryEstimator;
 }
@@ -73,7 +71,7 @@ export interface SessionOptions {
 
 export class Session {
   private loaded: Loaded | null = null;
-  private data: { train: Row[]; validation: Row[]; seqLen: number; identity: DataIdentity } | null = null;
+  private data: { train: Row[]; validation: Row[]; seqLen: number; identity: DataIdentity; format: DatasetFormat } | null = null;
   /** The adapter on the GPU (model.adapter, kept here unscaled) and what it has been through. */
   private adapter: AdapterConfig | null = null;
   private steps = 0;
@@ -84,6 +82,8 @@ export class Session {
   private loadedFrom: { id: string; name: string } | null = null;
   /** Set while the current adapter's run can go on (a checkpoint of it can resume). */
   private plan: RunPlan | null = null;
+  /** The settings of the run that made the current adapter, kept with its library entry (for its recipe). */
+  private runRecord: Record<string, unknown> | undefined;
   /** Library writes, one at a time, so a checkpoint and a save never both create an entry. */
   private writes: Promise<unknown> = Promise.resolve();
   /** The adapter on the CPU, for a lost device. */
@@ -110,7 +110,7 @@ export class Session {
     this.refuseWhileBusy('load another model');
     const t0 = performance.now();
     // Everything is read and checked before the old model goes: a model that fails to load changes nothing.
-    const { config, weights, tokenizer, label, dtype } = await readModel(req.source, (p) =>
+    const { config, weights, tokenizer, label, dtype, source } = await readModel(req.source, (p) =>
       emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }));
     this.unload();
     const gpu = await this.openDevice();
@@ -122,7 +122,7 @@ export class Session {
       throw e;
     }
     const facts = modelFacts(label, config, dtype, tokenizer !== undefined);
-    this.loaded = { gpu, model, config, tokenizer, facts, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
+    this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
     return { type: 'modelLoaded', model: facts, trainable: req.lora ? this.trainable(req.lora) : null, seconds: (performance.now() - t0) / 1000 };
   }
 
@@ -176,7 +176,7 @@ export class Session {
     });
     if (data.train.length === 0) badInput(`${req.fileName}: every row went to validation; lower the validation share.`);
     const identity = dataIdentity(req.text, req.fileName, { seqLen: req.seqLen, validationShare: req.validationShare, pack: req.pack, seed: req.seed ?? 0 });
-    this.data = { train: data.train, validation: data.validation, seqLen: req.seqLen, identity };
+    this.data = { train: data.train, validation: data.validation, seqLen: req.seqLen, identity, format: data.format };
     const first = data.train[0].ids;
     const firstTokens = tokenizer ? Array.from(first.subarray(0, 24), (id) => tokenizer.decode([id])) : [];
     return {
@@ -256,7 +256,7 @@ export class Session {
 
   /** Sets up the adapter, trainer and evaluator for train and resumeRun, runs the loop (src/train/run.ts), and reports. */
   private async runTraining(start: RunStart, emit: Emit<'train'>): Promise<ResponseBody<'train'>> {
-    const { gpu, model, config, facts, memory } = this.need();
+    const { gpu, model, config, facts, memory, identity } = this.need();
     if (!this.data) badInput('Load training data first.');
     const data = this.data!;
     const o = start.optim;
@@ -291,6 +291,7 @@ export class Session {
       this.steps = startSteps;
       this.snapshot = null;
       this.plan = { lora: start.lora, optim: o, origin, data: data.identity };
+      this.runRecord = { version: 1, ...this.plan, model: identity, format: data.format };
       const B = o.batchSize, T = data.seqLen;
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
         gpu.track(() => new Trainer(model, B, T, studioOptimizer(o), o.seed, { gradAccum: o.gradAccum, keepLastGood: true })))).value;
@@ -427,6 +428,10 @@ export class Session {
 
   // ---- library ----------------------------------------------------------------------------------------
 
+  async exportAdapter(req: Req<'exportAdapter'>): Promise<ResponseBody<'exportAdapter'>> {
+    return exportEntry(await this.library().get(req.adapterId), req.format, this.loaded);
+  }
+
   async loadAdapter(req: Req<'loadAdapter'>): Promise<ResponseBody<'loadAdapter'>> {
     const { gpu, model, config, facts } = this.need();
     this.refuseWhileBusy('load an adapter');
@@ -441,6 +446,7 @@ export class Session {
     this.history = entry.lossHistory.map((p) => ({ ...p }));
     this.snapshot = weights;
     this.plan = null;
+    this.runRecord = entry.run;
     this.entry = null;
     this.loadedFrom = { id: entry.id, name: entry.name };
     return adapterLoaded(entry, config, facts.name, this.history);
@@ -481,6 +487,7 @@ export class Session {
         steps: this.steps,
         lossHistory: this.history,
         ...(checkpoint ? { checkpoint } : {}),
+        ...(this.runRecord ? { run: this.runRecord } : {}),
       });
       this.entry = { id: entry.id, name: entry.name };
       return entry;

@@ -1,7 +1,8 @@
 // `npm run cli -- export` end to end on a tiny Llama on disk and a random PEFT adapter for it: peft, gguf and
 // mlx come out as files their tools read (the GGUF through @huggingface/gguf), an rsLoRA adapter's converted
-// scale is reported, and every refusal (merged, an unknown format, a missing flag, an adapter of another
-// model, an --out of the wrong kind) is one line on stderr with nothing written.
+// scale is reported, and every refusal (an unknown format, a missing flag, an adapter of another
+// model, an --out of the wrong kind) is one line on stderr with nothing written. --format merged is
+// tests/cli/merge.test.ts's.
 
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -111,7 +112,6 @@ describe('cli export', () => {
   });
 
   const refusals: [string, (out: string) => string[], RegExp][] = [
-    ['merged', (out) => ['--model', model, '--adapter', plainDir, '--format', 'merged', '--out', out], /^error: merged export: not yet/],
     ['an unknown format', (out) => ['--model', model, '--adapter', plainDir, '--format', 'onnx', '--out', out], /^error: --format must be one of peft, gguf, mlx, merged \(got onnx\)/],
     ['a missing --out', () => ['--model', model, '--adapter', plainDir, '--format', 'gguf'], /^error: --out is required/],
     ['a model folder without config.json', (out) => ['--model', work, '--adapter', plainDir, '--format', 'mlx', '--out', out], /^error: .*config\.json: cannot read it \(.*ENOENT\)/],

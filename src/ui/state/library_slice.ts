@@ -51,7 +51,10 @@ export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
           : await library().importPeft(new Map(await Promise.all(files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())] as const))), expected);
         await reload();
         const note = expected ? baseNameNote(entry.baseModel, expected) : null;
-        return `Imported “${entry.name}”.${note ? ` ${note}` : ''}`;
+        // What the import read that the user should know (PEFT's default lora_alpha, layers_to_transform); the
+        // base-name note is among them when a model is loaded, and said once.
+        const read = entry.notes.filter((n) => note === null || !n.endsWith(note));
+        return [`Imported “${entry.name}”.`, ...(note ? [note] : []), ...read].join(' ');
       });
       patch({ importing: false });
     },
