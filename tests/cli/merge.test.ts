@@ -130,9 +130,14 @@ describe('cli merge', () => {
   });
 
   it('refuses a quantized base: a merge needs a bf16/f16/f32 base', async () => {
-    const quantized = writeTinyModel(2, { quantization_config: { quant_method: 'gptq', bits: 4 } });
+    // parseModelConfig refuses a quantized checkpoint for any use (io/quantized_checkpoint.ts), so config.json is
+    // written after the tiny model is built; the CLI's merge reads the config first and says what to use instead.
+    const quantized = writeTinyModel(2);
+    const configFile = join(quantized, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), quantization_config: { quant_method: 'gptq', bits: 4 } }));
     await expectRefused(['merge', '--model', quantized, '--adapter', adapterDir, '--out', join(work, 'never')],
-      /^error: .*config\.json: the base model is quantized \(gptq\); a merge needs a bf16\/f16\/f32 base/);
+      /^error: .*config\.json: this checkpoint is quantized with GPTQ .*Use the model's unquantized checkpoint instead: its bf16, f16 or f32 safetensors/);
+    expect(existsSync(join(work, 'never'))).toBe(false);
   });
 
   it('leaves no partial folder when a write fails', async () => {
