@@ -26,7 +26,8 @@
 // Shapes: A is [r, in] and B is [out, r], row-major, keyed by PEFT's tensor names (src/io/peft.ts loraKey).
 
 import { LoraStudioError, ShapeError } from '../io/errors';
-import { LORA_TARGETS, loraKey, loraScale, parseLoraKey, sameBaseModel, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { LORA_TARGETS, loraKey, loraScale, parseLoraKey, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { sameBaseModel } from '../io/peft_fit';
 
 export type Combination = 'cat' | 'svd';
 

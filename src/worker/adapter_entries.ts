@@ -6,7 +6,8 @@
 import { LoraStudioError } from '../io/errors';
 import type { AdapterEntry, LossPoint } from '../io/library';
 import { baseIdentity, baseNameNote, judgeAdapterBase } from '../io/base_identity';
-import { adapterConfigToJson, readAdapter, sameBaseModel, type AdapterConfig } from '../io/peft';
+import { adapterConfigToJson, readAdapter, type AdapterConfig } from '../io/peft';
+import { sameBaseModel } from '../io/peft_fit';
 import { parseSafetensors } from '../io/safetensors';
 import type { ModelConfig } from '../model/config';
 import { adapterExpectation } from '../model/lora';
