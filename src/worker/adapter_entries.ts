@@ -52,7 +52,7 @@ export function adapterLoaded(entry: AdapterEntry, config: ModelConfig, modelNam
     adapterId: entry.id,
     name: entry.name,
     baseModel: entry.baseModel,
-    lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora },
+    lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora, dora: cfg.useDora === true },
     steps: entry.steps,
     lossHistory,
     checkpoint: entry.checkpoint ? { step: entry.checkpoint.step, totalSteps: typeof total === 'number' ? total : null } : null,
