@@ -78,6 +78,10 @@ function checkSources(sources: readonly BlendSource[], options: BlendOptions): L
     if (typeof s.weight !== 'number' || !Number.isFinite(s.weight)) {
       throw new LoraStudioError('bad-input', `The weight of ${named[i]} is ${String(s.weight)}: give a finite number such as 0.5, 1 or -1.`);
     }
+    if (s.config.useDora === true) {
+      throw new LoraStudioError('bad-input', `${named[i]} is a DoRA adapter: DoRA rescales each output row of W + ΔW by a learned magnitude, ` +
+        'which is not a low-rank ΔW that a blend could add. Blend plain LoRA adapters.');
+    }
     if (s.config.baseModel === '') return;
     if (base === undefined) base = { name: named[i], model: s.config.baseModel };
     else if (!sameBaseModel(base.model, s.config.baseModel)) {

@@ -45,3 +45,12 @@ describe('a fresh DoRA adapter', () => {
     expect(after.get(key)!.some((v, i) => v !== got.get(key)![i]), 'the magnitude trained').toBe(true);
   });
 });
+
+describe('what a DoRA adapter cannot be', () => {
+  it('a blend source: refused with the reason', async () => {
+    const { blendAdapters } = await import('../../src/model/blend');
+    const config: AdapterConfig = { r: 1, loraAlpha: 1, loraDropout: 0, targetModules: ['q_proj'], useRslora: false, baseModel: '', useDora: true };
+    expect(() => blendAdapters([{ config, weights: new Map(), weight: 1, name: 'dora-run' }], { combination: 'cat' }))
+      .toThrow(/dora-run is a DoRA adapter: DoRA rescales each output row .* Blend plain LoRA adapters/);
+  });
+});
