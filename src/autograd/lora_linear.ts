@@ -10,7 +10,8 @@
 // W never receives a gradient: it is frozen, so no dW pass exists.
 // The builders make Dispatch records over buffers the caller owns; they encode nothing themselves. `linear`
 // is the tape rule of every projection, plain (one GEMM) or with LoRA and PEFT's lora_dropout on the
-// adapter's input; `runLoraLinear` is a one-off eager evaluation for the calculator and the Teach panel.
+// adapter's input, or with DoRA (its magnitude and norm are the dora stem's, src/autograd/dora.ts, composed
+// here around the same GEMMs); `runLoraLinear` is a one-off eager evaluation for the calculator and the Teach panel.
 //
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
@@ -18,6 +19,7 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { gemm, type GemmFn } from './matmul';
 import { matmul } from './matmul_fast';
 import { dropoutBackward, dropoutForward } from './dropout';
+import { doraBackward, doraForward, doraNorm } from './dora';
 import type { Tape, Tensor } from './tape';
 
 export interface LoraLinearDims {
@@ -128,12 +130,13 @@ export async function runLoraLinear(
 
 // ---- tape rule ---------------------------------------------------------------------------------------
 
-/** The adapter of one projection: A (R, IN) and B (OUT, R) trainable, its scale s and lora_dropout p. */
+/** The adapter of one projection: A (R, IN) and B (OUT, R) trainable, its scale s and lora_dropout p; DoRA's magnitude m (OUT) when set. */
 export interface LoraOperand {
   A: Tensor;
   B: Tensor;
   scale: number;
   dropout: number;
+  magnitude?: Tensor;
 }
 
 /** LoRA dropout while training: the GPU step counter its masks hash, and a base seed. */
@@ -152,7 +155,7 @@ export function linear(
   const gpu = tape.gpu;
   const [n, inF] = x.shape;
   const outF = W.shape[0];
-  const y = tape.propagate(tape.tensor(label, [n, outF]), lora ? [x, lora.A, lora.B] : [x]);
+  const y = tape.propagate(tape.tensor(label, [n, outF]), lora ? [x, lora.A, lora.B, ...(lora.magnitude ? [lora.magnitude] : [])] : [x]);
   const frozen = bias ? [x, W, bias] : [x, W];
   if (!lora) {
     tape.op(`${label}.forward`, frozen, [y], (b) =>
@@ -175,6 +178,7 @@ export function linear(
   if (xd) {
     tape.op(`${label}.dropout`, [dropout!.counter, x], [xd], (b) => dropoutForward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(x), b(xd)));
   }
+  if (lora.magnitude) return dora(tape, label, d, { x, xd, W, bias, A, B, m: lora.magnitude, y }, p, seed, dropout);
   const adapterIn = xd ?? x;
   tape.op(`${label}.forward`, [...frozen, adapterIn, A, B], [u, y], (b) =>
     loraLinearForward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), bias: bias && b(bias), A: b(A), B: b(B), u: b(u), y: b(y) }, matmul));
@@ -193,6 +197,62 @@ export function linear(
         matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
         matmul(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
         dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(duA), b(slot.grad)),
+      ]);
+    }
+  });
+  return y;
+}
+
+/**
+ * The DoRA branch of `linear`, as PEFT's DoraLinearVariant computes it (norm = ‖W + s·B·A‖ per row, detached;
+ * g = m/norm). Without dropout: z = x·Wᵀ + s·u·Bᵀ with u = x·Aᵀ, y = g ⊙ z + bias. PEFT applies lora_dropout
+ * to the input of the rescaled part, base layer included, and keeps the base layer on x outside it:
+ * y = x·Wᵀ + bias + (g − 1) ⊙ (xd·Wᵀ) + g ⊙ s·(xd·Aᵀ)·Bᵀ = (x − xd)·Wᵀ + bias + g ⊙ z, z from xd.
+ * Backward: dz = g ⊙ dy and dm += Σ dy ⊙ z / norm (dora stem), then the LoRA backward with dz for dy;
+ * with dropout dx = dy·W + dropout_backward(dz·W + du·A − dy·W).
+ */
+function dora(
+  tape: Tape, label: string, d: LoraLinearDims,
+  t: { x: Tensor; xd?: Tensor; W: Tensor; bias?: Tensor; A: Tensor; B: Tensor; m: Tensor; y: Tensor },
+  p: number, seed: number, dropout?: DropoutState,
+): Tensor {
+  const gpu = tape.gpu;
+  const { x, xd, W, bias, A, B, m, y } = t;
+  const { n, inF, outF, r } = d;
+  const xIn = xd ?? x; // what the rescaled part reads
+  const norm = tape.tensor(`${label}.dora_norm`, [outF]);
+  const u = tape.tensor(`${label}.u`, [n, r]);
+  const z = tape.tensor(`${label}.dora_z`, [n, outF]);
+  tape.op(`${label}.dora_norm`, [W, A, B], [norm], (b) => doraNorm(gpu, label, d, b(W), b(A), b(B), b(norm)));
+  tape.op(`${label}.forward`, [xIn, W, A, B], [u, z], (b) =>
+    loraLinearForward(gpu, label, d, { x: b(xIn), W: b(W), A: b(A), B: b(B), u: b(u), y: b(z) }, matmul));
+  const base = xd ? tape.tensor(`${label}.dora_base`, [n, outF]) : undefined;
+  if (base) {
+    tape.op(`${label}.dora_base`, [x, xd!, W, ...(bias ? [bias] : [])], [base], (b) => matmul(gpu, `${label}.dora_base`, {
+      M: n, N: outF, K1: inF, p1: b(x), q1: b(W), K2: inF, p2: b(xd!), q2: b(W), alpha2: -1, bias: bias && b(bias), transQ: true, c: b(base),
+    }));
+  }
+  tape.op(`${label}.dora_forward`, [z, m, norm, ...(base ? [base] : bias ? [bias] : [])], [y], (b) =>
+    doraForward(gpu, label, d, { z: b(z), m: b(m), norm: b(norm), bias: !base && bias ? b(bias) : undefined, base: base && b(base), y: b(y) }));
+  tape.onGradient(y, [x, A, B, m], (dy) => {
+    const dz = tape.tensor(`${label}.dora_dz`, [n, outF]);
+    const dm = tape.gradSlot(m).grad;
+    tape.op(`${label}.dora_backward`, [dy, z, m, norm], [dz, dm], (b) =>
+      doraBackward(gpu, label, d, { dy: b(dy), z: b(z), m: b(m), norm: b(norm), dz: b(dz), dm: b(dm) }));
+    const du = tape.tensor(`${label}.du`, [n, r]);
+    const dA = tape.gradSlot(A).grad, dB = tape.gradSlot(B).grad;
+    const slot = x.requiresGrad ? tape.gradSlot(x) : undefined;
+    const fusedDx = slot && !xd ? slot : undefined;
+    tape.op(`${label}.backward`, [xIn, W, A, B, u, dz], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
+      loraLinearBackward(gpu, label, d, { x: b(xIn), W: b(W), A: b(A), B: b(B), u: b(u), y: b(z) },
+        { dy: b(dz), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate, matmul));
+    if (slot && xd) {
+      const dxd = tape.tensor(`${label}.dora_dxd`, [n, inF]);
+      tape.op(`${label}.backward_dx`, [dy, dz, W, du, A], [slot.grad, dxd], (b) => [
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
+        matmul(gpu, `${label}.backward_dxd`, { M: n, N: inF, K1: outF, p1: b(dz), q1: b(W), K2: r, p2: b(du), q2: b(A), c: b(dxd) }),
+        matmul(gpu, `${label}.backward_dxd_base`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), alpha1: -1, c: b(dxd), accumulate: true }),
+        dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(dxd), b(slot.grad)),
       ]);
     }
   });

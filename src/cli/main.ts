@@ -19,7 +19,7 @@ commands:
         prints {"loss": L, "tokens": N}: the mean token cross-entropy over every row (the first N rows with --limit)
         (FILE: JSONL {"input_ids"}, {"text"}, {"prompt","completion"}, {"messages"} rows, or plain text)
   train --model DIR|HUB_ID|HUB_URL --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
-        [--alpha 16] [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
+        [--alpha 16] [--dropout 0] [--rslora] [--dora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack]
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
   bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]

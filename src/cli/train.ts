@@ -4,10 +4,11 @@
 //   eval  --model DIR|ID [--adapter DIR [--alpha A]] --data FILE [--batch-size N] [--seq-len N] [--pack] [--limit N]
 //         → {"loss": mean token cross-entropy over every row (the first N with --limit), "tokens": predicted tokens}
 //   train --model DIR|ID --data FILE [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
-//         [--dropout 0] [--rslora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
+//         [--dropout 0] [--rslora] [--dora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
 //         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] --out DIR
 //         → one {"step": i, "loss": L} line per step (the loss before that step's update), then the
-//           adapter in PEFT's layout in --out.
+//           adapter in PEFT's layout in --out. --dora trains DoRA (PEFT's use_dora): a magnitude per output
+//           row besides A and B, starting at the row norms of the base weights.
 // Data: JSONL {"input_ids": [...]} rows of one length are used as they are (T = their length, loss on every
 // next token), unless --seq-len or --pack is given. Anything else src/io/dataset.ts reads (plain text,
 // {"text"}, {"prompt", "completion"}, {"messages"}) is tokenized with the model's tokenizer.json into rows
@@ -27,9 +28,9 @@ import { checkOutDir, loadAdapterDir, loadModelArg, loadTokenRows, readDataText,
 
 type Flags = Map<string, string | true>;
 
-const BOOLEAN_FLAGS = new Set(['rslora', 'pack']);
+const BOOLEAN_FLAGS = new Set(['rslora', 'dora', 'pack']);
 
-/** --name value, --name=value, and the boolean --rslora / --pack; an option given twice is refused. */
+/** --name value, --name=value, and the boolean --rslora / --dora / --pack; an option given twice is refused. */
 export function parseFlags(args: string[], allowed: string[]): Flags {
   const flags: Flags = new Map();
   for (let i = 0; i < args.length; i++) {
@@ -133,7 +134,7 @@ export async function evalCommand(args: string[]): Promise<string> {
 }
 
 /** The flags `train` and `recipe` share. */
-export const TRAIN_FLAGS = ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'optimizer', 'lr', 'steps',
+export const TRAIN_FLAGS = ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'dora', 'optimizer', 'lr', 'steps',
   'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack'];
 
 /** A run's settings from train's flags, every one checked (with train's defaults), before anything is read. */
@@ -153,7 +154,7 @@ export function trainSettings(f: Flags) {
   const from = str(f, 'adapter');
   let settings: AdapterConfig | undefined;
   if (from) {
-    for (const k of ['targets', 'rank', 'alpha', 'dropout', 'rslora']) {
+    for (const k of ['targets', 'rank', 'alpha', 'dropout', 'rslora', 'dora']) {
       if (f.has(k)) throw new LoraStudioError('bad-input', `--${k} cannot be combined with --adapter: the adapter's own adapter_config.json sets it`);
     }
   } else {
@@ -168,6 +169,7 @@ export function trainSettings(f: Flags) {
       targetModules: targets as LoraTarget[],
       useRslora: f.get('rslora') === true,
       baseModel: modelDir,
+      ...(f.get('dora') === true ? { useDora: true } : {}),
     };
     checkAdapterSettings(settings);
   }

@@ -16,6 +16,7 @@ import matmulSplitK from '../../shaders/matmul_splitk.wgsl?raw';
 import rmsnormSubgroups from '../../shaders/rmsnorm_subgroups.wgsl?raw';
 import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?raw';
 import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
+import dora from '../../shaders/dora.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -35,6 +36,7 @@ export const SHADERS = {
   rmsnorm_subgroups: rmsnormSubgroups,
   cross_entropy_subgroups: crossEntropySubgroups,
   attention_subgroups: attentionSubgroups,
+  dora,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

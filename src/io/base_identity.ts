@@ -10,7 +10,8 @@
 // files; callers hand it parsed configs and tensor shapes. No model imports: the page uses it without the engine.
 
 import type { LoraStudioError } from './errors.ts';
-import { checkAdapterFitsModel, LORA_TARGETS, sameBaseModel, type AdapterConfig, type AdapterExpectation, type AdapterFileNames } from './peft.ts';
+import { LORA_TARGETS, type AdapterConfig, type AdapterExpectation, type AdapterFileNames } from './peft.ts';
+import { checkAdapterFitsModel, sameBaseModel } from './peft_fit.ts';
 
 /** A decoder's dimensions, as both ModelConfig (the engine) and ModelFacts (the page) carry them. */
 export interface BaseDims {

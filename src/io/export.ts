@@ -3,7 +3,7 @@
 // the writer; it does not read or write files (the CLI and the studio do) and does not merge (merged export
 // is another module's).
 
-import { LoraStudioError, UnsupportedError } from './errors.ts';
+import { LoraStudioError } from './errors.ts';
 import { writeGgufAdapter } from './gguf.ts';
 import { MLX_CONFIG_FILE, MLX_WEIGHTS_FILE, writeMlxAdapter } from './mlx.ts';
 import { adapterConfigToJson, readAdapter, writeAdapter, type AdapterConfig } from './peft.ts';
@@ -24,14 +24,12 @@ export interface ExportedAdapter {
 /**
  * The files of `adapter` in `format`. Refuses, with a typed error and before anything is produced, a format
  * that is not one of EXPORT_FORMATS, an adapter that does not fit the base (the PEFT writer's checks: every
- * layer and target present, shapes as the base's), and one the format cannot hold.
+ * layer and target present, shapes as the base's), and one the format cannot hold (a DoRA adapter in GGUF
+ * or MLX: gguf.ts and mlx.ts say why). PEFT's files hold DoRA: use_dora and the magnitude vectors.
  */
 export function exportAdapter(format: string, adapter: ExportableAdapter, base: ExportBase): ExportedAdapter {
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
     throw new LoraStudioError('bad-input', `Unknown export format "${format}"; choose one of ${EXPORT_FORMATS.join(', ')}.`);
-  }
-  if (format === 'peft' && adapter.config.useDora === true) {
-    throw new UnsupportedError(undefined, "PEFT export: LoRA Studio's PEFT writer does not write DoRA's magnitude vectors yet, so it would save a different adapter.");
   }
   const peft = writeAdapter(adapter.config, adapter.weights, base.expectation);
   const text = (s: string) => new TextEncoder().encode(s);

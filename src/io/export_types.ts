@@ -5,9 +5,9 @@
 import type { AdapterConfig, AdapterExpectation } from './peft.ts';
 
 export interface ExportableAdapter {
-  /** useDora: an adapter with DoRA's magnitude vectors (the engine does not train them yet); every writer here refuses it. */
-  config: AdapterConfig & { useDora?: boolean };
-  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major. */
+  /** useDora: an adapter with DoRA's magnitude vectors, which only the PEFT writer holds (gguf.ts and mlx.ts refuse it). */
+  config: AdapterConfig;
+  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major; with DoRA also loraMagnitudeKey → m (out). */
   weights: Map<string, Float32Array>;
 }
 

@@ -7,14 +7,18 @@
 // with lora_A of shape [r, in_features] and lora_B of shape [out_features, r], so that
 // W' = W + scale · B·A with scale = lora_alpha / r (or lora_alpha / √r with rsLoRA, arXiv:2312.03732).
 //
+// With use_dora (DoRA, arXiv:2402.09353) each adapted projection also has its magnitude vector, saved by
+// PEFT (get_peft_model_state_dict drops the adapter name and the ".weight" of its DoraLinearLayer) as
+//   base_model.model.model.layers.{L}.{self_attn|mlp}.{target}.lora_magnitude_vector        [out_features]
+//
 // This file is not the LoRA math (src/model) and does not read files (callers pass text and
 // bytes). It refuses, with a typed error naming the file, every PEFT option whose weights we
-// would silently misapply (DoRA, per-layer ranks, partial layers, extra saved modules), and says
+// would silently misapply (per-layer ranks, partial layers, extra saved modules), and says
 // (checkAdapterFitsModel) every reason an adapter does not fit a loaded model. What it reads in a
 // way the user should know about (PEFT's default lora_alpha, layers_to_transform naming every
 // layer) comes back as notes (readAdapterConfig, readAdapter).
 
-import { ConfigError, FormatError, type LoraStudioError, ShapeError, throwerFor, UnsupportedError } from './errors.ts';
+import { ConfigError, FormatError, ShapeError, throwerFor, UnsupportedError } from './errors.ts';
 import { parseSafetensors, writeSafetensors } from './safetensors.ts';
 
 export type LoraTarget = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
@@ -33,6 +37,8 @@ export interface AdapterConfig {
   targetModules: LoraTarget[];
   useRslora: boolean;
   baseModel: string;
+  /** DoRA: a trainable magnitude per output row (PEFT's use_dora); absent means false. */
+  useDora?: boolean;
 }
 
 /** What the base model dictates about an adapter's tensors. */
@@ -46,7 +52,7 @@ export interface AdapterFileNames {
   weights: string;
 }
 
-const DEFAULT_NAMES: AdapterFileNames = { config: 'adapter_config.json', weights: 'adapter_model.safetensors' };
+export const DEFAULT_NAMES: AdapterFileNames = { config: 'adapter_config.json', weights: 'adapter_model.safetensors' };
 
 const SUPPORTED = LORA_TARGETS.join(', ');
 
@@ -70,6 +76,24 @@ export function loraKey(layer: number, target: LoraTarget, which: 'A' | 'B'): st
   return `base_model.model.model.layers.${layer}.${loraSubmodule(target)}.${target}.lora_${which}.weight`;
 }
 
+/** DoRA's magnitude vector m [out_features] of one projection, under the key PEFT saves it with. */
+export function loraMagnitudeKey(layer: number, target: LoraTarget): string {
+  return `base_model.model.model.layers.${layer}.${loraSubmodule(target)}.${target}.lora_magnitude_vector`;
+}
+
+// Read also with the adapter name and the DoraLinearLayer's ".weight" that a model's own state_dict has
+// ("lora_magnitude_vector.default.weight"), as PEFT's loader accepts them.
+const MAGNITUDE_PATTERN =
+  /^base_model\.model\.model\.layers\.(0|[1-9]\d{0,8})\.(self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$/;
+
+export function parseMagnitudeKey(key: string): { layer: number; target: LoraTarget } | null {
+  const m = MAGNITUDE_PATTERN.exec(key);
+  if (m === null) return null;
+  const target = m[3] as LoraTarget;
+  if (loraSubmodule(target) !== m[2]) return null;
+  return { layer: Number(m[1]), target };
+}
+
 // The optional middle group is the adapter name ("lora_A.default.weight"), which some PEFT
 // versions keep in saved keys; the layer index refuses leading zeros so every key has one spelling.
 const KEY_PATTERN =
@@ -83,7 +107,8 @@ export function parseLoraKey(key: string): { layer: number; target: LoraTarget; 
   return { layer: Number(m[1]), target, which: m[4] as 'A' | 'B' };
 }
 
-function show(value: unknown, max = 60): string {
+/** A value as JSON for a message, cut to `max` characters. */
+export function show(value: unknown, max = 60): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
@@ -107,6 +132,7 @@ function checkAdapterConfig(cfg: AdapterConfig, where: string, file?: string): v
     }
   }
   if (typeof cfg.useRslora !== 'boolean') bad(`use_rslora must be true or false (got ${show(cfg.useRslora)}).`);
+  if (cfg.useDora !== undefined && typeof cfg.useDora !== 'boolean') bad(`use_dora must be true or false (got ${show(cfg.useDora)}).`);
   if (typeof cfg.baseModel !== 'string') bad(`base_model_name_or_path must be a string (got ${show(cfg.baseModel)}).`);
 }
 
@@ -132,7 +158,7 @@ export function adapterConfigToJson(cfg: AdapterConfig): Record<string, unknown>
     layers_pattern: null,
     rank_pattern: {},
     alpha_pattern: {},
-    use_dora: false,
+    use_dora: cfg.useDora === true,
   };
 }
 
@@ -197,7 +223,6 @@ function parseConfig(text: string, fileName: string): { config: AdapterConfig; n
     bad(`target_modules must be a list of module names such as ["q_proj", "v_proj"] (got ${show(rawTargets)}).`);
   }
 
-  if (get('use_dora') === true) unsupported('use_dora is true: DoRA adapters are not supported; train or export a plain LoRA.');
   if (get('fan_in_fan_out') === true) {
     unsupported('fan_in_fan_out is true, which is for GPT-2-style Conv1D layers; Llama-family adapters must have it false.');
   }
@@ -214,6 +239,7 @@ function parseConfig(text: string, fileName: string): { config: AdapterConfig; n
   const alpha = get('lora_alpha');
   const dropout = get('lora_dropout');
   const rslora = get('use_rslora');
+  const dora = get('use_dora');
   const base = get('base_model_name_or_path');
   const cfg: AdapterConfig = {
     r: r as number,
@@ -223,6 +249,7 @@ function parseConfig(text: string, fileName: string): { config: AdapterConfig; n
     useRslora: rslora === undefined || rslora === null ? false : (rslora as boolean),
     baseModel: base === undefined || base === null ? '' : (base as string),
   };
+  if (dora !== undefined && dora !== null && dora !== false) cfg.useDora = dora as boolean;
   checkAdapterConfig(cfg, fileName, fileName);
   if (alpha === undefined) {
     notes.push(
@@ -264,8 +291,8 @@ function layersToTransform(value: unknown, pattern: unknown, file: string, notes
 
 /**
  * Checks the adapter's tensor names and shapes against its config and the base model: every
- * (layer, target) has A as [r, in] and B as [out, r], nothing else is present. Returns the
- * canonical key (no adapter name) → key as stored.
+ * (layer, target) has A as [r, in] and B as [out, r] (and, with use_dora, its magnitude as [out]),
+ * nothing else is present. Returns the canonical key (no adapter name) → key as stored.
  */
 function checkAdapterTensors(
   cfg: AdapterConfig,
@@ -277,6 +304,11 @@ function checkAdapterTensors(
   const example = loraKey(0, cfg.targetModules[0], 'A');
   for (const key of [...shapes.keys()].sort()) {
     const shape = shapes.get(key)!;
+    const mag = parseMagnitudeKey(key);
+    if (mag !== null) {
+      checkMagnitudeTensor(cfg, key, mag, shape, expected, file, canonical);
+      continue;
+    }
     const p = parseLoraKey(key);
     if (p === null) {
       throw new FormatError(file, `${file}: unexpected key ${show(key)}: LoRA Studio only reads LoRA weights named like "${example}".`);
@@ -324,10 +356,45 @@ function checkAdapterTensors(
             );
           }
         }
+        if (cfg.useDora === true && !canonical.has(loraMagnitudeKey(layer, target))) {
+          throw new FormatError(
+            file,
+            `${file}: missing ${loraMagnitudeKey(layer, target)}: the config sets use_dora, so every adapted projection needs its DoRA ` +
+              'magnitude vector. The file is incomplete: export or download it again.',
+          );
+        }
       }
     }
   }
   return canonical;
+}
+
+/** One DoRA magnitude vector of checkAdapterTensors: allowed only with use_dora, on a listed target, shaped [out_features]. */
+function checkMagnitudeTensor(
+  cfg: AdapterConfig, key: string, mag: { layer: number; target: LoraTarget }, shape: number[],
+  expected: AdapterExpectation | undefined, file: string, canonical: Map<string, string>,
+): void {
+  if (cfg.useDora !== true) {
+    throw new FormatError(file, `${file}: ${show(key, 200)} is a DoRA magnitude vector, but the adapter config does not set use_dora: true. ` +
+      'The config and weights do not belong together.');
+  }
+  if (!cfg.targetModules.includes(mag.target)) {
+    throw new FormatError(file, `${file}: unexpected key ${show(key, 200)}: it adapts ${mag.target}, which target_modules in the adapter config does not list ` +
+      `(${cfg.targetModules.join(', ')}). The config and weights do not belong together.`);
+  }
+  const name = loraMagnitudeKey(mag.layer, mag.target);
+  if (canonical.has(name)) throw new FormatError(file, `${file}: ${show(key, 200)} and ${show(canonical.get(name))} are the same weight saved twice; keep one.`);
+  canonical.set(name, key);
+  if (expected === undefined) return;
+  if (mag.layer >= expected.numLayers) {
+    throw new ShapeError(file, `${file}: ${key} is for layer ${mag.layer}, but this model has only ${expected.numLayers} layers ` +
+      `(0..${expected.numLayers - 1}): the adapter was trained for another model.`);
+  }
+  const { outFeatures } = expected.shapes(mag.target);
+  if (shape.length !== 1 || shape[0] !== outFeatures) {
+    throw new ShapeError(file, `${file}: ${key} has shape [${shape.join(', ')}] but this model's ${mag.target} needs [${outFeatures}] ` +
+      '(one magnitude per output feature): the adapter was trained for another model.');
+  }
 }
 
 export function readAdapter(
@@ -361,6 +428,10 @@ export function writeAdapter(
   const configJson = `${JSON.stringify(adapterConfigToJson(config), null, 2)}\n`;
   const shapes = new Map<string, number[]>();
   for (const [key, data] of weights) {
+    if (parseMagnitudeKey(key) !== null) {
+      shapes.set(key, [data.length]);
+      continue;
+    }
     const p = parseLoraKey(key);
     const other = data.length / config.r;
     if (p !== null && !Number.isInteger(other)) {
@@ -372,114 +443,4 @@ export function writeAdapter(
   const tensors = [...canonical].map(([name, key]) => ({ name, shape: shapes.get(key)!, data: weights.get(key)! }));
   // PEFT writes this metadata; some transformers loaders check it before trusting the file.
   return { configJson, weights: writeSafetensors(tensors, { format: 'pt' }) };
-}
-
-/** Whether an adapter fits a model: the refusals say why it cannot be applied; warnings do not stop it. */
-export interface AdapterFit {
-  fits: boolean;
-  /** Every reason the adapter cannot be applied to the model, as typed errors naming the adapter file at fault. */
-  refusals: LoraStudioError[];
-  /** What the user should know although the adapter can be applied (a different base_model_name_or_path). */
-  warnings: string[];
-}
-
-/**
- * Whether an adapter (its parsed adapter_config.json and the tensor shapes of adapter_model.safetensors,
- * e.g. parseSafetensors(bytes).tensors) can be applied to a model, given as what the model expects of an
- * adapter (its layer count and projection sizes: adapterExpectation in src/model/lora.ts makes it from a
- * model's config.json).
- * Unlike readAdapter, which stops at the first problem, this lists every one, once per kind:
- *   - tensors that are not LoRA weights of a listed target (a module the model lacks, such as GPT-2's
- *     c_attn, is not a LoRA weight here; parseAdapterConfig already refuses such names in target_modules,
- *     and every supported architecture has all seven projections);
- *   - weights for layers the model does not have, or layers of the model with no weights;
- *   - a rank in the weights other than the config's r (the two files do not belong together);
- *   - lora_A / lora_B in / out features other than the model's projection sizes (another model).
- * A base_model_name_or_path naming another model is a warning, not a refusal: the name is often a local
- * path or a copy's name, and an adapter whose every shape fits (e.g. trained on a base model, applied to
- * its Instruct tune) runs; only the user can tell whether it means anything on these weights.
- */
-export function checkAdapterFitsModel(
-  adapter: AdapterConfig,
-  tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
-  expected: AdapterExpectation,
-  options: { modelName?: string; files?: AdapterFileNames } = {},
-): AdapterFit {
-  const { config: cFile, weights: wFile } = options.files ?? DEFAULT_NAMES;
-  const modelName = options.modelName ? `“${options.modelName}”` : 'this model';
-  const refusals = new Map<string, LoraStudioError>(); // keyed by kind, so 28 layers with one wrong shape say it once
-  const refuse = (kind: string, error: () => LoraStudioError) => {
-    if (!refusals.has(kind)) refusals.set(kind, error());
-  };
-  const seen = new Set<string>();
-  let deepest = -1;
-  for (const [key, { shape }] of tensors) {
-    const p = parseLoraKey(key);
-    if (p === null || !adapter.targetModules.includes(p.target)) {
-      refuse(`key ${p?.target ?? 'other'}`, () => new FormatError(wFile, p === null
-        ? `${wFile}: ${show(key, 200)} is not a LoRA weight of a Llama projection, so LoRA Studio cannot apply it.`
-        : `${wFile}: ${show(key, 200)} adapts ${p.target}, which ${cFile} does not list in target_modules: the two files do not belong together.`));
-      continue;
-    }
-    seen.add(loraKey(p.layer, p.target, p.which));
-    deepest = Math.max(deepest, p.layer);
-    if (p.layer >= expected.numLayers) continue; // said once below
-    const { inFeatures, outFeatures } = expected.shapes(p.target);
-    const factor = `lora_${p.which} of ${p.target}`;
-    if (shape.length !== 2) {
-      refuse(`matrix ${p.target}.${p.which}`, () => new FormatError(wFile, `${wFile}: ${key} has shape [${shape.join(', ')}]; a LoRA factor is a matrix.`));
-      continue;
-    }
-    // A is [r, in_features], B is [out_features, r].
-    const [rank, size, want, what] = p.which === 'A' ? [shape[0], shape[1], inFeatures, 'in_features'] : [shape[1], shape[0], outFeatures, 'out_features'];
-    if (rank !== adapter.r) {
-      refuse(`rank ${p.target}.${p.which}`, () => new ShapeError(wFile,
-        `${wFile}: ${factor} has rank ${rank} (shape [${shape.join(', ')}]), but ${cFile} says r = ${adapter.r}: the two files do not belong together.`));
-    }
-    if (size !== want) {
-      refuse(`size ${p.target}.${p.which}`, () => new ShapeError(wFile,
-        `${wFile}: ${factor} has ${what} ${size} (shape [${shape.join(', ')}]), but ${modelName}'s ${p.target} has ${what} ${want}: ` +
-          'the adapter was trained for another model.'));
-    }
-  }
-  if (deepest >= expected.numLayers) {
-    refuse('deeper', () => new ShapeError(wFile,
-      `${wFile}: has weights for ${deepest + 1} layers, but ${modelName} has ${expected.numLayers} (num_hidden_layers): the adapter was trained for another model.`));
-  }
-  for (let layer = 0; layer < expected.numLayers; layer++) {
-    for (const target of adapter.targetModules) {
-      for (const which of ['A', 'B'] as const) {
-        if (seen.has(loraKey(layer, target, which))) continue;
-        if (deepest >= 0 && layer > deepest) {
-          refuse('shallower', () => new ShapeError(wFile,
-            `${wFile}: has weights for only ${deepest + 1} layers, but ${modelName} has ${expected.numLayers} (num_hidden_layers): the adapter was trained for another model.`));
-        } else {
-          refuse(`missing ${target}.${which}`, () => new FormatError(wFile,
-            `${wFile}: has no ${loraKey(layer, target, which)}: ${cFile} lists ${target}, so every layer needs lora_A and lora_B. The file is incomplete.`));
-        }
-      }
-    }
-  }
-
-  const warnings: string[] = [];
-  if (adapter.baseModel !== '' && options.modelName !== undefined && !sameBaseModel(adapter.baseModel, options.modelName)) {
-    warnings.push(
-      `${cFile}: the adapter was trained on “${adapter.baseModel}”, not ${modelName}. Where its shapes fit it can be applied, ` +
-        'but it only does what it learned on the weights it was trained with.',
-    );
-  }
-  return { fits: refusals.size === 0, refusals: [...refusals.values()], warnings };
-}
-
-/**
- * Whether an adapter's base_model_name_or_path names the loaded model. PEFT writes whatever the base was
- * loaded from, often a local folder ("./models/Qwen2.5-0.5B"), so the last path segment may stand for a
- * Hub id ("Qwen/Qwen2.5-0.5B"); case and trailing slashes are ignored.
- */
-export function sameBaseModel(adapterBase: string, loaded: string): boolean {
-  const norm = (s: string) => s.trim().replace(/[\\/]+$/, '').toLowerCase();
-  const last = (s: string) => norm(s).split(/[\\/]/).pop() ?? '';
-  const a = norm(adapterBase);
-  const b = norm(loaded);
-  return a === b || last(a) === last(b);
 }

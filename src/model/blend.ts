@@ -26,7 +26,8 @@
 // Shapes: A is [r, in] and B is [out, r], row-major, keyed by PEFT's tensor names (src/io/peft.ts loraKey).
 
 import { LoraStudioError, ShapeError } from '../io/errors';
-import { LORA_TARGETS, loraKey, loraScale, parseLoraKey, sameBaseModel, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { LORA_TARGETS, loraKey, loraScale, parseLoraKey, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { sameBaseModel } from '../io/peft_fit';
 
 export type Combination = 'cat' | 'svd';
 
@@ -76,6 +77,10 @@ function checkSources(sources: readonly BlendSource[], options: BlendOptions): L
   sources.forEach((s, i) => {
     if (typeof s.weight !== 'number' || !Number.isFinite(s.weight)) {
       throw new LoraStudioError('bad-input', `The weight of ${named[i]} is ${String(s.weight)}: give a finite number such as 0.5, 1 or -1.`);
+    }
+    if (s.config.useDora === true) {
+      throw new LoraStudioError('bad-input', `${named[i]} is a DoRA adapter: DoRA rescales each output row of W + ΔW by a learned magnitude, ` +
+        'which is not a low-rank ΔW that a blend could add. Blend plain LoRA adapters.');
     }
     if (s.config.baseModel === '') return;
     if (base === undefined) base = { name: named[i], model: s.config.baseModel };

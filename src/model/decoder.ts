@@ -1,7 +1,7 @@
 // The decoder-only transformer every supported architecture is (Llama, Mistral, Qwen2, Qwen3): a composition of
 // tape rules from src/autograd, recorded as transformers' LlamaForCausalLM computes it, with LoRA on any
 // projection. The loss is the mean next-token cross-entropy; the backward reaches only the LoRA A and B
-// (every base weight is frozen and gets no gradient). This file records ops and nothing else: the buffers
+// (and DoRA's magnitudes; every base weight is frozen and gets no gradient). This file records ops and nothing else: the buffers
 // live in gpu_weights.ts, the kernels and their backwards in src/autograd, running a program in src/train.
 // Use it through CausalLM / createModel (causal_lm.ts).
 //
@@ -25,7 +25,7 @@ import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
 import { add } from '../autograd/elementwise';
 import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
-import { loraKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { loraKey, loraMagnitudeKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { weightShapes, type ModelConfig } from './config';
 import { readLora, uploadAdapter, uploadWeights, type GpuWeights, type LoraParam } from './gpu_weights';
 import type { CausalLM, StepTensors } from './causal_lm';
@@ -61,7 +61,7 @@ export class Decoder implements CausalLM {
     const previous = this.lora;
     this.adapter = adapter;
     this.lora = [];
-    this.lora = uploadAdapter(this.gpu, this.config, adapter, tensors, previous);
+    this.lora = uploadAdapter(this.gpu, this.config, adapter, tensors, previous, this.weights);
   }
 
   readAdapter(): Promise<Map<string, Float32Array>> {
@@ -136,7 +136,8 @@ export class Decoder implements CausalLM {
     if (!adapter?.targetModules.includes(target)) return undefined;
     const A = this.lora.find((p) => p.key === loraKey(layer, target, 'A'))!.tensor;
     const B = this.lora.find((p) => p.key === loraKey(layer, target, 'B'))!.tensor;
-    return { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout };
+    const magnitude = adapter.useDora ? this.lora.find((p) => p.key === loraMagnitudeKey(layer, target))!.tensor : undefined;
+    return { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout, magnitude };
   }
 
   /** The (V, C) head: lm_head.weight, or the embedding when tied. */

@@ -1,13 +1,15 @@
-// The model's tensors on the GPU: the frozen base weights uploaded once, an adapter's A and B installed as
-// trainable parameters (replacing the previous adapter's buffers), and read back. The one file of src/model
-// that creates or releases GPU buffers; the decoder (decoder.ts) only records ops over what lives here.
+// The model's tensors on the GPU: the frozen base weights uploaded once, an adapter's A and B (and DoRA's
+// magnitudes) installed as trainable parameters (replacing the previous adapter's buffers), and read back.
+// The one file of src/model that creates or releases GPU buffers; the decoder (decoder.ts) only records ops
+// over what lives here.
 // Loading and checking the weights on the CPU is weights.ts.
 //
 // Shapes: R LoRA rank, IN / OUT a projection's input and output features.
 
-import type { Gpu } from '../gpu/gpu';
+import type { Dispatch, Gpu } from '../gpu/gpu';
 import { Tensor } from '../autograd/tape';
-import { loraKey, type AdapterConfig } from '../io/peft';
+import { doraNorm } from '../autograd/dora';
+import { loraKey, loraMagnitudeKey, loraScale, loraSubmodule, type AdapterConfig } from '../io/peft';
 import { projectionDims, weightShapes, type ModelConfig } from './config';
 import type { Weights } from './weights';
 
@@ -39,13 +41,17 @@ export function uploadWeights(gpu: Gpu, config: ModelConfig, weights: Weights | 
 
 /**
  * The adapter's A (R, IN) and B (OUT, R) of every layer and target, in PEFT key order (layer, target, A then
- * B), as persistent trainable tensors (`tensors` null: all zero). `previous` parameters' buffers go back to the pool first.
+ * B, then DoRA's magnitude m (OUT)), as persistent trainable tensors (`tensors` null: all zero).
+ * A magnitude `tensors` lacks starts as PEFT's does, m = ‖W + s·B·A‖ per output row, computed on the GPU
+ * from `base`. `previous` parameters' buffers go back to the pool first.
  */
 export function uploadAdapter(
   gpu: Gpu, config: ModelConfig, adapter: AdapterConfig, tensors: Map<string, Float32Array> | null, previous: readonly LoraParam[],
+  base?: GpuWeights,
 ): LoraParam[] {
   for (const p of previous) gpu.release(p.tensor.buffer!);
   const out: LoraParam[] = [];
+  const init: Dispatch[] = [];
   for (let l = 0; l < config.layers; l++) {
     for (const t of adapter.targetModules) {
       const { inFeatures, outFeatures } = projectionDims(config, t);
@@ -58,7 +64,21 @@ export function uploadAdapter(
         tensor.requiresGrad = true;
         out.push({ key, tensor });
       }
+      if (!adapter.useDora) continue;
+      const key = loraMagnitudeKey(l, t);
+      const data = tensors?.get(key);
+      if (data && data.length !== outFeatures) throw new Error(`setAdapter: ${key} is not ${outFeatures} values`);
+      const m = new Tensor(key, [outFeatures], true, data ? gpu.upload(key, data) : gpu.zeros(key, 4 * outFeatures));
+      m.requiresGrad = true;
+      const [A, B] = out.slice(-2).map((p) => p.tensor.buffer!);
+      const W = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
+      if (!data && tensors && W) init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A, B, m.buffer!));
+      out.push({ key, tensor: m });
     }
+  }
+  if (init.length > 0) {
+    gpu.run(init, 'lora.dora_init');
+    gpu.releaseDispatches(init);
   }
   return out;
 }

@@ -19,7 +19,9 @@ export function checkAdapterSettings(s: AdapterConfig): void {
 
 /**
  * PEFT's default init: A ~ kaiming_uniform(a = √5), i.e. U(−1/√in, 1/√in); B = 0, so the adapted model
- * starts exactly at the base model. Drawn in layer order, then target order.
+ * starts exactly at the base model. Drawn in layer order, then target order. DoRA's magnitudes are not
+ * here: PEFT starts them at the row norms of the base weights, which live on the GPU, so setAdapter
+ * computes them there (gpu_weights.ts uploadAdapter) for every magnitude the map lacks.
  */
 export function initLora(config: ModelConfig, s: AdapterConfig, seed: number): Map<string, Float32Array> {
   checkAdapterSettings(s);

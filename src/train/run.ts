@@ -56,6 +56,7 @@ export function adapterConfig(lora: LoraSettings, baseModel: string): AdapterCon
   // PEFT keeps targets in the order given; the studio uses the model's order, so equal settings give equal files.
   const ordered = LORA_TARGETS.filter((t) => targets.includes(t));
   const cfg: AdapterConfig = { r: lora.r, loraAlpha: lora.alpha, loraDropout: lora.dropout, targetModules: ordered, useRslora: lora.rslora, baseModel };
+  if (lora.dora) cfg.useDora = true;
   checkAdapterSettings(cfg);
   return cfg;
 }

@@ -49,6 +49,8 @@ export interface LoraSettings {
   alpha: number;
   dropout: number;
   rslora: boolean;
+  /** DoRA (PEFT's use_dora): a trained magnitude per output row besides A and B; absent in older checkpoints, meaning off. */
+  dora?: boolean;
 }
 
 /** The optimizer run: AdamW (β 0.9/0.999, ε 1e-8, no weight decay) with a learning-rate schedule. */

@@ -1,5 +1,5 @@
 // "3. LoRA and training": which projections get an adapter (q_proj and v_proj by default, all seven offered),
-// rank, α, dropout, rsLoRA; the optimizer run (learning rate and schedule, warm-up, steps, batch, sequence
+// rank, α, dropout, rsLoRA, DoRA; the optimizer run (learning rate and schedule, warm-up, steps, batch, sequence
 // length, gradient accumulation, clipping, seed), each box kept as typed with what is wrong beside it
 // (settings_check.ts); and the engine's memory estimate for these settings, which the Train panel's Start
 // button obeys as it obeys the checks.
@@ -61,9 +61,14 @@ export function LoraPanel() {
               <input type="checkbox" checked={lora.rslora} onChange={(e) => setLora({ rslora: e.target.checked })} />
               <span>rsLoRA</span>
             </label>
+            <label className="check" title="Weight-decomposed LoRA (Liu et al. 2024; PEFT's use_dora): also learn one magnitude per output row, starting at the row's norm in W">
+              <input type="checkbox" checked={lora.dora === true} onChange={(e) => setLora({ dora: e.target.checked })} data-testid="lora-dora" />
+              <span>DoRA</span>
+            </label>
           </div>
           <p className="note">
             Scale {lora.rslora ? 'α/√r' : 'α/r'} = {(lora.rslora ? lora.alpha / Math.sqrt(lora.r) : lora.alpha / lora.r).toPrecision(3)}
+            {lora.dora && ' · DoRA: W′ = m ⊙ (W + ΔW)/‖W + ΔW‖ per output row, m trained (Teach shows it); GGUF and MLX exports cannot hold it'}
           </p>
         </fieldset>
 

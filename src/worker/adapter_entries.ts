@@ -6,7 +6,8 @@
 import { LoraStudioError } from '../io/errors';
 import type { AdapterEntry, LossPoint } from '../io/library';
 import { baseIdentity, baseNameNote, judgeAdapterBase } from '../io/base_identity';
-import { adapterConfigToJson, readAdapter, sameBaseModel, type AdapterConfig } from '../io/peft';
+import { adapterConfigToJson, readAdapter, type AdapterConfig } from '../io/peft';
+import { sameBaseModel } from '../io/peft_fit';
 import { parseSafetensors } from '../io/safetensors';
 import type { ModelConfig } from '../model/config';
 import { adapterExpectation } from '../model/lora';
@@ -51,7 +52,7 @@ export function adapterLoaded(entry: AdapterEntry, config: ModelConfig, modelNam
     adapterId: entry.id,
     name: entry.name,
     baseModel: entry.baseModel,
-    lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora },
+    lora: { targets: [...cfg.targetModules], r: cfg.r, alpha: cfg.loraAlpha, dropout: cfg.loraDropout, rslora: cfg.useRslora, dora: cfg.useDora === true },
     steps: entry.steps,
     lossHistory,
     checkpoint: entry.checkpoint ? { step: entry.checkpoint.step, totalSteps: typeof total === 'number' ? total : null } : null,

@@ -219,9 +219,10 @@ export class Session {
       if (!held) badInput('There is no adapter to continue: load one from the library or train one first.');
       const want = LORA_TARGETS.filter((t) => req.lora.targets.includes(t)).join(', ');
       const have = LORA_TARGETS.filter((t) => held!.targetModules.includes(t)).join(', ');
-      if (want !== have || req.lora.r !== held!.r || req.lora.alpha !== held!.loraAlpha || req.lora.rslora !== held!.useRslora) {
+      const dora = held!.useDora === true;
+      if (want !== have || req.lora.r !== held!.r || req.lora.alpha !== held!.loraAlpha || req.lora.rslora !== held!.useRslora || (req.lora.dora === true) !== dora) {
         badInput(
-          `The adapter to continue has r=${held!.r}, α=${held!.loraAlpha}${held!.useRslora ? ' (rsLoRA)' : ''} on ${have}; ` +
+          `The adapter to continue has r=${held!.r}, α=${held!.loraAlpha}${held!.useRslora ? ' (rsLoRA)' : ''}${dora ? ' (DoRA)' : ''} on ${have}; ` +
             'set the LoRA settings back to these to continue it, or start a fresh adapter.',
         );
       }

@@ -291,6 +291,13 @@ describe('studio panels at 1280×720', () => {
     await waitForDefaultModel(page, STEP_MS);
     const start = page.getByRole('button', { name: 'Start', exact: true });
     await expect.poll(() => start.isEnabled(), { timeout: 60_000 }).toBe(true);
+    // The DoRA switch: its note says what it adds, the engine's memory estimate takes it, Start stays on.
+    const dora = page.getByRole('checkbox', { name: 'DoRA', exact: true });
+    await dora.check();
+    await expect.poll(() => page.getByTestId('lora-panel').textContent(), { timeout: STEP_MS }).toMatch(/DoRA: W′ = m ⊙ \(W \+ ΔW\)\/‖W \+ ΔW‖ per output row/);
+    await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits'), { timeout: STEP_MS }).toBe('true');
+    await expect.poll(() => start.isEnabled(), { timeout: STEP_MS }).toBe(true);
+    await dora.uncheck();
     // The built-in model's context, the sequence length's limit (it is retrained from time to time).
     const context = parseModelConfig(readFileSync(join(ROOT, 'public/models/moby-llama/config.json'), 'utf8')).maxPositions;
 

@@ -4,8 +4,8 @@
 // checks the controls took its settings, checks the GPU's y against Wx + (α/r)·B(Ax) computed here in
 // float64 from the same seeded matrices, moves the rank with the keyboard and sees y, the parameter count
 // and the URL follow (with no new history entries), reads one ΔW entry through the heatmap's keyboard
-// cursor, and opens an example link; without WebGPU, the playground still draws A and B and keeps the URL.
-// Screenshots: test-results/screenshots/teach-playground*.png.
+// cursor, shows what DoRA adds under the picture, and opens an example link; without WebGPU, the playground still draws A and B and keeps the URL.
+// Screenshots: test-results/screenshots/teach-playground*.png, teach-dora.png.
 
 import type { Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,12 @@ describe('Teach playground in Chromium with WebGPU', () => {
     console.log(`y (r=3, α=6, seed 2) OK, maxdiff = ${(await expectY({ r: 3, alpha: 6, seed: 2 })).toExponential(2)}`);
     expect(await page.getByTestId('teach-params').textContent()).toMatch(/r·\(d\+k\) = 3·\(16\+16\) = 96 vs full d·k = 16·16 = 256: 37\.5%/);
     expect(await page.getByTestId('teach-scale').textContent()).toBe('α/r = 6/3 = 2');
+    // What DoRA adds, under the picture: the row lengths ‖W‖ (m at the start) and ‖W + ΔW‖ as bars, and W′.
+    const dora = page.getByTestId('teach-dora');
+    await expect(dora.getByRole('heading', { name: 'What DoRA adds' }).isVisible()).resolves.toBe(true);
+    await expect(dora.getByRole('group', { name: /^‖W‖ = m at start, 16 by 1, / }).count()).resolves.toBe(1);
+    await expect(dora.getByRole('group', { name: /^W′, 16 by 16, / }).count()).resolves.toBe(1);
+    await shoot(dora, 'teach-dora');
     await shoot(page, 'teach-playground');
 
     // The rank slider by keyboard: one step right is r = 4; y, the count and the URL follow, history does not grow.

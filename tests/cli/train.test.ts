@@ -97,7 +97,27 @@ describe('cli train / eval', () => {
     expect(cfg).toMatchObject({ lora_dropout: 0.1, use_rslora: true, target_modules: ['gate_proj', 'up_proj', 'down_proj'] });
   });
 
+  it('trains DoRA with --dora (and dropout), writing use_dora and PEFT\'s magnitude vectors, which eval reloads', async () => {
+    const out = join(work, 'dora');
+    const r = await cli(['train', '--model', model, '--data', data, '--steps', '10', '--batch-size', '1', '--lr', '0.01', '--dora',
+      '--dropout', '0.1', '--targets', 'q_proj,v_proj,down_proj', '--seed', '2', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const losses = r.stdout.trim().split('\n').map((l) => JSON.parse(l).loss);
+    expect(losses[9]).toBeLessThan(losses[0]);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ use_dora: true, lora_dropout: 0.1 });
+    const tensors = parseSafetensors(readFileSync(join(out, 'adapter_model.safetensors'))).tensors;
+    const magnitudes = [...tensors.keys()].filter((k) => k.endsWith('.lora_magnitude_vector'));
+    expect(magnitudes).toHaveLength(3); // one layer, three targets
+    expect(tensors.get('base_model.model.model.layers.0.mlp.down_proj.lora_magnitude_vector')!.shape).toEqual([tensors.get('base_model.model.model.layers.0.mlp.down_proj.lora_B.weight')!.shape[0]]);
+    const [base, adapted] = await Promise.all([cli(['eval', '--model', model, '--data', data]), cli(['eval', '--model', model, '--data', data, '--adapter', out])]);
+    expect(adapted.code, adapted.stderr).toBe(0);
+    expect(JSON.parse(adapted.stdout).loss).toBeLessThan(JSON.parse(base.stdout).loss);
+  }, 300_000); // three CLI runs, each compiling its kernels on SwiftShader
+
   const bad: [string, string[], RegExp][] = [
+    ['--dora with a value', ['--dora=1'], /--dora takes no value; write --dora alone/],
+    ['--dora with --adapter', ['--dora', '--adapter', work], /--dora cannot be combined with --adapter/],
     ['dropout 1', ['--dropout', '1'], /LoRA dropout must be in \[0, 1\) \(got 1\)/],
     ['rank 0', ['--rank', '0'], /LoRA rank r must be a positive integer \(got 0\)/],
     ['an unknown target', ['--targets', 'q_proj,qkv'], /unknown module "qkv"/],

@@ -14,7 +14,8 @@ import {
   type StorageEstimateLike,
   type TrainingCheckpoint,
 } from '../../src/io/library.ts';
-import { adapterConfigToJson, loraKey, readAdapter, sameBaseModel, writeAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
+import { adapterConfigToJson, loraKey, readAdapter, writeAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
+import { sameBaseModel } from '../../src/io/peft_fit.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { readZip, writeZip } from '../../src/io/zip.ts';
 

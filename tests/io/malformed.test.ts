@@ -224,7 +224,7 @@ const adapterCases: AdapterCase[] = [
   ['an adapter for another model (other shapes)', good.configJson, adapterFor(OTHER_MODEL).weights, NAMES.weights, ShapeError, /has shape \[4, 64\] but this model's q_proj needs \[4, 32\].*trained for another model/],
   ['an adapter for a deeper model', good.configJson, adapterFor(DEEPER_MODEL).weights, NAMES.weights, ShapeError, /is for layer 1, but this model has only 1 layers/],
   ['an adapter_config.json that is not JSON', '{"r": 4,', good.weights, NAMES.config, ConfigError, /is not valid JSON/],
-  ['a DoRA adapter', configWith({ use_dora: true }), good.weights, NAMES.config, UnsupportedError, /DoRA adapters are not supported/],
+  ['a DoRA config whose weights lack the magnitude vectors', configWith({ use_dora: true }), good.weights, NAMES.weights, FormatError, /lora_magnitude_vector.*use_dora/],
   ['truncated adapter weights', good.configJson, good.weights.slice(0, 40), NAMES.weights, FormatError, /past the end of the (file|data section)/],
   ['weights missing lora_B', good.configJson, writeSafetensors([{ name: loraKey(0, 'q_proj', 'A'), shape: [4, 32], data: new Float32Array(128) }]), NAMES.weights, FormatError, /missing base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_B\.weight/],
 ];

@@ -103,7 +103,10 @@ describe('MLX-LM adapter folder', () => {
   it('refuses DoRA with the reason, and exports PEFT files that read back identically', () => {
     expect(() => writeMlxAdapter(randomAdapter({ useDora: true }), tinyBase())).toThrow(/DoRA/);
     expect(() => exportAdapter('mlx', randomAdapter({ useDora: true }), tinyBase())).toThrow(/MLX export: this is a DoRA adapter/);
-    expect(() => exportAdapter('peft', randomAdapter({ useDora: true }), tinyBase())).toThrow(/DoRA/);
+    // PEFT's files hold DoRA: use_dora and one magnitude vector per projection.
+    const dora = exportAdapter('peft', randomAdapter({ useDora: true }), tinyBase()).files;
+    expect(JSON.parse(new TextDecoder().decode(dora[0].bytes)).use_dora).toBe(true);
+    expect([...parseSafetensors(dora[1].bytes).tensors.keys()].filter((k) => k.endsWith('.lora_magnitude_vector'))).toHaveLength(2 * 7);
     expect(() => exportAdapter('onnx', randomAdapter(), tinyBase())).toThrow(/Unknown export format "onnx"; choose one of peft, gguf, mlx/);
 
     const adapter = randomAdapter({ useRslora: true });

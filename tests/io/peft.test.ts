@@ -6,21 +6,21 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError, UnsupportedError } from '../../src/io/errors.ts';
 import {
   adapterConfigToJson,
-  checkAdapterFitsModel,
   LORA_TARGETS,
   loraKey,
+  loraMagnitudeKey,
   loraScale,
   loraSubmodule,
   parseAdapterConfig,
   parseLoraKey,
   readAdapter,
   readAdapterConfig,
-  sameBaseModel,
   writeAdapter,
   type AdapterConfig,
   type AdapterExpectation,
   type LoraTarget,
 } from '../../src/io/peft.ts';
+import { checkAdapterFitsModel, sameBaseModel } from '../../src/io/peft_fit.ts';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { readPeftFiles } from '../../src/io/peft_files.ts';
 import { parseModelConfig, projectionDims } from '../../src/model/config.ts';
@@ -58,13 +58,14 @@ function adapterShapes(cfg: AdapterConfig, model = MODEL): Map<string, number[]>
       const { inFeatures, outFeatures } = model.shapes(target);
       shapes.set(loraKey(layer, target, 'A'), [cfg.r, inFeatures]);
       shapes.set(loraKey(layer, target, 'B'), [outFeatures, cfg.r]);
+      if (cfg.useDora) shapes.set(loraMagnitudeKey(layer, target), [outFeatures]);
     }
   }
   return shapes;
 }
 
 function filled(shape: number[], seed: number): Float32Array {
-  return Float32Array.from({ length: shape[0] * shape[1] }, (_, i) => Math.sin(seed * 100 + i));
+  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(seed * 100 + i));
 }
 
 /** A weights file from name → shape, with `edit` applied to the list first. */
@@ -195,6 +196,25 @@ describe('adapter round trip', () => {
     expect([...weights.keys()].sort()).toEqual([...shapes.keys()].sort());
   });
 
+  it('round-trips a DoRA adapter: use_dora in the config, one magnitude vector per projection under PEFT\'s key', () => {
+    const cfg: AdapterConfig = { ...CONFIG, useDora: true };
+    const weights = new Map([...adapterShapes(cfg)].map(([k, s], i) => [k, filled(s, i)]));
+    const out = writeAdapter(cfg, weights, MODEL);
+    expect(JSON.parse(out.configJson).use_dora).toBe(true);
+    const file = parseSafetensors(out.weights);
+    // PEFT's get_peft_model_state_dict drops the adapter name and the DoraLinearLayer's ".weight".
+    expect(file.tensors.get('base_model.model.model.layers.1.self_attn.v_proj.lora_magnitude_vector')?.shape).toEqual([16]);
+    expect([...file.tensors.keys()].filter((k) => k.includes('magnitude'))).toHaveLength(4);
+    const back = readAdapter(out.configJson, out.weights, MODEL);
+    expect(back.config).toEqual(cfg);
+    for (const [k, v] of weights) expect(back.weights.get(k)).toEqual(v);
+    // A model's own state_dict names (".lora_magnitude_vector.default.weight") read as the same weights.
+    const named = weightsFile(adapterShapes(cfg), (l) => l.map((t) => ({ ...t, name: t.name.replace(/magnitude_vector$/, 'magnitude_vector.default.weight') })));
+    expect([...readAdapter(out.configJson, named, MODEL).weights.keys()].sort()).toEqual([...weights.keys()].sort());
+    // A plain LoRA's config still says use_dora false, and reads back without the field.
+    expect(JSON.parse(writeAdapter(CONFIG, new Map([...adapterShapes(CONFIG)].map(([k, s], i) => [k, filled(s, i)])), MODEL).configJson).use_dora).toBe(false);
+  });
+
   it('infers shapes from r when writing without a model, and refuses data that is not a multiple of r', () => {
     const out = writeAdapter(CONFIG, new Map([[loraKey(0, 'q_proj', 'B'), new Float32Array(12)]]));
     expect(out.weights.length).toBeGreaterThan(48);
@@ -224,7 +244,24 @@ describe('malformed adapters', () => {
     ['regex target string', configText({ target_modules: '.*\\.(q|v)_proj' }), good, UnsupportedError, CFG, /regular expression.*list of module names.*supported: q_proj/],
     ['empty target list', configText({ target_modules: [] }), good, ConfigError, CFG, /target_modules is empty/],
     ['target_modules missing', configText({ target_modules: undefined }), good, ConfigError, CFG, /target_modules must be a list/],
-    ['use_dora', configText({ use_dora: true }), good, UnsupportedError, CFG, /use_dora is true: DoRA adapters are not supported/],
+    ['use_dora without the magnitude vectors', configText({ use_dora: true }), good, FormatError, W, /missing .*q_proj\.lora_magnitude_vector: the config sets use_dora/],
+    ['use_dora not a boolean', configText({ use_dora: 'yes' }), good, ConfigError, CFG, /use_dora must be true or false \(got "yes"\)/],
+    [
+      'a DoRA magnitude vector without use_dora',
+      configText(),
+      weightsFile(adapterShapes({ ...CONFIG, useDora: true })),
+      FormatError,
+      W,
+      /q_proj\.lora_magnitude_vector" is a DoRA magnitude vector, but the adapter config does not set use_dora/,
+    ],
+    [
+      'a DoRA magnitude vector of another model',
+      configText({ use_dora: true }),
+      weightsFile(adapterShapes({ ...CONFIG, useDora: true }), (l) => l.map((t) => (t.name.endsWith('magnitude_vector') ? { ...t, shape: [8], data: new Float32Array(8) } : t))),
+      ShapeError,
+      W,
+      /lora_magnitude_vector has shape \[8\] but this model's q_proj needs \[32\] \(one magnitude per output feature\)/,
+    ],
     ['fan_in_fan_out', configText({ fan_in_fan_out: true }), good, UnsupportedError, CFG, /fan_in_fan_out is true/],
     ['rank_pattern', configText({ rank_pattern: { q_proj: 8 } }), good, UnsupportedError, CFG, /rank_pattern is .*per-module ranks are not supported/],
     ['layers_to_transform', configText({ layers_to_transform: [0] }), good, UnsupportedError, CFG, /layers_to_transform is \[0\]: adapters on only some layers/],

@@ -1,8 +1,9 @@
 // A seeded random LoRA adapter on a tiny base, for the export tests: every factor nonzero (unlike a fresh
 // adapter's B = 0), so a transpose, a permutation or a swapped factor shows up in the values.
+// With useDora it carries a magnitude vector per projection near 1, as a trained DoRA adapter would.
 
 import type { ExportBase, ExportableAdapter } from '../../src/io/export.ts';
-import { LORA_TARGETS, loraKey, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
+import { LORA_TARGETS, loraKey, loraMagnitudeKey, type AdapterConfig, type LoraTarget } from '../../src/io/peft.ts';
 import { mulberry32, randn } from '../reference/rng';
 
 /** Per-target (in, out) of a tiny GQA Llama: hidden 32, 4 query heads and 2 key/value heads of 8, MLP 48. */
@@ -28,7 +29,7 @@ export function tinyBase(architecture = 'LlamaForCausalLM', numLayers = 2): Expo
 }
 
 export function randomAdapter(
-  overrides: Partial<AdapterConfig> & { useDora?: boolean } = {},
+  overrides: Partial<AdapterConfig> = {},
   numLayers = 2,
   seed = 7,
   dims: Record<LoraTarget, { inFeatures: number; outFeatures: number }> = TINY_DIMS,
@@ -41,6 +42,7 @@ export function randomAdapter(
       const { inFeatures, outFeatures } = dims[t];
       weights.set(loraKey(layer, t, 'A'), Float32Array.from(randn(rng, config.r * inFeatures, 0.3)));
       weights.set(loraKey(layer, t, 'B'), Float32Array.from(randn(rng, outFeatures * config.r, 0.3)));
+      if (config.useDora) weights.set(loraMagnitudeKey(layer, t), Float32Array.from(randn(rng, outFeatures, 0.1), (v) => 1 + v));
     }
   }
   return { config, weights };

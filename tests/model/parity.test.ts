@@ -1,7 +1,9 @@
 // The whole engine against PyTorch: a tiny Llama with grouped-query attention, a tied-embedding Qwen2
 // with q/k/v biases and a tied-embedding Qwen3 with q_norm/k_norm and head_dim ≠ hidden/heads
-// (tests/fixtures/make_fixtures.py, float64, following transformers + PEFT), LoRA with non-zero A and B.
-// Loss, LoRA gradients, one SGD step and three AdamW steps.
+// (tests/fixtures/make_fixtures.py, float64, following transformers + PEFT), LoRA with non-zero A and B;
+// and a Qwen2 with DoRA on all seven projections (PEFT's DoraLinearLayer: the magnitude moved off its
+// initial norm, so its gradient and the rescaling both show). Loss, LoRA (and magnitude) gradients, one SGD
+// step and three AdamW steps.
 //
 // The model runs on the fast GEMM (src/autograd/matmul.ts); the loss-and-gradients and AdamW cases run on
 // version 1 too, so both kernels meet the bar.
@@ -41,7 +43,7 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: stri
   expect(d, `${what}: maxdiff ${d.toExponential(2)}`).toBeLessThan(tol);
 }
 
-for (const name of ['llama_gqa', 'qwen2_tied', 'qwen3']) {
+for (const name of ['llama_gqa', 'qwen2_tied', 'qwen3', 'qwen2_dora']) {
   describe(`parity with PyTorch + PEFT: ${name}`, () => {
     it.each(['fast', 'v1'] as const)('loss and LoRA gradients (%s GEMM)', async (kernel) => {
       const { gpu, model, ids, B, T, expected } = await setup(name, undefined, undefined, kernel);

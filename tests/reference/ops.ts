@@ -179,6 +179,78 @@ export function loraLinearBackward(args: LoraLinearBackwardArgs): {
   return { dx, dA, dB, dbias };
 }
 
+// ───────────────────────────────────────── DoRA linear ─────────────────────────────────────────
+// PEFT's DoraLinearLayer (arXiv:2402.09353): norm[o] = ‖W[o,:] + scale·(B·A)[o,:]‖ (detached: no gradient
+// flows through it), g = m / norm, and with the adapter's input xd = x ⊙ keep (lora_dropout; keep = 1 without):
+//   y = x·Wᵀ + bias + (g − 1) ⊙ (xd·Wᵀ) + g ⊙ scale·(xd·Aᵀ)·Bᵀ
+
+/** norm[o] = ‖W[o,:] + scale·(B·A)[o,:]‖₂, one per output row. */
+export function doraNorm(W: Float64Array, A: Float64Array, B: Float64Array, inF: number, outF: number, r: number, scale: number): Float64Array {
+  const norm = new Float64Array(outF);
+  for (let o = 0; o < outF; o++) {
+    let s = 0;
+    for (let i = 0; i < inF; i++) {
+      let ba = 0;
+      for (let k = 0; k < r; k++) ba += B[o * r + k] * A[k * inF + i];
+      const v = W[o * inF + i] + scale * ba;
+      s += v * v;
+    }
+    norm[o] = Math.sqrt(s);
+  }
+  return norm;
+}
+
+export interface DoraLinearArgs extends LoraLinearForwardArgs {
+  m: Float64Array; // [outF] magnitude
+  keep?: Float64Array; // [N, inF] lora_dropout's keep/(1 − p) factors; absent: no dropout
+  /** Use this norm instead of computing it (finite differences hold it fixed, as the detach does). */
+  norm?: Float64Array;
+}
+
+/** The DoRA linear, computed literally as PEFT writes it. Returns what the backward needs. */
+export function doraLinearForward(args: DoraLinearArgs): { y: Float64Array; u: Float64Array; z: Float64Array; norm: Float64Array } {
+  const { x, W, bias, A, B, m, keep, N, inF, outF, r, scale } = args;
+  const xd = keep ? x.map((v, i) => v * keep[i]) : x;
+  const norm = args.norm ?? doraNorm(W, A, B, inF, outF, r, scale);
+  const base = linearForward(x, W, bias, N, inF, outF); // PEFT's result: the base layer on x
+  const baseD = linearForward(xd, W, undefined, N, inF, outF);
+  const u = matmulNT(xd, A, N, r, inF);
+  const ub = matmulNT(u, B, N, outF, r);
+  const y = new Float64Array(N * outF), z = new Float64Array(N * outF);
+  for (let n = 0; n < N; n++) {
+    for (let o = 0; o < outF; o++) {
+      const i = n * outF + o, g = m[o] / norm[o];
+      z[i] = baseD[i] + scale * ub[i];
+      y[i] = base[i] + (g - 1) * baseD[i] + g * scale * ub[i];
+    }
+  }
+  return { y, u, z, norm };
+}
+
+/** dz = g ⊙ dy, dm = Σ_rows dy ⊙ z / norm, then the LoRA backward on xd with dz; dx through both x and xd. */
+export function doraLinearBackward(args: DoraLinearArgs & { u: Float64Array; z: Float64Array; norm: Float64Array; dy: Float64Array }): {
+  dx: Float64Array; // [N, inF]
+  dA: Float64Array; // [r, inF]
+  dB: Float64Array; // [outF, r]
+  dm: Float64Array; // [outF]
+} {
+  const { x, W, A, B, m, keep, u, z, norm, dy, N, inF, outF, r, scale } = args;
+  const xd = keep ? x.map((v, i) => v * keep[i]) : x;
+  const dz = new Float64Array(N * outF), dm = new Float64Array(outF);
+  for (let n = 0; n < N; n++) {
+    for (let o = 0; o < outF; o++) {
+      const i = n * outF + o;
+      dz[i] = (m[o] / norm[o]) * dy[i];
+      dm[o] += (dy[i] * z[i]) / norm[o];
+    }
+  }
+  const lb = loraLinearBackward({ x: xd, W, A, B, u, dy: dz, N, inF, outF, r, scale });
+  if (!keep) return { dx: lb.dx, dA: lb.dA, dB: lb.dB, dm };
+  const dyW = matmulNN(dy, W, N, inF, outF);
+  const dx = dyW.map((v, i) => v + keep[i] * (lb.dx[i] - v));
+  return { dx, dA: lb.dA, dB: lb.dB, dm };
+}
+
 // ───────────────────────────────────────── embedding ─────────────────────────────────────────
 
 /** out[n] = table[ids[n]]. */

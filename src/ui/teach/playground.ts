@@ -72,3 +72,20 @@ export function sameSettings(a: PlaygroundSettings | undefined, b: PlaygroundSet
 export function loraParams(r: number, d: number, k: number): { lora: number; full: number } {
   return { lora: r * (d + k), full: d * k };
 }
+
+/**
+ * What DoRA (use_dora, arXiv:2402.09353) makes of the same layer: each output row of W + ΔW split into its
+ * length and its direction, W' = m ⊙ (W + ΔW)/‖W + ΔW‖ with one magnitude m per row. PEFT starts m at ‖W‖,
+ * so at that point W' keeps W's row lengths and takes only the direction of LoRA's update.
+ * W and ΔW (D, K); returns row lengths (D, 1) and W' (D, K).
+ */
+export function doraSplit(W: Matrix, deltaW: Matrix): { lengthW: Matrix; lengthUpdated: Matrix; weight: Matrix } {
+  const norm = (row: number[]) => Math.hypot(...row);
+  const updated = W.map((row, o) => row.map((w, i) => w + deltaW[o][i]));
+  const m = W.map(norm);
+  return {
+    lengthW: m.map((v) => [v]),
+    lengthUpdated: updated.map((row) => [norm(row)]),
+    weight: updated.map((row, o) => { const n = norm(row); return row.map((v) => (n > 0 ? (m[o] * v) / n : 0)); }),
+  };
+}

@@ -1,11 +1,13 @@
 // The Teach playground: a seeded 16×16 layer with rank, α and seed controls. A and B come from the seed at
 // once (playground.ts); ΔW = (α/r)·B·A and y = W·x + (α/r)·B·(A·x) come back from the engine on the GPU,
-// requested by the store's teach slice as the controls move (at most one request in flight).
+// requested by the store's teach slice as the controls move (at most one request in flight); below them,
+// what DoRA makes of the same layer (dora_view.tsx).
 // This file draws; it computes nothing but labels and the parameter counts.
 
 import { useId, useMemo, useState, type ReactNode } from 'react';
 import { MatrixTable, tidyMatrix } from '../matrix_table';
 import { useStudio } from '../store';
+import { DoraPart } from './dora_view';
 import { Heatmap, formatNumber, niceCeil } from './heatmap';
 import { D, K, MAX_ALPHA, MAX_RANK, MAX_SEED, loraParams, playgroundLayer, type PlaygroundSettings } from './playground';
 
@@ -91,6 +93,8 @@ export function Playground() {
           {y ? <Heatmap name="y" values={y} bars limit={niceCeil(maxAbs(y))} note="W·x + ΔW·x" stale={stale} /> : <Pending name="y" />}
         </div>
       </div>
+
+      {deltaW && <DoraPart W={layer.W} deltaW={deltaW} stale={stale} />}
 
       <div className="pg-status" role="status">
         {gpuStatus === 'error' ? (
