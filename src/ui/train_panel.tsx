@@ -136,7 +136,7 @@ export function TrainPanel() {
       </div>
       {held && train.adapterSteps !== null && !active && (
         <p className="note" id={`${id}-continue`} data-testid="held-adapter">
-          The model holds {held.from ? `“${held.from.name}” from the library${held.from.deleted ? ' (deleted there since: save it to keep it)' : ''}` : 'the adapter trained here'} ({train.adapterSteps} step{train.adapterSteps === 1 ? '' : 's'},
+          The model holds {held.from ? `“${held.from.name}”${held.from.deleted ? ', since deleted from the library' : ' from the library'}` : 'the adapter trained here'} ({train.adapterSteps} step{train.adapterSteps === 1 ? '' : 's'},
           r={held.lora.r}, α={held.lora.alpha}). Continue training runs {steps} more step{steps === 1 ? '' : 's'} on it with the
           settings above; the optimizer (AdamW's moments) and the learning-rate schedule start afresh, and the result goes
           into the library as a new entry.

@@ -108,7 +108,7 @@ describe('run controls at 1280×800', () => {
     expect(await storedAdapters(page)).toEqual([]);
 
     expect(pageErrors(page)).toEqual([]);
-  });
+  }, 600_000);
 
   it('pauses after the step in flight with its checkpoint at the step on show, and keeps the focus through Pause and Resume', async () => {
     const page = await studio.launch({ timeout: STEP_MS, viewport: VIEWPORT });
@@ -147,6 +147,9 @@ describe('run controls at 1280×800', () => {
     expect(stored).toMatchObject({ steps: at, checkpointStep: at });
     expect(await isFocused(resume), await focused(page)).toBe(true);
     await shoot(page.getByTestId('train-panel'), 'controls-paused');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shoot(page.getByTestId('train-panel'), 'controls-paused-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
 
     // Resume from the keyboard: the focus stays, on Pause again, and the run goes on past the pause.
     await page.keyboard.press('Enter');

@@ -3,7 +3,8 @@
 // other's changes without a reload; the training tab's checkpoints keep B's rename; a deleted entry takes
 // A's "Resume the run" with it, and a run whose entry B deletes goes on, says so, and does not put it back;
 // the adapter it trained can still be saved. Then an adapter A loaded from the library follows B's rename
-// and delete in the Train panel. Every wait is for a state. Screenshot: test-results/screenshots/two-tabs-*.png.
+// and delete in the Train panel. Every wait is for a state. Screenshots (light and dark):
+// test-results/screenshots/two-tabs-*.png.
 
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +24,14 @@ async function pauseRun(page: Page): Promise<number> {
   const paused = page.getByTestId('train-paused');
   await expect.poll(() => paused.textContent(), { timeout: STEP_MS }).toMatch(/^paused after step \d+$/);
   return Number((await paused.textContent())!.replace('paused after step ', ''));
+}
+
+/** The Train panel in light and dark: test-results/screenshots/<name>.png and <name>-dark.png. */
+async function shootTrain(page: Page, name: string): Promise<void> {
+  await shoot(page.getByTestId('train-panel'), name);
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await shoot(page.getByTestId('train-panel'), `${name}-dark`);
+  await page.emulateMedia({ colorScheme: 'light' });
 }
 
 async function rename(page: Page, from: string, to: string): Promise<void> {
@@ -91,21 +100,22 @@ describe('two tabs on one library', () => {
     await a.getByRole('button', { name: 'Continue training' }).click();
     await expect.poll(() => step(a), { timeout: STEP_MS }).toBeGreaterThan(second);
     const third = await pauseRun(a);
-    await expect.poll(() => names(b), POLL).toEqual([`${runName} (continued)`]);
-    await remove(b, `${runName} (continued)`);
+    // Named after the adapter it continues, by its last name in the library.
+    await expect.poll(() => names(b), POLL).toEqual(['renamed in B (continued)']);
+    await remove(b, 'renamed in B (continued)');
     await expect.poll(() => status.getAttribute('data-deleted'), POLL).toBe('true');
     expect(await status.textContent()).toBe(
-      `“${runName} (continued)” was deleted from the library: the run goes on, but no longer saves checkpoints (a closed tab cannot resume it). ` +
+      '“renamed in B (continued)” was deleted from the library: the run goes on, but no longer saves checkpoints (a closed tab cannot resume it). ' +
         'Save the adapter to the library when you pause or stop it to keep it.',
     );
-    await shoot(a.getByTestId('train-panel'), 'two-tabs-deleted-while-training');
+    await shootTrain(a, 'two-tabs-deleted-while-training');
     // The run goes on and stops; its last write is refused rather than putting the entry back.
     await a.locator('[data-focus="resume"]').click();
     await expect.poll(() => step(a), { timeout: STEP_MS }).toBeGreaterThan(third);
     await a.getByRole('button', { name: 'Stop', exact: true }).click();
     const stopped = a.getByTestId('train-stopped');
     await expect.poll(() => stopped.getAttribute('data-reason'), { timeout: STEP_MS }).toBe('stopped');
-    expect(await stopped.textContent()).toContain(`“${runName} (continued)” was deleted from the library while this adapter trained, so the run no longer writes to it and nothing was put back; save the adapter to the library to keep it.`);
+    expect(await stopped.textContent()).toContain('“renamed in B (continued)” was deleted from the library while this adapter trained, so the run no longer writes to it and nothing was put back; save the adapter to the library to keep it.');
     expect(await resumeRun.count()).toBe(0);
     expect(await storedAdapters(a)).toEqual([]);
     expect(await names(b)).toEqual([]);
@@ -121,14 +131,14 @@ describe('two tabs on one library', () => {
     // An adapter A loads from the library follows B's rename and delete in the Train panel.
     await a.getByRole('button', { name: 'Load kept for good into the model' }).click();
     const held = a.getByTestId('held-adapter');
-    await expect.poll(() => held.textContent(), POLL).toContain('“kept for good” from the library');
+    await expect.poll(() => held.textContent(), POLL).toContain('The model holds “kept for good” from the library (');
     await rename(b, 'kept for good', 'speeches');
-    await expect.poll(() => held.textContent(), POLL).toContain('“speeches” from the library');
+    await expect.poll(() => held.textContent(), POLL).toContain('The model holds “speeches” from the library (');
     await remove(b, 'speeches');
-    await expect.poll(() => held.textContent(), POLL).toContain('“speeches” from the library (deleted there since: save it to keep it)');
+    await expect.poll(() => held.textContent(), POLL).toContain('The model holds “speeches”, since deleted from the library (');
     expect(await a.getByTestId('train-panel').textContent()).toContain('save this one first to keep it.');
     await expect.poll(() => names(a), POLL).toEqual([]);
-    await shoot(a.getByTestId('train-panel'), 'two-tabs-loaded-deleted');
+    await shootTrain(a, 'two-tabs-loaded-deleted');
     expect(pageErrors(a)).toEqual([]);
   }, 900_000);
 });
