@@ -16,9 +16,12 @@
 // Before each write we ask navigator.storage.estimate() whether the bytes fit in 95% of the quota, and
 // refuse with a message that says the library is unchanged; a QuotaExceededError that gets through
 // anyway ends the same way.
+//
+// Every write that changed the library is announced (library_sync.ts), so other tabs show it.
 
 import { createStore, del as idbDel, get as idbGet, keys as idbKeys, set as idbSet } from 'idb-keyval';
 import { LoraStudioError } from './errors.ts';
+import { announceLibraryChange, LIBRARY_CHANNEL } from './library_sync.ts';
 import type { AdapterConfig, LoraTarget } from './peft.ts';
 
 export interface LossPoint {
@@ -137,11 +140,16 @@ export class AdapterStore {
   private readonly estimate: () => Promise<StorageEstimateLike | undefined>;
   private queue: Promise<unknown> = Promise.resolve();
   private askedToPersist = false;
+  private readonly channel: string | null;
 
-  /** `estimate` defaults to navigator.storage.estimate when the browser has it; otherwise no check before writing. */
-  constructor(store: KeyValueStore = idbStore(), estimate: () => Promise<StorageEstimateLike | undefined> = defaultEstimate) {
+  /**
+   * `estimate` defaults to navigator.storage.estimate when the browser has it; otherwise no check before
+   * writing. Writes are announced on `channel` (null: not announced).
+   */
+  constructor(store: KeyValueStore = idbStore(), estimate: () => Promise<StorageEstimateLike | undefined> = defaultEstimate, channel: string | null = LIBRARY_CHANNEL) {
     this.store = store;
     this.estimate = estimate;
+    this.channel = channel;
   }
 
   /**
@@ -193,19 +201,21 @@ export class AdapterStore {
       await this.store.del(key).catch(() => {});
       throw await this.writeFailed(name, bytes, e);
     }
+    announceLibraryChange({ kind: 'saved', id: record.id }, this.channel);
     if (old !== undefined) await this.store.del(old.key).catch(() => {});
     await this.sweep(next);
     this.persist();
   }
 
-  /** Replaces the index alone (a rename), refused like any write that does not fit; `name` is the one the user sees. */
-  async writeIndex(next: IndexRecord, name: string): Promise<void> {
+  /** Replaces the index alone (a rename of entry `id`), refused like any write that does not fit; `name` is the one the user sees. */
+  async writeIndex(next: IndexRecord, name: string, id: string): Promise<void> {
     await this.checkQuota(name, jsonBytes(next));
     try {
       await this.store.set(INDEX_KEY, next);
     } catch (e) {
       throw await this.writeFailed(name, jsonBytes(next), e);
     }
+    announceLibraryChange({ kind: 'renamed', id }, this.channel);
   }
 
   /** Drops an item: index first, so a failure after it leaves an orphaned record (swept later), never a dangling entry. */
@@ -215,6 +225,7 @@ export class AdapterStore {
     } catch (e) {
       throw new LoraStudioError('storage', `Could not delete “${item.name}” (${errorText(e)}). Your library is unchanged.`, { cause: e });
     }
+    announceLibraryChange({ kind: 'deleted', id: item.id }, this.channel);
     await this.store.del(item.key).catch(() => {});
   }
 
@@ -259,11 +270,17 @@ export class AdapterStore {
   }
 }
 
+/** The entry asked for is not in the library: deleted, in this tab or another. */
+export class MissingAdapterError extends LoraStudioError {
+  override name = 'MissingAdapterError';
+  constructor(readonly id: string) {
+    super('bad-input', `There is no adapter with id ${id} in the library; it may have been deleted in another tab. Reload the list.`);
+  }
+}
+
 export function findItem(index: IndexRecord, id: string): IndexItem {
   const item = index.adapters.find((a) => a.id === id);
-  if (item === undefined) {
-    throw new LoraStudioError('bad-input', `There is no adapter with id ${id} in the library; it may have been deleted in another tab. Reload the list.`);
-  }
+  if (item === undefined) throw new MissingAdapterError(id);
   return item;
 }
 

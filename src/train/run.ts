@@ -120,6 +120,17 @@ export interface RunHooks {
   /** Write the run's checkpoint at the current step; throws when it could not. */
   checkpoint(): Promise<void>;
   progress(report: StepReport): void;
+  /** The loop has stopped at a step boundary to wait out a pause, after writing the checkpoint of that step. */
+  paused(report: PauseReport): void;
+}
+
+/** Where a paused run waits: after adapter step `step`, and whether the library holds that step. */
+export interface PauseReport {
+  step: number;
+  /** The step whose checkpoint the library holds now, when it is `step` (written on this pause, or before it). */
+  checkpointStep?: number;
+  /** Why this pause's checkpoint could not be written. */
+  checkpointError?: string;
 }
 
 export interface RunLoop {
@@ -211,8 +222,10 @@ export async function trainLoop(loop: RunLoop, control: RunControl, hooks: RunHo
   try {
     while (steps < end) {
       if (control.state === 'paused') {
-        // A paused tab is often a tab about to close: keep where the run is.
+        // A paused tab is often a tab about to close: keep where the run is, and say which step that is,
+        // since the step in flight when Pause was pressed finished after it.
         if (written !== steps && steps > startSteps) await checkpoint();
+        hooks.paused({ step: steps, ...(written === steps ? { checkpointStep: steps } : {}), ...(checkpointError !== undefined ? { checkpointError } : {}) });
         pausedSec += await control.whilePaused();
       }
       if (control.state === 'stopping') return await finish(outcome('stopped'));

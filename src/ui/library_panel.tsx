@@ -4,7 +4,8 @@
 // the two PEFT files, or each file on its own), export for other tools (a GGUF adapter, an MLX-LM folder, the
 // loaded model with the adapter merged in, the run's PEFT + TRL recipe: library_export.ts, with the reason
 // beside the entry when a format cannot hold it) and import (a .zip, or adapter_config.json +
-// adapter_model.safetensors). Every training run writes itself into this list as it goes.
+// adapter_model.safetensors). Every training run writes itself into this list as it goes, and the list
+// follows the changes other tabs make (a rename, a delete, another tab's run).
 //
 // Import and the loaded model: this panel imports without `expected`, so the config must parse and the
 // weights must agree with it and with each other (every layer, both factors, r from the config); the shapes
@@ -49,13 +50,16 @@ function saveFile(fileName: string, bytes: Uint8Array, type: string): void {
 export function LibraryPanel() {
   const { status, items, storage, importing, error, notice } = useStudio((s) => s.library);
   const refreshLibrary = useStudio((s) => s.refreshLibrary);
+  const watchLibrary = useStudio((s) => s.watchLibrary);
   const importAdapter = useStudio((s) => s.importAdapter);
   const dismiss = useStudio((s) => s.dismissLibraryMessage);
   const inputId = useId();
 
+  // Read now, and again whenever another tab (or this tab's engine) changes the library.
   useEffect(() => {
     void refreshLibrary();
-  }, [refreshLibrary]);
+    return watchLibrary();
+  }, [refreshLibrary, watchLibrary]);
 
   return (
     <section className="panel library-panel" aria-labelledby="library-title">

@@ -3,9 +3,13 @@
 // An adapter loaded from the library (or just trained) can be trained further ("Continue training": a fresh
 // AdamW and schedule for the set number of steps). Every run checkpoints itself into the library while it
 // goes (weights, AdamW moments, step, loss history), so a closed tab resumes from the Library panel; the
-// line under the buttons says which step the library holds, or why the latest checkpoint failed.
+// line under the buttons says which step the library holds, or why the latest checkpoint failed. Pause
+// takes hold after the step in flight: the panel says "pausing" until then, and then the step it waits
+// after, which is the step its checkpoint holds. The library entries it names follow the library: a
+// rename shows, and a deleted entry is no longer offered (no Resume of a run whose entry is gone).
 // Start waits for the settings to pass settings_check.ts and the memory estimate, and says what is missing.
-// The keyboard focus follows the run (Start → Stop/Pause → Start) instead of dropping to the page body.
+// The keyboard focus follows the run (Start → Stop/Pause → Start; Pause ↔ Resume is one button, so the
+// focus stays on it) instead of dropping to the page body.
 // The per-step numbers come from train_live.ts through a throttled subscription and the chart's own
 // subscription, never through the studio store, so a step does not re-render the app.
 
@@ -126,13 +130,13 @@ export function TrainPanel() {
         {blocker && !active && <span id={`${id}-why`} className="muted" data-testid="start-blocked">{blocker}</span>}
         {train.adapterSteps !== null && !active && (
           <span className="muted">
-            Start again trains a fresh adapter; {train.runEntryId || held?.from ? 'this one stays in the library.' : 'save this one first to keep it.'}
+            Start again trains a fresh adapter; {train.runEntryId || (held?.from && !held.from.deleted) ? 'this one stays in the library.' : 'save this one first to keep it.'}
           </span>
         )}
       </div>
       {held && train.adapterSteps !== null && !active && (
         <p className="note" id={`${id}-continue`} data-testid="held-adapter">
-          The model holds {held.from ? `“${held.from.name}” from the library` : 'the adapter trained here'} ({train.adapterSteps} step{train.adapterSteps === 1 ? '' : 's'},
+          The model holds {held.from ? `“${held.from.name}”${held.from.deleted ? ', since deleted from the library' : ' from the library'}` : 'the adapter trained here'} ({train.adapterSteps} step{train.adapterSteps === 1 ? '' : 's'},
           r={held.lora.r}, α={held.lora.alpha}). Continue training runs {steps} more step{steps === 1 ? '' : 's'} on it with the
           settings above; the optimizer (AdamW's moments) and the learning-rate schedule start afresh, and the result goes
           into the library as a new entry.
@@ -141,7 +145,7 @@ export function TrainPanel() {
       )}
       <CheckpointLine />
 
-      <Readout steps={steps} status={train.status} />
+      <Readout steps={steps} status={train.status} pausedAt={train.pausedAt} />
 
       <div className="chart-box">
         <div className="chart-head">
@@ -182,10 +186,22 @@ function RunState({ stopping }: { stopping: boolean }) {
   );
 }
 
-/** Where the run's checkpoint stands: the step the library holds (resumable after a closed tab), or why not. */
+/**
+ * Where the run's checkpoint stands: the step the library holds (resumable after a closed tab), or why not.
+ * A run whose entry is deleted from the library (here or in another tab) goes on without it: its writes
+ * stop rather than put the entry back, and this line says so.
+ */
 function CheckpointLine() {
-  const { status, checkpoint, kind, resumable } = useStudio((s) => s.train);
+  const { status, checkpoint, kind, resumable, entryDeleted, pausedAt } = useStudio((s) => s.train);
   const active = ['starting', 'running', 'paused', 'stopping'].includes(status);
+  if (entryDeleted !== null && (active || status === 'finished')) {
+    return (
+      <p className="note" aria-live="polite" data-testid="checkpoint-status" data-deleted="true">
+        “{entryDeleted}” was deleted from the library{active ? ': the run goes on, but no longer saves checkpoints (a closed tab cannot resume it).' : '.'} Save the
+        adapter to the library {active ? 'when you pause or stop it' : 'below'} to keep it.
+      </p>
+    );
+  }
   if (checkpoint?.error && (active || status === 'finished')) {
     return (
       <p className="inline-error" role="alert" data-testid="checkpoint-status">
@@ -195,6 +211,7 @@ function CheckpointLine() {
   }
   let text: string | null = null;
   if (active && kind === 'resume' && !checkpoint) text = 'Resumed from the library checkpoint: weights, AdamW moments, step and schedule restored.';
+  else if (status === 'paused' && pausedAt !== null && checkpoint?.step === pausedAt) text = `Paused at step ${pausedAt}; its checkpoint is in the library: if this tab closes, resume the run from the Library panel.`;
   else if (active && checkpoint?.step != null) text = `Checkpoint at step ${checkpoint.step} is in the library: if this tab closes, resume the run from the Library panel.`;
   else if (active) text = 'The run saves a checkpoint to the library every 30 s, on pause and on stop.';
   else if (status === 'finished' && resumable) text = 'The run is in the library as an unfinished run: “Resume the run” goes on to its planned steps with its optimizer state, here or after a reload.';
@@ -203,7 +220,7 @@ function CheckpointLine() {
 }
 
 /** Step, loss, tokens/s, elapsed and ETA, re-rendered at most four times a second. */
-function Readout({ steps, status }: { steps: number; status: string }) {
+function Readout({ steps, status, pausedAt }: { steps: number; status: string; pausedAt: number | null }) {
   const last = useThrottled(trainLive, selectLast, 250);
   const lastVal = useThrottled(trainLive, selectLastVal, 250);
   const speedNote = gpuSpeedNote(useStudio((s) => s.gpu.info));
@@ -223,7 +240,7 @@ function Readout({ steps, status }: { steps: number; status: string }) {
         <div><dt>tokens/s</dt><dd data-testid="train-tps">{last ? Math.round(last.tokensPerSec).toLocaleString('en-US') : '—'}</dd></div>
         <div><dt>elapsed</dt><dd>{last ? duration(last.elapsedSec) : '—'}</dd></div>
         <div><dt>ETA</dt><dd>{last && (status === 'running' || status === 'paused') ? duration(last.etaSec) : '—'}</dd></div>
-        {status === 'paused' && <div><dt>state</dt><dd>paused</dd></div>}
+        {status === 'paused' && <div><dt>state</dt><dd data-testid="train-paused">{pausedAt === null ? 'pausing after the step in progress…' : `paused after step ${pausedAt}`}</dd></div>}
         {status === 'starting' && <div><dt>state</dt><dd>preparing the GPU programs…</dd></div>}
       </dl>
       {speedNote && <p className="muted" data-testid="gpu-speed-note">{speedNote}</p>}

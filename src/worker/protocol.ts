@@ -17,7 +17,7 @@ import type { DatasetFormat, DatasetStats, PreviewRow } from '../io/dataset';
 import type { ErrorCode } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import type { LoraTarget } from '../io/peft';
-import type { StepReport } from '../train/run';
+import type { PauseReport, StepReport } from '../train/run';
 import type { ScheduleKind } from '../train/schedule';
 import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../train/settings';
 
@@ -254,25 +254,36 @@ export type EngineEvent = { id: number } & (
   /** Bytes of one model file read so far (percent when its size is known). */
   | { type: 'progress'; file: string; loaded: number; total?: number; percent?: number }
   /** One optimizer step of a run (src/train/run.ts StepReport: step, loss, validation loss, lr, speed, ETA, checkpoints). */
-  | ({ type: 'trainProgress' } & StepReport)
+  | ({ type: 'trainProgress' } & StepReport & RunEntryState)
+  /** A pause took hold: the run waits after `step`, and the library holds that step when checkpointStep says so. */
+  | ({ type: 'trainPaused' } & PauseReport & RunEntryState)
   /** The continuation so far (decoded whole, so multi-byte characters come out right). */
   | { type: 'token'; tokenId: number; text: string }
 );
 
+/** The library entry a run writes to, on each of its events. */
+export interface RunEntryState {
+  /** The entry, once the run's first write made it (or the resumed run's). */
+  adapterId?: string;
+  /** The name of the run's entry, deleted from the library (in any tab) while it trained: its writes stopped. */
+  entryDeleted?: string;
+}
+
 export type EngineEventType = EngineEvent['type'];
 
 /** The names of event messages, so the client can tell them from responses. */
-export const EVENT_TYPES: ReadonlySet<string> = new Set<EngineEventType>(['progress', 'trainProgress', 'token']);
+export const EVENT_TYPES: ReadonlySet<string> = new Set<EngineEventType>(['progress', 'trainProgress', 'trainPaused', 'token']);
 
 /** Which event type a request streams. */
 export interface EventTypeFor {
   loadModel: 'progress';
-  train: 'trainProgress';
-  resumeRun: 'trainProgress';
+  train: 'trainProgress' | 'trainPaused';
+  resumeRun: 'trainProgress' | 'trainPaused';
   generate: 'token';
 }
 
 export type EventFor<T extends EngineRequestType> = T extends keyof EventTypeFor ? Extract<EngineEvent, { type: EventTypeFor[T] }> : never;
 
-/** An event as a handler emits it: the worker entry adds the id. */
-export type EventBody<T extends EngineRequestType> = Omit<EventFor<T>, 'id'>;
+/** An event as a handler emits it: the worker entry adds the id (Omit taken per member, so `type` still tells them apart). */
+export type EventBody<T extends EngineRequestType> = OmitId<EventFor<T>>;
+type OmitId<E> = E extends unknown ? Omit<E, 'id'> : never;

@@ -11,10 +11,11 @@
 // their buffers as they are built (Gpu.track) and give them back to the pool when replaced, so repeated runs
 // reuse memory instead of growing it. Generation and training share the GPU, so generation waits for a pause.
 //
-// The library (src/io/library.ts): every run writes itself into one library entry, created at its first
-// checkpoint. While it runs (every CHECKPOINT_MS, on pause and on stop) the entry gets the adapter, the
-// AdamW moments, the step and the loss history in one record, so a closed tab can resume it (resumeRun) and
-// go on exactly as if it had never stopped; the library writes crash-safely, so a failed checkpoint (storage
+// The library (src/io/library.ts): every run writes itself into one library entry (run_entry.ts: updated
+// by id, keeping a rename made meanwhile; never put back once deleted), created at its first checkpoint,
+// so a run stopped before its first step adds nothing. While it runs (every CHECKPOINT_MS, on pause and on
+// stop) the entry gets the adapter, the AdamW moments, the step and the loss history in one record, so a
+// closed tab can resume it (resumeRun) and go on exactly as if it had never stopped; the library writes crash-safely, so a failed checkpoint (storage
 // full) leaves the previous one whole and training goes on. A finished run drops its checkpoint and stays as
 // a plain adapter. loadAdapter puts a saved adapter back into the model, after checking its shapes against
 // it; `train` with `continue` trains it further (a fresh optimizer and schedule, into a new entry). A lost
@@ -36,6 +37,7 @@ import { Evaluator, Trainer } from '../train/trainer';
 import type { DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
 import { adapterLoaded, entryConfig, fittingWeights, runName } from './adapter_entries';
 import { exportEntry, type ExportModel } from './exports';
+import { EntryDeletedError, RunEntry } from './run_entry';
 import { GeneratorCache } from './generators';
 import { modelFacts, readModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
@@ -76,16 +78,14 @@ export class Session {
   private adapter: AdapterConfig | null = null;
   private steps = 0;
   private history: LossPoint[] = [];
-  /** The library entry the current adapter's run writes to (null: none yet). */
-  private entry: { id: string; name: string } | null = null;
+  /** The library entry the current adapter's run writes to. */
+  private readonly entry = new RunEntry(() => this.library());
   /** The library entry the current adapter was loaded from, for the name of a continued run. */
   private loadedFrom: { id: string; name: string } | null = null;
   /** Set while the current adapter's run can go on (a checkpoint of it can resume). */
   private plan: RunPlan | null = null;
   /** The settings of the run that made the current adapter, kept with its library entry (for its recipe). */
   private runRecord: Record<string, unknown> | undefined;
-  /** Library writes, one at a time, so a checkpoint and a save never both create an entry. */
-  private writes: Promise<unknown> = Promise.resolve();
   /** The adapter on the CPU, for a lost device. */
   private snapshot: Map<string, Float32Array> | null = null;
   private deviceLost: string | null = null;
@@ -134,7 +134,7 @@ export class Session {
     this.adapter = null;
     this.steps = 0;
     this.history = [];
-    this.entry = null;
+    this.entry.startNew(null);
     this.loadedFrom = null;
     this.plan = null;
     this.snapshot = null;
@@ -277,16 +277,19 @@ export class Session {
       if (start.kind === 'resume') {
         model.setAdapter(cfg, start.weights);
         this.history = start.history.map((p) => ({ ...p }));
-        this.entry = start.entry;
+        this.entry.resume(start.entry);
         this.loadedFrom = null;
       } else if (start.kind === 'fresh') {
         // A fresh adapter: PEFT's init from the seed.
         model.setAdapter(cfg, initLora(config, cfg, o.seed));
         this.history = [];
-        this.entry = this.loadedFrom = null;
+        this.entry.startNew(runName(facts.name));
+        this.loadedFrom = null;
       } else {
         model.adapter = cfg; // the weights stay; only dropout may have changed
-        this.entry = { id: '', name: `${this.loadedFrom?.name ?? this.entry?.name ?? runName(facts.name)} (continued)`.slice(0, 100) };
+        // Named after the adapter it continues, as that entry is called when the first write makes this one.
+        const from = this.loadedFrom ?? (this.entry.id ? { id: this.entry.id, name: this.entry.name! } : null);
+        this.entry.startNew(`${from?.name ?? runName(facts.name)} (continued)`.slice(0, 100), from ? { id: from.id, suffix: ' (continued)' } : undefined);
       }
       this.adapter = cfg;
       this.steps = startSteps;
@@ -317,7 +320,8 @@ export class Session {
           },
           snapshot: (weights) => (this.snapshot = weights),
           checkpoint: async () => void (await this.persist(true)),
-          progress: (report) => emit({ type: 'trainProgress', ...report }),
+          progress: (report) => emit({ type: 'trainProgress', ...report, ...this.entryState() }),
+          paused: (report) => emit({ type: 'trainPaused', ...report, ...this.entryState() }),
         },
       );
     } catch (e) {
@@ -335,7 +339,6 @@ export class Session {
     let { written } = outcome;
     const { reason, checkpointError } = outcome;
     if (reason === 'done') this.plan = null;
-    const message = stopMessage(outcome, start.kind === 'fresh', startSteps, end);
     // The run's last word in the library: a finished adapter (its checkpoint dropped), or a stopped run's checkpoint.
     let stored = '';
     if (reason === 'done' || (reason === 'stopped' && this.steps > startSteps && written !== this.steps)) {
@@ -344,15 +347,24 @@ export class Session {
         written = this.steps;
         stored = reason === 'done' ? ` It is in the library as “${entry.name}”.` : '';
       } catch (e) {
-        stored = ` The library could not be updated (${(e as Error).message})${written !== null ? `; it keeps the checkpoint from step ${written}.` : '.'} Free some space and save the adapter from here.`;
+        if (!(e instanceof EntryDeletedError)) stored = ` The library could not be updated (${(e as Error).message})${written !== null ? `; it keeps the checkpoint from step ${written}.` : '.'} Free some space and save the adapter from here.`;
       }
     } else if (checkpointError) {
       stored = ` ${checkpointError}.`;
     }
+    // A run whose entry was deleted (in any tab) cannot resume from it, whatever it wrote last.
+    const gone = await this.entry.verify();
+    if (gone !== null) stored = ` ${new EntryDeletedError(gone).message}.`;
+    const message = stopMessage(outcome, start.kind === 'fresh', gone !== null ? this.steps : startSteps, end);
     return {
       type: 'trainStopped', reason, steps: this.steps, lastLoss: outcome.lastLoss, message: message + stored,
-      adapterId: this.entry?.id || null, resumable: this.plan !== null && written === this.steps,
+      adapterId: this.entry.id, resumable: this.plan !== null && written === this.steps && this.entry.id !== null,
     };
+  }
+
+  /** Which library entry the run writes to, for its events: the UI's Resume and Library rows follow it. */
+  private entryState(): { adapterId?: string; entryDeleted?: string } {
+    return { ...(this.entry.id ? { adapterId: this.entry.id } : {}), ...(this.entry.deleted !== null ? { entryDeleted: this.entry.deleted } : {}) };
   }
 
   pause(): ResponseBody<'pause'> {
@@ -448,7 +460,7 @@ export class Session {
     this.snapshot = weights;
     this.plan = null;
     this.runRecord = entry.run;
-    this.entry = null;
+    this.entry.startNew(null);
     this.loadedFrom = { id: entry.id, name: entry.name };
     return adapterLoaded(entry, config, facts.name, this.history);
   }
@@ -467,8 +479,8 @@ export class Session {
    * one at a time. The library keeps the previous record whole if this one fails.
    */
   private persist(withCheckpoint: boolean, name?: string): Promise<AdapterEntry> {
-    const write = async (): Promise<AdapterEntry> => {
-      const { model, config, facts } = this.loaded!;
+    const { model, config, facts } = this.loaded!;
+    return this.entry.write(async () => {
       const adapter = this.adapter!;
       const weights = this.deviceLost ? this.snapshot : await model.readAdapter();
       if (!weights) return badInput('The GPU was lost before any copy of the adapter was taken; nothing can be saved.');
@@ -479,22 +491,7 @@ export class Session {
         const params = model.lora.map((p) => ({ key: p.key, shape: p.tensor.shape }));
         checkpoint = buildCheckpoint(this.steps, plan, this.loaded!.identity, this.data?.train.length ?? 1, params, await trainer.readMoments());
       }
-      const entry = await this.library().save({
-        id: this.entry?.id || undefined,
-        name: name ?? this.entry?.name ?? runName(facts.name),
-        baseModel: facts.name,
-        config: adapter,
-        weights: bytes,
-        steps: this.steps,
-        lossHistory: this.history,
-        ...(checkpoint ? { checkpoint } : {}),
-        ...(this.runRecord ? { run: this.runRecord } : {}),
-      });
-      this.entry = { id: entry.id, name: entry.name };
-      return entry;
-    };
-    const result = this.writes.then(write, write);
-    this.writes = result.catch(() => {});
-    return result;
+      return { baseModel: facts.name, config: adapter, weights: bytes, steps: this.steps, lossHistory: this.history, ...(checkpoint ? { checkpoint } : {}), ...(this.runRecord ? { run: this.runRecord } : {}) };
+    }, name, runName(facts.name));
   }
 }

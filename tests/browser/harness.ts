@@ -194,3 +194,34 @@ export async function hideWebGPU(page: Page): Promise<void> {
 
 /** Whether the element has keyboard focus. */
 export const isFocused = (locator: Locator): Promise<boolean> => locator.evaluate((el) => el === document.activeElement);
+
+/** What the page's adapter library holds in IndexedDB, read directly: each entry's name, steps and checkpoint step ([] before its first write). */
+export function storedAdapters(page: Page): Promise<{ id: string; name: string; steps: number; checkpointStep: number | null }[]> {
+  return page.evaluate(
+    () =>
+      new Promise((done, fail) => {
+        const open = indexedDB.open('lora-studio-adapters');
+        // No library yet: creating its database here would leave it without the store idb-keyval makes.
+        open.onupgradeneeded = () => open.transaction!.abort();
+        open.onerror = () => (open.error?.name === 'AbortError' ? done([]) : fail(open.error));
+        open.onsuccess = () => {
+          const store = open.result.transaction('adapters').objectStore('adapters');
+          const index = store.get('index');
+          index.onerror = () => fail(index.error);
+          index.onsuccess = () => {
+            const items = (index.result?.adapters ?? []) as { id: string; name: string; key: string }[];
+            const out: { id: string; name: string; steps: number; checkpointStep: number | null }[] = [];
+            if (items.length === 0) { open.result.close(); return done(out); }
+            for (const item of items) {
+              const rec = store.get(item.key);
+              rec.onerror = () => fail(rec.error);
+              rec.onsuccess = () => {
+                out.push({ id: item.id, name: item.name, steps: rec.result.steps, checkpointStep: rec.result.checkpoint?.step ?? null });
+                if (out.length === items.length) { open.result.close(); done(out); }
+              };
+            }
+          };
+        };
+      }),
+  );
+}

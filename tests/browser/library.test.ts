@@ -3,7 +3,8 @@
 // driven in headless Chromium. Imports a PEFT adapter as two files and as a zip, sees a bad one refused,
 // finds them again after a reload (IndexedDB), sees an import refused on a full disk (before writing, and
 // rolled back when IndexedDB itself refuses), renames one, downloads it as a zip and as separate files
-// and reads them back as PEFT would, then deletes it. The screenshot is test-results/screenshots/library.png.
+// and reads them back as PEFT would, then deletes it. An import whose name is taken gets a distinct one, and
+// a rename to a taken name is refused. The screenshot is test-results/screenshots/library.png.
 
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
@@ -192,5 +193,32 @@ describe('adapter library in Chromium', () => {
 
     await page.reload();
     await expect.poll(() => names(page)).toEqual(['Imported adapter for SmolLM2-135M']);
+  });
+
+  it('gives an import whose name another adapter has a distinct name, and refuses a rename to a taken one', async () => {
+    const page = await openStudio();
+    await page.getByTestId('library-empty').waitFor();
+    const input = page.getByLabel('Import a PEFT adapter');
+    const adapter = makeAdapter(3);
+    const zip = Buffer.from(writeZip([
+      { name: 'adapter_config.json', bytes: new TextEncoder().encode(adapter.configJson) },
+      { name: 'adapter_model.safetensors', bytes: adapter.weights },
+    ]));
+    await input.setInputFiles({ name: 'pirate.zip', mimeType: 'application/zip', buffer: zip });
+    await expect.poll(() => names(page)).toEqual(['pirate']);
+    await input.setInputFiles({ name: 'pirate.zip', mimeType: 'application/zip', buffer: zip });
+    await expect.poll(() => page.getByTestId('library-notice').textContent()).toBe('Imported “pirate (2)” (another adapter is called “pirate”).');
+    expect(await names(page)).toEqual(['pirate (2)', 'pirate']);
+
+    await page.getByRole('button', { name: 'Rename pirate (2)' }).click();
+    const box = page.getByRole('textbox', { name: 'New name for pirate (2)' });
+    await box.fill('Pirate');
+    await box.press('Enter');
+    const refused = page.getByTestId('library-error');
+    await refused.waitFor();
+    expect(await refused.textContent()).toContain('Another adapter in the library is already called “Pirate”; choose another name.');
+    expect(await isFocused(box)).toBe(true); // still in the rename, to fix the name
+    await page.reload();
+    await expect.poll(() => names(page)).toEqual(['pirate (2)', 'pirate']);
   });
 });

@@ -1,12 +1,14 @@
-// The studio's run controls in Chromium on SwiftShader (issue 17, points 7 and 8), at 1280×800: Start is in
-// view without scrolling; the keyboard focus follows Start, Stop and Generate instead of dropping to the
-// page body; Stop before the first step says so; Try it samples with a seed (the same seed repeats the text,
-// Resample draws another) and is greedy at temperature 0; a teach link scrolls to the Teach panel.
+// The studio's run controls in Chromium on SwiftShader (issue 17, points 6, 7 and 8), at 1280×800: Start is in
+// view without scrolling; the keyboard focus follows Start, Stop, Pause, Resume and Generate instead of
+// dropping to the page body; Stop before the first step says so, and a run stopped there adds nothing to the
+// library; a pause waits after the step in flight, and its checkpoint holds the step the panel shows; Try
+// it samples with a seed (the same seed repeats the text, Resample draws another) and is greedy at
+// temperature 0; a teach link scrolls to the Teach panel.
 // Every wait is for a state, never for time. Screenshots: test-results/screenshots/controls-*.png.
 
 import type { Locator, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { isFocused, pageErrors, shoot, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
+import { isFocused, pageErrors, shoot, storedAdapters, studioInBrowser, waitForDefaultModel, waitForGpu } from './harness';
 
 const STEP_MS = 180_000; // loading the built-in model, building the run's GPU programs on SwiftShader
 const POLL = { timeout: 60_000 };
@@ -101,9 +103,64 @@ describe('run controls at 1280×800', () => {
     expect(await stopped.textContent()).toMatch(/^Stopped after 0 steps/);
     await expect.poll(async () => (await isFocused(start)) || (await focused(page)), POLL).toBe(true);
     expect(await state.textContent()).toBe('');
+    // Point 6: a run that trained no step left no library entry.
+    expect(await page.getByTestId('library-empty').isVisible()).toBe(true);
+    expect(await storedAdapters(page)).toEqual([]);
 
     expect(pageErrors(page)).toEqual([]);
-  });
+  }, 600_000);
+
+  it('pauses after the step in flight with its checkpoint at the step on show, and keeps the focus through Pause and Resume', async () => {
+    const page = await studio.launch({ timeout: STEP_MS, viewport: VIEWPORT });
+    await page.goto(studio.url);
+    await waitForGpu(page);
+    await waitForDefaultModel(page, STEP_MS);
+    await page.getByLabel('Steps', { exact: true }).fill('40');
+    await page.getByLabel('Batch size', { exact: true }).fill('1');
+    await page.getByLabel('Warm-up steps', { exact: true }).fill('0');
+    await page.getByLabel('Sequence length', { exact: true }).fill('32');
+    await expect.poll(() => page.getByTestId('data-stats').textContent(), POLL).toContain('rows of 32');
+    const start = page.locator('[data-focus="start"]');
+    await expect.poll(() => start.isEnabled(), POLL).toBe(true);
+    await press(page, start);
+    const step = () => page.getByTestId('train-step').textContent().then((t) => Number(t?.split('/')[0].trim()));
+    await expect.poll(step, { timeout: STEP_MS }).toBeGreaterThanOrEqual(1);
+
+    // Pause from the keyboard: the button that held the focus becomes Resume, and keeps it.
+    const pause = page.locator('[data-focus="pause"]');
+    const resume = page.locator('[data-focus="resume"]');
+    await press(page, pause);
+    await expect.poll(async () => (await isFocused(resume)) || (await focused(page)), POLL).toBe(true);
+    // The run waits after the step that was on the GPU, and says which; everything shows that one step.
+    const paused = page.getByTestId('train-paused');
+    await expect.poll(() => paused.textContent(), { timeout: STEP_MS }).toMatch(/^paused after step \d+$/);
+    const at = Number((await paused.textContent())!.replace('paused after step ', ''));
+    expect(at).toBeGreaterThanOrEqual(1);
+    await expect.poll(() => page.getByTestId('train-step').textContent(), POLL).toBe(`${at} / 40`);
+    expect(await page.getByTestId('checkpoint-status').textContent()).toBe(
+      `Paused at step ${at}; its checkpoint is in the library: if this tab closes, resume the run from the Library panel.`,
+    );
+    await expect.poll(() => page.getByTestId('library-checkpoint').textContent(), POLL).toBe(`training: step ${at} of 40`);
+    expect(await page.getByTestId('train-panel').locator('.save-form').textContent()).toContain(`${at} step${at === 1 ? '' : 's'} trained so far (paused)`);
+    const [stored, ...others] = await storedAdapters(page);
+    expect(others).toEqual([]);
+    expect(stored).toMatchObject({ steps: at, checkpointStep: at });
+    expect(await isFocused(resume), await focused(page)).toBe(true);
+    await shoot(page.getByTestId('train-panel'), 'controls-paused');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shoot(page.getByTestId('train-panel'), 'controls-paused-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    // Resume from the keyboard: the focus stays, on Pause again, and the run goes on past the pause.
+    await page.keyboard.press('Enter');
+    await expect.poll(async () => (await isFocused(pause)) || (await focused(page)), POLL).toBe(true);
+    await expect.poll(step, { timeout: STEP_MS }).toBeGreaterThan(at);
+    expect(await paused.count()).toBe(0);
+    await page.getByRole('button', { name: 'Stop', exact: true }).click();
+    await expect.poll(() => page.getByTestId('train-stopped').getAttribute('data-reason'), { timeout: STEP_MS }).toBe('stopped');
+    expect(await storedAdapters(page)).toHaveLength(1); // one run, one entry, however often it wrote
+    expect(pageErrors(page)).toEqual([]);
+  }, 600_000);
 
   it('scrolls a teach link to the Teach panel, and keeps it there while the studio loads', async () => {
     const page = await studio.launch({ timeout: STEP_MS, viewport: VIEWPORT });

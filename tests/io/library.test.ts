@@ -8,7 +8,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError, FormatError, LoraStudioError, ShapeError } from '../../src/io/errors.ts';
 import {
   AdapterLibrary,
+  MissingAdapterError,
+  watchLibraryChanges,
   type AdapterInput,
+  type LibraryChange,
   type ImportExpectation,
   type KeyValueStore,
   type StorageEstimateLike,
@@ -233,6 +236,68 @@ describe('rename and delete', () => {
     expect(recordKeys(store)).toHaveLength(1);
     expect((await caught(library.get(gone.id))).code).toBe('bad-input');
     expect((await library.get(keep.id)).name).toBe('keep');
+  });
+});
+
+describe('names and other tabs', () => {
+  it('gives an import whose name another adapter has a distinct one, and refuses a rename to a taken name', async () => {
+    const { library } = fresh();
+    const zip = writeZip([
+      { name: 'adapter_config.json', bytes: new TextEncoder().encode(JSON.stringify(adapterConfigToJson(CONFIG))) },
+      { name: 'adapter_model.safetensors', bytes: weightsFor() },
+    ]);
+    const first = await library.importPeft(zip, MODEL, { fileName: 'pirate.zip' });
+    expect(first.name).toBe('pirate');
+    expect(first.takenName).toBeUndefined();
+    const second = await library.importPeft(zip, MODEL, { fileName: 'pirate.zip' });
+    expect(second).toMatchObject({ name: 'pirate (2)', takenName: 'pirate' });
+    // Case aside, and counting past a numbered name rather than numbering it again.
+    expect((await library.importPeft(zip, MODEL, { fileName: 'Pirate.zip' })).name).toBe('Pirate (3)');
+    expect((await library.importPeft(zip, MODEL, { fileName: 'pirate (2).zip' })).name).toBe('pirate (4)');
+    // A name at the length limit keeps the number within it.
+    const long = 'x'.repeat(100);
+    await library.importPeft(zip, MODEL, { name: long });
+    const longer = await library.importPeft(zip, MODEL, { name: long });
+    expect(longer.name).toBe(`${'x'.repeat(96)} (2)`);
+    expect(new Set((await library.list()).map((a) => a.name.toLowerCase())).size).toBe(6);
+    // A plain save stores the name as given (a run's entry is made with distinctName, as imports are).
+    expect((await library.save(input({ name: 'pirate' }))).name).toBe('pirate');
+    expect((await library.save(input({ name: 'pirate' }), { distinctName: true })).name).toBe('pirate (5)');
+
+    const err = await caught(library.rename(second.id, 'PIRATE'));
+    expect(err.message).toBe('Another adapter in the library is already called “PIRATE”; choose another name.');
+    expect((await library.get(second.id)).name).toBe('pirate (2)');
+    // Its own name in another case is fine.
+    expect((await library.rename(second.id, 'Pirate (2)')).name).toBe('Pirate (2)');
+  });
+
+  it('keeps a rename made in another tab when a run checkpoints into the entry by id, and does not bring back a deleted one', async () => {
+    const store = new MemoryStore();
+    const estimate = async () => ({ usage: 0, quota: 1e9 });
+    const channel = `library-test-${crypto.randomUUID()}`;
+    const worker = new AdapterLibrary({ store, estimate, channel }); // the training tab's engine
+    const page = new AdapterLibrary({ store, estimate, channel }); // the other tab
+    const heard: LibraryChange[] = [];
+    const stop = watchLibraryChanges((c) => heard.push(c), channel);
+    const entry = await worker.save(input({ name: 'run 1' }));
+    await page.rename(entry.id, 'Pirate speak');
+    const written = await worker.saveCheckpoint(entry.id, checkpoint(130), { weights: weightsFor(CONFIG, 5), steps: 130 });
+    expect(written.name).toBe('Pirate speak');
+    expect((await page.list())[0]).toMatchObject({ id: entry.id, name: 'Pirate speak', steps: 130, hasCheckpoint: true });
+    await page.delete(entry.id);
+    const err = await caught(worker.saveCheckpoint(entry.id, checkpoint(140), { steps: 140 }));
+    expect(err).toBeInstanceOf(MissingAdapterError);
+    expect(await page.list()).toEqual([]);
+    expect(recordKeys(store)).toEqual([]);
+    // Every change was announced to the other contexts, in order.
+    await expect.poll(() => heard.length).toBe(4);
+    expect(heard).toEqual([
+      { kind: 'saved', id: entry.id },
+      { kind: 'renamed', id: entry.id },
+      { kind: 'saved', id: entry.id },
+      { kind: 'deleted', id: entry.id },
+    ]);
+    stop();
   });
 });
 

@@ -83,6 +83,7 @@ describe('ETA of a run', () => {
       snapshot: () => {},
       checkpoint: async () => void (now += CHECKPOINT),
       progress: (report) => reports.push({ report, at: now }),
+      paused: () => {},
     });
     expect(outcome.reason).toBe('done');
     expect(valBatches).toBeGreaterThan(10); // the validation passes ran, 2 batches each

@@ -100,8 +100,10 @@ describe('engine session', () => {
 
     // A run of 3 steps, paused after the first and resumed.
     const steps: Extract<EngineEvent, { type: 'trainProgress' }>[] = [];
+    const pauses: Extract<EngineEvent, { type: 'trainPaused' }>[] = [];
     let paused = false;
     const done = session.train({ id: 8, type: 'train', lora: LORA, optim: OPTIM }, (e) => {
+      if (e.type === 'trainPaused') return void pauses.push({ ...e, id: 8 });
       steps.push({ ...e, id: 8 });
       if (e.step === 1) {
         expect(session.pause().state).toBe('paused');
@@ -113,6 +115,8 @@ describe('engine session', () => {
     expect(paused).toBe(true);
     expect(stopped).toMatchObject({ type: 'trainStopped', reason: 'done', steps: 3 });
     expect(steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    // The pause waited after step 1, the step on show when it was asked for, and its checkpoint holds step 1.
+    expect(pauses).toEqual([{ id: 8, type: 'trainPaused', step: 1, checkpointStep: 1, adapterId: stopped.adapterId }]);
     expect(steps[0].lr).toBe(0); // warm-up from 0
     for (const s of steps) expect(Number.isFinite(s.loss) && s.tokensPerSec > 0).toBe(true);
     expect(steps[2].valLoss).toBeGreaterThan(0);
@@ -232,7 +236,7 @@ describe('engine session', () => {
     const whole = await loadedSession();
     await whole.session.loadDataset(dataReq);
     const wholeSteps: Progress[] = [];
-    const wholeRun = await whole.session.train({ id: 3, type: 'train', lora, optim }, (e) => wholeSteps.push({ ...e, id: 3 }));
+    const wholeRun = await whole.session.train({ id: 3, type: 'train', lora, optim }, (e) => void (e.type === 'trainProgress' && wholeSteps.push({ ...e, id: 3 })));
     expect(wholeRun).toMatchObject({ reason: 'done', steps: 4, resumable: false });
     const wholeEntry = await whole.library.get(wholeRun.adapterId!);
 
@@ -245,6 +249,7 @@ describe('engine session', () => {
     await first.session.loadDataset(dataReq);
     const firstSteps: Progress[] = [];
     const stopped = await first.session.train({ id: 3, type: 'train', lora, optim }, (e) => {
+      if (e.type !== 'trainProgress') return;
       firstSteps.push({ ...e, id: 3 });
       if (e.step === 2) full = true;
       if (e.step === 3) first.session.stop();
@@ -268,7 +273,7 @@ describe('engine session', () => {
     );
     await second.session.loadDataset(dataReq);
     const resumedSteps: Progress[] = [];
-    const resumed = await second.session.resumeRun({ id: 5, type: 'resumeRun', adapterId: kept.id }, (e) => resumedSteps.push({ ...e, id: 5 }));
+    const resumed = await second.session.resumeRun({ id: 5, type: 'resumeRun', adapterId: kept.id }, (e) => void (e.type === 'trainProgress' && resumedSteps.push({ ...e, id: 5 })));
     expect(resumed).toMatchObject({ reason: 'done', steps: 4, adapterId: kept.id, resumable: false });
     expect(resumedSteps.map((e) => [e.step, e.steps])).toEqual([[3, 4], [4, 4]]);
     // Weights, AdamW moments and t, the schedule, the data walk and the dropout counter all restored: the

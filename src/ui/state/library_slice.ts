@@ -1,8 +1,9 @@
 // The Library slice. The adapter library lives in IndexedDB, not on the GPU, so the page talks to it directly
 // (src/io/library.ts serialises page and worker writes with Web Locks). Downloads are the panel's job: these
-// actions only return the bytes.
+// actions only return the bytes. Other tabs' writes arrive as announcements (io/library_sync.ts), and each
+// list read tells the Train slice what changed (libraryChanged), so a renamed or deleted entry shows there.
 
-import { baseIdentity, baseNameNote, type ImportExpectation } from '../../io/library';
+import { baseIdentity, baseNameNote, watchLibraryChanges, type ImportExpectation } from '../../io/library';
 import type { ModelFacts } from '../../worker/protocol';
 import { library, libraryFailure } from './shared';
 import type { LibrarySlice, SliceCreator } from './studio_state';
@@ -14,11 +15,16 @@ export function importExpectation(m: ModelFacts): ImportExpectation {
 
 export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
   const patch = (p: Partial<LibrarySlice['library']>) => set({ library: { ...get().library, ...p } });
+  let reads = 0;
   /** Re-reads the list and the storage estimate; failures of the estimate are not worth a message. */
   const reload = async () => {
+    const read = ++reads;
     const items = await library().list();
     const storage = (await navigator.storage?.estimate?.().catch(() => null)) ?? null;
+    if (read !== reads) return; // a later read is on its way: an older list must not land after it
+    const before = get().library.items;
     patch({ status: 'ready', items, storage });
+    get().libraryChanged(before, items);
   };
   const attempt = async (what: () => Promise<string | null>): Promise<boolean> => {
     try {
@@ -40,6 +46,7 @@ export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
         patch({ status: 'error', error: libraryFailure(err) });
       }
     },
+    watchLibrary: () => watchLibraryChanges(() => void get().refreshLibrary()),
     importAdapter: async (files, given) => {
       const facts = get().model.facts;
       const expected = given ?? (facts ? importExpectation(facts) : undefined);
@@ -51,10 +58,11 @@ export const createLibrarySlice: SliceCreator<LibrarySlice> = (set, get) => {
           : await library().importPeft(new Map(await Promise.all(files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())] as const))), expected);
         await reload();
         const note = expected ? baseNameNote(entry.baseModel, expected) : null;
+        const taken = entry.takenName !== undefined ? ` (another adapter is called “${entry.takenName}”)` : '';
         // What the import read that the user should know (PEFT's default lora_alpha, layers_to_transform); the
         // base-name note is among them when a model is loaded, and said once.
         const read = entry.notes.filter((n) => note === null || !n.endsWith(note));
-        return [`Imported “${entry.name}”.`, ...(note ? [note] : []), ...read].join(' ');
+        return [`Imported “${entry.name}”${taken}.`, ...(note ? [note] : []), ...read].join(' ');
       });
       patch({ importing: false });
     },

@@ -74,6 +74,8 @@ export interface LibrarySlice {
     notice: string | null;
   };
   refreshLibrary: () => Promise<void>;
+  /** Re-read the library whenever a tab or worker of this origin changes it; returns the function that stops. */
+  watchLibrary: () => () => void;
   /**
    * Imports a .zip or the two PEFT files. With a model loaded (or `expected` given) an adapter for another
    * base model or with shapes that do not fit it is refused with the reason; with none loaded the files are
@@ -160,8 +162,8 @@ export type TrainStopped = Omit<ResponseFor<'train'>, 'id'>;
 /** The adapter the engine holds: its settings, and where it came from when it came from the library. */
 export interface HeldAdapter {
   lora: LoraSettings;
-  /** The library entry it was loaded from (Load), or null for one trained here. */
-  from: { id: string; name: string } | null;
+  /** The library entry it was loaded from (Load), or null for one trained here; `deleted` once it is gone from the library. */
+  from: { id: string; name: string; deleted?: boolean } | null;
   /** Said when it fits the model but names another base model. */
   note: string | null;
 }
@@ -183,7 +185,13 @@ export interface TrainSlice {
     resumable: boolean;
     saving: boolean;
     saved: { name: string; id: string } | null;
+    /** The name of the run's library entry, deleted (here or in another tab) since the run wrote to it. */
+    entryDeleted: string | null;
+    /** The step a paused run waits after, once the engine has stopped there (null while the step in flight finishes). */
+    pausedAt: number | null;
   };
+  /** The library list went from `before` to `after`: the entries named here follow (renamed, or gone). */
+  libraryChanged: (before: AdapterSummary[], after: AdapterSummary[]) => void;
   startTraining: () => Promise<void>;
   /** Train the held adapter for settings.optim.steps more steps (fresh optimizer and schedule). */
   continueTraining: () => Promise<void>;

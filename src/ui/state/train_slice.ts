@@ -1,8 +1,10 @@
 // The Train slice: a training run (start, pause, resume, stop, save; continue the held adapter; load one from
 // the library; resume a checkpointed run after a closed tab). Per-step numbers go to train_live.ts, not
-// here, so a step does not re-render the studio.
+// here, so a step does not re-render the studio. The library entries it names (the run's, the loaded
+// adapter's, the saved one) follow the library as it changes, here or in another tab (followLibrary).
 
-import type { EngineRequestBody, RunSettings } from '../../worker/protocol';
+import type { AdapterSummary } from '../../io/library';
+import type { EngineEvent, EngineRequestBody, RunSettings } from '../../worker/protocol';
 import { DEMO_DATA } from '../studio_defaults';
 import { extendTrainLive, loadTrainLive, pushTrainProgress, resetTrainLive } from '../train_live';
 import { sameModel } from '../../worker/identity';
@@ -12,31 +14,79 @@ import { emptyOutput } from './try_slice';
 
 const ACTIVE = ['starting', 'running', 'paused', 'stopping'];
 
+type TrainState = TrainSlice['train'];
+type RunEvent = Omit<Extract<EngineEvent, { type: 'trainProgress' | 'trainPaused' }>, 'id'>;
+
+/**
+ * What the Train panel's library entries become when the list goes from `before` to `after`: a renamed one
+ * shows its new name; a deleted one is no longer offered (no Resume of a run whose entry is gone) and the
+ * panel says so. Only an entry seen in `before` counts as deleted, so a list read before a write landed
+ * cannot undo it. Null when nothing changes.
+ */
+export function followLibrary(train: TrainState, before: readonly AdapterSummary[], after: readonly AdapterSummary[]): Partial<TrainState> | null {
+  const now = new Map(after.map((a) => [a.id, a]));
+  const was = new Map(before.map((a) => [a.id, a]));
+  const gone = (id: string) => was.has(id) && !now.has(id);
+  const p: Partial<TrainState> = {};
+  if (train.runEntryId !== null && gone(train.runEntryId)) Object.assign(p, { runEntryId: null, resumable: false, entryDeleted: was.get(train.runEntryId)!.name });
+  const from = train.adapter?.from;
+  if (train.adapter && from && !from.deleted) {
+    const name = now.get(from.id)?.name;
+    if (name !== undefined && name !== from.name) p.adapter = { ...train.adapter, from: { ...from, name } };
+    else if (gone(from.id)) p.adapter = { ...train.adapter, from: { ...from, deleted: true } };
+  }
+  if (train.saved) {
+    const name = now.get(train.saved.id)?.name;
+    if (name !== undefined && name !== train.saved.name) p.saved = { ...train.saved, name };
+    else if (gone(train.saved.id)) p.saved = null;
+  }
+  return Object.keys(p).length > 0 ? p : null;
+}
+
 export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
   const patch = (p: Partial<TrainSlice['train']>) => set({ train: { ...get().train, ...p } });
   const libraryMessage = (error: Failure | null, notice: string | null) => set({ library: { ...get().library, error, notice } });
   const control = async (type: 'pause' | 'resume' | 'stop') => {
     try {
       const res = await engine().request({ type });
-      if (res.state !== 'idle' && get().train.status !== 'finished') patch({ status: res.state });
+      if (res.state !== 'idle' && get().train.status !== 'finished') patch({ status: res.state, ...(res.state === 'running' ? { pausedAt: null } : {}) });
     } catch (err) {
       patch({ error: toFailure(err) });
     }
   };
+  /** The run's entry and checkpoint, as its events tell them. */
+  const follow = (ev: RunEvent) => {
+    const t = get().train;
+    if (ev.entryDeleted !== undefined) {
+      if (t.entryDeleted === null) patch({ entryDeleted: ev.entryDeleted, runEntryId: null, checkpoint: null });
+      return;
+    }
+    // An entry deleted under the run is not taken back from an event the engine sent before it noticed.
+    if (ev.adapterId !== undefined && ev.adapterId !== t.runEntryId && t.entryDeleted === null) patch({ runEntryId: ev.adapterId });
+    if (ev.checkpointStep !== undefined) {
+      patch({ checkpoint: { step: ev.checkpointStep, error: null } });
+      void get().refreshLibrary();
+    } else if (ev.checkpointError !== undefined) {
+      patch({ checkpoint: { step: t.checkpoint?.step ?? null, error: ev.checkpointError } });
+    }
+  };
   /** One run, whichever way it starts; `adapter` is what the engine will hold once it has begun. */
   const run = async (kind: TrainSlice['train']['kind'], body: EngineRequestBody<'train'> | EngineRequestBody<'resumeRun'>, adapter: HeldAdapter, steps: number) => {
-    patch({ status: 'starting', kind, stopped: null, error: null, saved: null, adapterSteps: steps, adapter, checkpoint: null, resumable: false, runEntryId: kind === 'resume' ? (body as { adapterId: string }).adapterId : null });
+    patch({
+      status: 'starting', kind, stopped: null, error: null, saved: null, adapterSteps: steps, adapter, checkpoint: null, resumable: false,
+      runEntryId: kind === 'resume' ? (body as { adapterId: string }).adapterId : null, entryDeleted: null, pausedAt: null,
+    });
     try {
       const res = await engine().request(body, {
         onEvent: (ev) => {
-          if (get().train.status === 'starting') patch({ status: 'running' });
-          pushTrainProgress(ev);
-          if (ev.checkpointStep !== undefined) {
-            patch({ checkpoint: { step: ev.checkpointStep, error: null } });
-            void get().refreshLibrary();
-          } else if (ev.checkpointError !== undefined) {
-            patch({ checkpoint: { step: get().train.checkpoint?.step ?? null, error: ev.checkpointError } });
+          if (ev.type === 'trainPaused') {
+            patch({ pausedAt: ev.step }); // the step the run waits after, the one its checkpoint holds
+            return follow(ev);
           }
+          const t = get().train;
+          if (t.status === 'starting' || t.pausedAt !== null) patch({ status: t.status === 'starting' ? 'running' : t.status, pausedAt: null });
+          pushTrainProgress(ev);
+          follow(ev);
         },
       });
       const { id: _id, ...stopped } = res;
@@ -51,7 +101,11 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
   return {
     train: {
       status: 'idle', kind: 'fresh', stopped: null, error: null, adapterSteps: null, adapter: null,
-      checkpoint: null, runEntryId: null, resumable: false, saving: false, saved: null,
+      checkpoint: null, runEntryId: null, resumable: false, saving: false, saved: null, entryDeleted: null, pausedAt: null,
+    },
+    libraryChanged: (before, after) => {
+      const p = followLibrary(get().train, before, after);
+      if (p) patch(p);
     },
     startTraining: async () => {
       if (busy()) return;
@@ -78,7 +132,7 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
       patch({ saving: true, error: null });
       try {
         const res = await engine().request({ type: 'saveAdapter', name });
-        patch({ saving: false, saved: { name: res.name, id: res.adapterId }, runEntryId: res.adapterId });
+        patch({ saving: false, saved: { name: res.name, id: res.adapterId }, runEntryId: res.adapterId, entryDeleted: null });
         await get().refreshLibrary();
         return true;
       } catch (err) {
