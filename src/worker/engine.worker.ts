@@ -56,6 +56,9 @@ const handlers: Handlers = {
   stop: async () => session.stop(),
   generate: (req, emit) => session.generate(req, emit),
   saveAdapter: (req) => session.saveAdapter(req),
+  attachAdapter: (req) => session.attachAdapter(req),
+  detachAdapter: (req) => session.detachAdapter(req),
+  saveBlend: (req) => session.saveBlend(req),
 };
 
 function errorResponse(id: number, err: unknown): EngineResponse {
