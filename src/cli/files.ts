@@ -41,6 +41,11 @@ async function read(path: string): Promise<Uint8Array> {
   }
 }
 
+/** A file's bytes; an error names the path and the reason. */
+export function readBytes(path: string): Promise<Uint8Array> {
+  return read(path);
+}
+
 export async function readText(path: string): Promise<string> {
   return new TextDecoder().decode(await read(path));
 }

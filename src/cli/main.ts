@@ -10,6 +10,7 @@ import { blendCommand } from './blend';
 import { exportCommand } from './export';
 import { mergeCommand } from './merge';
 import { recipeCommand } from './recipe';
+import { generateCommand } from './generate';
 
 const USAGE = `usage: npm run cli -- <command> [args]
 
@@ -26,6 +27,9 @@ commands:
         [--matmul-size 4096] [--gemm fast|v1] [--quick]   training speed on random weights, one JSON line per model (bench/README.md)
   bench --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--quick]
         no GPU: dispatches, command buffers, CPU waits, uploads, peak memory, FLOPs and bytes of one step
+  generate --model DIR|HUB_ID|HUB_URL [--adapter DIR[:WEIGHT]]... --prompt TEXT [--max-tokens 32] [--temperature 0]
+        [--top-k 0] [--seed 0]   continue TEXT (greedy at temperature 0; the same seed, the same text); several
+        adapters blend live, ΔW = Σ wᵢ·sᵢ·Bᵢ·Aᵢ (WEIGHT default 1, may be negative); prints {"text", "tokens", "ids", "adapters"}
   blend --model DIR --adapter DIR:WEIGHT [--adapter DIR:WEIGHT]... [--combination svd|cat] [--rank K] --out DIR
         PEFT's add_weighted_adapter (weights may be negative), written as a PEFT adapter folder
   export --model DIR --adapter DIR --format peft|gguf|mlx|merged --out PATH
@@ -44,6 +48,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<string>> = {
   eval: evalCommand,
   train: (args) => trainCommand(args, print),
   bench: (args) => benchCommand(args, print),
+  generate: (args) => generateCommand(args),
   blend: blendCommand,
   export: exportCommand,
   merge: mergeCommand,

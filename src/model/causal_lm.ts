@@ -20,6 +20,16 @@ export interface StepTensors {
   result: Tensor; //  (2) mean loss, count of predicted tokens
 }
 
+/**
+ * One adapter of a live blend in generation: an attached one by its id (CausalLM.attach), or (id null) the
+ * model's own trainable adapter; `weight` multiplies its scale (PEFT's add_weighted_adapter weight: any
+ * finite number, negative subtracts; 0 leaves it out).
+ */
+export interface BlendTerm {
+  id: string | null;
+  weight: number;
+}
+
 export interface CausalLM {
   readonly gpu: Gpu;
   readonly config: ModelConfig;
@@ -39,6 +49,13 @@ export interface CausalLM {
   /** Current adapter values by PEFT key, read back from the GPU. */
   readAdapter(): Promise<Map<string, Float32Array>>;
   /**
+   * Upload an adapter (already checked against this model) beside the trainable one, frozen, for generation
+   * with a live blend; nothing of the base model is uploaded again. `id` names it in a BlendTerm.
+   */
+  attach(id: string, adapter: AdapterConfig, tensors: ReadonlyMap<string, Float32Array>): void;
+  /** Give an attached adapter's buffers back (programs recorded with it must be dropped first). */
+  detach(id: string): void;
+  /**
    * Record the mean next-token loss of one (B, T) batch into io.result. With `dropout` (training) LoRA
    * dropout is on; the caller then runs tape.backward() to record the LoRA gradients.
    */
@@ -46,7 +63,8 @@ export interface CausalLM {
   /**
    * Record the logits (T, V) of a (1, T) sequence `ids` into the caller's persistent `logits`, for generation.
    * Causal attention makes position t independent of the padding after it, so one recording at the longest
-   * length serves every shorter prompt: read the row of the last real token.
+   * length serves every shorter prompt: read the row of the last real token. `blend`: apply exactly these
+   * adapters at these weights ([]: the base model) instead of the trainable adapter as it is.
    */
-  recordLogits(tape: Tape, ids: Tensor, logits: Tensor): void;
+  recordLogits(tape: Tape, ids: Tensor, logits: Tensor, blend?: readonly BlendTerm[]): void;
 }

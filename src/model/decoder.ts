@@ -1,7 +1,8 @@
 // The decoder-only transformer every supported architecture is (Llama, Mistral, Qwen2, Qwen3): a composition of
 // tape rules from src/autograd, recorded as transformers' LlamaForCausalLM computes it, with LoRA on any
 // projection. The loss is the mean next-token cross-entropy; the backward reaches only the LoRA A and B
-// (and DoRA's magnitudes; every base weight is frozen and gets no gradient). This file records ops and nothing else: the buffers
+// (and DoRA's magnitudes; every base weight is frozen and gets no gradient). Generation may instead apply a live
+// blend of the trainable adapter and adapters attached beside it (attach; src/autograd/lora_blend.ts). This file records ops and nothing else: the buffers
 // live in gpu_weights.ts, the kernels and their backwards in src/autograd, running a program in src/train.
 // Use it through CausalLM / createModel (causal_lm.ts).
 //
@@ -18,6 +19,7 @@
 import type { Gpu } from '../gpu/gpu';
 import type { Tape, Tensor } from '../autograd/tape';
 import { linear, type DropoutState, type LoraOperand } from '../autograd/lora_linear';
+import { linearBlend, type BlendOperand } from '../autograd/lora_blend';
 import { rmsnorm } from '../autograd/rmsnorm';
 import { embedding } from '../autograd/embedding';
 import { rope } from '../autograd/rope';
@@ -25,10 +27,11 @@ import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
 import { add } from '../autograd/elementwise';
 import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
+import { UnsupportedError } from '../io/errors';
 import { loraKey, loraMagnitudeKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { weightShapes, type ModelConfig } from './config';
-import { readLora, uploadAdapter, uploadWeights, type GpuWeights, type LoraParam } from './gpu_weights';
-import type { CausalLM, StepTensors } from './causal_lm';
+import { readLora, releaseAttached, uploadAdapter, uploadAttached, uploadWeights, type GpuWeights, type LoraParam } from './gpu_weights';
+import type { BlendTerm, CausalLM, StepTensors } from './causal_lm';
 import type { Weights } from './weights';
 
 /** What one layer's blocks need besides their input: the (B, T) shape and, while training, LoRA dropout. */
@@ -38,12 +41,26 @@ interface LayerContext {
   B: number;
   T: number;
   dropout?: DropoutState;
+  /** Generation with a live blend: these adapters (weight ≠ 0) instead of `adapter`. */
+  blend?: readonly ResolvedTerm[];
+}
+
+// A live blend adds each adapter's s·B·A; DoRA rescales W + s·B·A by its magnitudes, which a sum cannot express.
+const DORA_BLEND = 'A DoRA adapter cannot be attached or blended: its magnitudes rescale W + s·B·A as a whole, so it does not add up with other adapters. Load it as the adapter to try it on its own.';
+
+/** A blend term with its adapter found: its settings, its A and B by PEFT key, its weight. */
+interface ResolvedTerm {
+  config: AdapterConfig;
+  tensor: (key: string) => Tensor;
+  weight: number;
 }
 
 export class Decoder implements CausalLM {
   readonly weights: GpuWeights;
   lora: LoraParam[] = [];
   adapter: AdapterConfig | undefined;
+  /** Adapters attached for generation (attach), by the caller's id: frozen A and B beside the trainable adapter. */
+  private attached = new Map<string, { config: AdapterConfig; tensors: Map<string, Tensor> }>();
   maxLogitsBytes = 64 * 1024 * 1024;
   /**
    * The (V, C) embedding and head of a large vocabulary (Qwen2.5's 151936 × 896 × 4 bytes = 545 MB) can
@@ -68,6 +85,19 @@ export class Decoder implements CausalLM {
     return readLora(this.gpu, this.lora);
   }
 
+  attach(id: string, adapter: AdapterConfig, tensors: ReadonlyMap<string, Float32Array>): void {
+    if (this.attached.has(id)) throw new Error(`attach: ${id} is attached already`);
+    if (adapter.useDora) throw new UnsupportedError(undefined, DORA_BLEND);
+    this.attached.set(id, { config: adapter, tensors: uploadAttached(this.gpu, this.config, adapter, tensors) });
+  }
+
+  detach(id: string): void {
+    const a = this.attached.get(id);
+    if (!a) return;
+    releaseAttached(this.gpu, a.tensors);
+    this.attached.delete(id);
+  }
+
   recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
     const c = this.config;
     const xf = this.recordHidden(tape, io.ids, B, T, dropout);
@@ -75,18 +105,18 @@ export class Decoder implements CausalLM {
     lmHeadLoss(tape, xf, this.head(tape), io, chunk);
   }
 
-  recordLogits(tape: Tape, ids: Tensor, logits: Tensor): void {
-    const xf = this.recordHidden(tape, ids, 1, ids.numel);
+  recordLogits(tape: Tape, ids: Tensor, logits: Tensor, blend?: readonly BlendTerm[]): void {
+    const xf = this.recordHidden(tape, ids, 1, ids.numel, undefined, blend && this.resolve(blend));
     lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, tableChunkRows(this.config.hidden, this.maxBindingBytes));
   }
 
   /** The final-norm hidden states (N, C) of a (B, T) batch. */
-  private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState): Tensor {
+  private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState, blend?: readonly ResolvedTerm[]): Tensor {
     const c = this.config;
     const table = this.w(tape, 'model.embed_tokens.weight');
     let x = embedding(tape, 'embed', ids, table, tableChunkRows(c.hidden, this.maxBindingBytes)); // the residual stream
     for (let layer = 0; layer < c.layers; layer++) {
-      const ctx: LayerContext = { tape, layer, B, T, dropout };
+      const ctx: LayerContext = { tape, layer, B, T, dropout, blend };
       const p = `model.layers.${layer}`;
       const xn = rmsnorm(tape, `${p}.input_layernorm`, x, this.w(tape, `${p}.input_layernorm.weight`), c.rmsEps);
       const h = add(tape, `${p}.residual1`, x, this.attentionBlock(ctx, xn));
@@ -128,6 +158,7 @@ export class Decoder implements CausalLM {
   private proj(ctx: LayerContext, name: string, target: LoraTarget, x: Tensor, hasBias: boolean): Tensor {
     const { tape } = ctx;
     const bias = hasBias ? this.w(tape, `${name}.bias`) : undefined;
+    if (ctx.blend) return linearBlend(tape, name, x, this.w(tape, `${name}.weight`), bias, this.blendOf(ctx.layer, target, ctx.blend));
     return linear(tape, name, x, this.w(tape, `${name}.weight`), bias, this.loraOf(ctx.layer, target), ctx.dropout);
   }
 
@@ -138,6 +169,33 @@ export class Decoder implements CausalLM {
     const B = this.lora.find((p) => p.key === loraKey(layer, target, 'B'))!.tensor;
     const magnitude = adapter.useDora ? this.lora.find((p) => p.key === loraMagnitudeKey(layer, target))!.tensor : undefined;
     return { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout, magnitude };
+  }
+
+  /** The terms of a live blend that act (weight ≠ 0), each with its adapter: the held one (id null) or an attached one. */
+  private resolve(blend: readonly BlendTerm[]): ResolvedTerm[] {
+    return blend.filter((t) => t.weight !== 0).map((t) => {
+      if (t.id === null) {
+        if (!this.adapter) throw new Error('recordLogits: the blend names the model\'s adapter, but it has none');
+        if (this.adapter.useDora) throw new UnsupportedError(undefined, DORA_BLEND);
+        const lora = new Map(this.lora.map((p) => [p.key, p.tensor]));
+        return { config: this.adapter, tensor: (k: string) => lora.get(k)!, weight: t.weight };
+      }
+      const a = this.attached.get(t.id);
+      if (!a) throw new Error(`recordLogits: no adapter ${t.id} is attached`);
+      return { config: a.config, tensor: (k: string) => a.tensors.get(k)!, weight: t.weight };
+    });
+  }
+
+  /**
+   * The blend's adapters on `target` of `layer`, each with its weight w folded into its scale as
+   * α·w/r (α·w/√r with rsLoRA): so weight 1 is the adapter's own scale exactly, as PEFT's cat takes wᵢ·sᵢ.
+   */
+  private blendOf(layer: number, target: LoraTarget, blend: readonly ResolvedTerm[]): BlendOperand[] {
+    return blend.filter((t) => t.config.targetModules.includes(target)).map((t) => ({
+      A: t.tensor(loraKey(layer, target, 'A')),
+      B: t.tensor(loraKey(layer, target, 'B')),
+      scale: loraScale({ ...t.config, loraAlpha: t.config.loraAlpha * t.weight }),
+    }));
   }
 
   /** The (V, C) head: lm_head.weight, or the embedding when tied. */

@@ -89,3 +89,32 @@ export async function readLora(gpu: Gpu, lora: readonly LoraParam[]): Promise<Ma
   for (const p of lora) out.set(p.key, await gpu.read(p.tensor.buffer!, p.tensor.numel));
   return out;
 }
+
+// ---- attached adapters (generation only) ----------------------------------------------------------------
+
+/**
+ * An adapter attached beside the trainable one for generation (Try it's swap and live blend, the CLI's
+ * `generate`): its A (R, IN) and B (OUT, R) by PEFT key, frozen (no gradient, no optimizer state). Uploaded
+ * once when attached, released when detached; the base weights are never touched.
+ */
+export function uploadAttached(gpu: Gpu, config: ModelConfig, adapter: AdapterConfig, tensors: ReadonlyMap<string, Float32Array>): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (let l = 0; l < config.layers; l++) {
+    for (const t of adapter.targetModules) {
+      const { inFeatures, outFeatures } = projectionDims(config, t);
+      for (const which of ['A', 'B'] as const) {
+        const key = loraKey(l, t, which);
+        const data = tensors.get(key);
+        const shape = which === 'A' ? [adapter.r, inFeatures] : [outFeatures, adapter.r];
+        if (!data || data.length !== shape[0] * shape[1]) throw new Error(`attach: ${key} missing or not ${shape.join('×')}`);
+        out.set(key, new Tensor(`attached.${key}`, shape, true, gpu.upload(`attached.${key}`, data)));
+      }
+    }
+  }
+  return out;
+}
+
+/** Give an attached adapter's buffers back to the pool (no program may still bind them). */
+export function releaseAttached(gpu: Gpu, tensors: ReadonlyMap<string, Tensor>): void {
+  for (const t of tensors.values()) gpu.release(t.buffer!);
+}

@@ -1,12 +1,12 @@
-// Text generation for "Try it": greedy or sampled (temperature, top-k) continuation of a prompt, with the
-// base model or with its adapter. One forward program is recorded for the longest sequence and replayed per
+// Text generation for "Try it" and the CLI's `generate`: greedy or sampled (temperature, top-k) continuation
+// of a prompt, with the base model, its adapter, or a live blend of adapters. One forward program is recorded for the longest sequence and replayed per
 // new token (no KV cache yet: each token re-runs the prompt, which is cheap at the studio's context lengths).
 // The model records the program (CausalLM.recordLogits); this file owns its input and output buffers and runs it.
 
 import { Tape } from '../autograd/tape';
 import type { Dispatch } from '../gpu/gpu';
 import { mulberry32 } from '../util/random';
-import type { CausalLM } from '../model/causal_lm';
+import type { BlendTerm, CausalLM } from '../model/causal_lm';
 
 export interface SampleSettings {
   maxNewTokens: number;
@@ -40,15 +40,19 @@ export class Generator {
   private ids: GPUBuffer;
   private logits: GPUBuffer;
 
-  /** `maxLen`: the longest prompt + continuation this generator serves (≤ the model's context). */
-  constructor(readonly model: CausalLM, readonly maxLen: number) {
+  /**
+   * `maxLen`: the longest prompt + continuation this generator serves (≤ the model's context). `blend`: the
+   * adapters it applies and their weights (CausalLM.recordLogits; [] the base model), recorded into its
+   * program; default the model's adapter as it is.
+   */
+  constructor(readonly model: CausalLM, readonly maxLen: number, readonly blend?: readonly BlendTerm[]) {
     const { gpu, config } = model;
     if (maxLen > config.maxPositions) throw new RangeError(`generation length ${maxLen} exceeds the model's context of ${config.maxPositions} tokens`);
     const tape = new Tape(gpu);
     this.ids = gpu.buffer('generate.ids', maxLen * 4); //                      (T) i32, padded after the prompt
     this.logits = gpu.buffer('generate.logits', maxLen * config.vocab * 4); // (T, V)
     const ids = tape.persistent('generate.ids', [maxLen], this.ids);
-    model.recordLogits(tape, ids, tape.persistent('generate.logits', [maxLen, config.vocab], this.logits));
+    model.recordLogits(tape, ids, tape.persistent('generate.logits', [maxLen, config.vocab], this.logits), blend);
     this.dispatches = tape.compile().dispatches;
   }
 

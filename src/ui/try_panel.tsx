@@ -1,14 +1,16 @@
-// "5. Try it": a prompt continued by the base model and by the model with the adapter, side by side, with
-// temperature, top-k, a token budget and a sampling seed (Resample: the next seed), each box kept as typed
-// with what is wrong beside it (settings_check.ts); a live α slider scales the adapter (trained here or loaded from the
-// library) from 0 (the base model exactly) through its trained α to twice that, and regenerates the adapted
-// column as it moves, so a class can watch the model move from base to adapted without retraining.
+// "5. Try it": a prompt continued by the base model and two comparison panes side by side, with temperature,
+// top-k, a token budget and a sampling seed (Resample: the next seed), each box kept as typed with what is
+// wrong beside it (settings_check.ts). A pane runs the held adapter, where a live α slider scales it (trained
+// here or loaded from the library) from 0 (the base model exactly) through its trained α to twice that; or a
+// library adapter attached beside it; or a live blend of the attached ones (try_adapters.tsx). Sliders
+// regenerate the panes they drive as they move, so a class can watch the model move without retraining.
 
 import { useId, useMemo } from 'react';
 import { NumberField } from './number_field';
 import { checkTry, fieldTexts, TRY_RULES } from './settings_check';
 import { useStudio } from './store';
 import type { GenerationOutput } from './state/studio_state';
+import { AttachedAdapters, PaneChooser, paneTitle } from './try_adapters';
 
 export function TryPanel() {
   const t = useStudio((s) => s.tryIt);
@@ -27,7 +29,7 @@ export function TryPanel() {
   const modelReady = useStudio((s) => s.model.status === 'ready' && s.model.facts?.hasTokenizer);
   const hasAdapter = useStudio((s) => s.train.adapterSteps !== null);
   const training = useStudio((s) => ['starting', 'running', 'stopping'].includes(s.train.status));
-  const busy = t.base.status === 'running' || t.adapted.status === 'running';
+  const busy = t.base.status === 'running' || t.adapted.status === 'running' || t.second.status === 'running';
   const id = useId();
   const why = !modelReady
     ? 'Load a model with a tokenizer first.'
@@ -76,22 +78,29 @@ export function TryPanel() {
         Temperature 0 always picks the likeliest token (the seed does not matter); above 0 it samples, and the same seed gives the same
         text again. Resample draws another with the next seed. Top-k 0 keeps every token.
       </p>
+      <AttachedAdapters disabled={!modelReady || training} />
       <div className="outputs">
         <Output title="Base model" testId="try-base" out={t.base} />
-        <Output
-          title={hasAdapter ? `With ${adapterName ? `“${adapterName}”` : 'the adapter'} (α = ${fmtAlpha((t.adapted.status === 'idle' ? t.alphaScale : t.adapted.alphaScale) * nominal)})` : 'With the adapter'}
-          testId="try-adapted"
-          out={t.adapted}
-          empty={hasAdapter ? undefined : 'Train an adapter, or load one from the library, to compare.'}
-        />
+        {(['adapted', 'second'] as const).map((pane) => {
+          const choice = t.panes[pane], out = t[pane];
+          const held = choice === 'held';
+          const heldTitle = hasAdapter ? `With ${adapterName ? `“${adapterName}”` : 'the adapter'} (α = ${fmtAlpha((out.status === 'idle' ? t.alphaScale : out.alphaScale) * nominal)})` : 'With the adapter';
+          const empty = held ? (hasAdapter ? undefined : 'Train an adapter, or load one from the library, to compare.')
+            : t.attached.length === 0 ? 'Attach adapters from the library above to compare them.' : undefined;
+          return (
+            <Output key={pane} title={held ? heldTitle : paneTitle(choice, out, t.attached)} testId={pane === 'adapted' ? 'try-adapted' : 'try-second'} out={out} empty={empty}
+              chooser={<PaneChooser pane={pane} heldName={adapterName} />} />
+          );
+        })}
       </div>
     </section>
   );
 }
 
-function Output({ title, out, testId, empty }: { title: string; out: GenerationOutput; testId: string; empty?: string }) {
+function Output({ title, out, testId, empty, chooser }: { title: string; out: GenerationOutput; testId: string; empty?: string; chooser?: React.ReactNode }) {
   return (
     <figure className="output" data-testid={testId} data-status={out.status} data-seed={out.status === 'idle' ? undefined : out.seed} aria-busy={out.status === 'running'}>
+      {chooser}
       <figcaption>
         {title}
         {out.status === 'done' && out.seconds !== null && (

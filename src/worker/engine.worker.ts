@@ -57,6 +57,9 @@ const handlers: Handlers = {
   generate: (req, emit) => session.generate(req, emit),
   saveAdapter: (req) => session.saveAdapter(req),
   exportAdapter: (req) => session.exportAdapter(req),
+  attachAdapter: (req) => session.attachAdapter(req),
+  detachAdapter: (req) => session.detachAdapter(req),
+  saveBlend: (req) => session.saveBlend(req),
 };
 
 function errorResponse(id: number, err: unknown): EngineResponse {

@@ -101,6 +101,30 @@ export type StudioExportFormat = 'gguf' | 'mlx' | 'merged' | 'recipe';
 
 export type TrainStopReason = 'done' | 'stopped' | 'nan' | 'device-lost';
 
+/**
+ * One adapter of a live blend in Try it: a library entry attached to the loaded model (attachAdapter), or
+ * (adapterId null) the adapter the engine holds; `weight` multiplies its scale, as PEFT's
+ * add_weighted_adapter "cat" does (ΔW = Σ wᵢ·sᵢ·Bᵢ·Aᵢ): any finite number, negative subtracts, 0 leaves it out.
+ */
+export interface BlendWeight {
+  adapterId: string | null;
+  weight: number;
+}
+
+/** An adapter of a generation as it really ran: its name ("the adapter" for an unnamed held one) and weight. */
+export interface RanAdapter extends BlendWeight {
+  name: string;
+}
+
+/** A library adapter attached to the loaded model for Try it. */
+export interface AttachedAdapter {
+  adapterId: string;
+  name: string;
+  lora: LoraSettings;
+  /** Said when it fits but names another base model. */
+  note: string | null;
+}
+
 // ---- requests -----------------------------------------------------------------------------------------
 
 export type EngineRequest = { id: number } & (
@@ -137,10 +161,27 @@ export type EngineRequest = { id: number } & (
   | { type: 'resume' }
   | { type: 'stop' }
   /**
-   * Continue a prompt with the base model or with the adapter (its scale multiplied by alphaScale, default 1).
-   * temperature 0: greedy; topK 0: no cut. Streams `token`; answered by `generated`.
+   * Continue a prompt with the base model or with the adapter (its scale multiplied by alphaScale, default 1),
+   * or, given `blend`, with exactly those adapters at those weights ([]: the base model; withAdapter and
+   * alphaScale then do not apply). temperature 0: greedy; topK 0: no cut. Streams `token`; answered by `generated`.
    */
-  | { type: 'generate'; prompt: string; maxTokens: number; temperature: number; topK: number; withAdapter: boolean; alphaScale?: number; seed?: number }
+  | {
+      type: 'generate'; prompt: string; maxTokens: number; temperature: number; topK: number; withAdapter: boolean; alphaScale?: number; seed?: number;
+      blend?: BlendWeight[];
+    }
+  /**
+   * Attach library entry `adapterId` to the loaded model beside the held adapter, for Try it (after checking
+   * it fits, as loadAdapter does): its A and B go to the GPU once; the base model is not uploaded again.
+   * Answered by `adaptersAttached` (every attached adapter).
+   */
+  | { type: 'attachAdapter'; adapterId: string }
+  /** Detach an attached adapter (its GPU buffers go back). Answered by `adaptersAttached`. */
+  | { type: 'detachAdapter'; adapterId: string }
+  /**
+   * Save a blend of attached adapters (and the held one, adapterId null) as a new library entry: PEFT's "cat"
+   * (src/model/blend.ts), exact at rank Σ rᵢ. Answered by `adapterSaved`.
+   */
+  | { type: 'saveBlend'; name: string; blend: BlendWeight[] }
   /**
    * Store the current adapter, its steps and loss history in the adapter library under `name`: into the
    * entry its run already writes to (renaming it), else a new one; an unfinished run keeps its checkpoint.
@@ -218,7 +259,12 @@ export type EngineResponse = { id: number } & (
       note: string | null;
     }
   | { type: 'trainState'; state: 'idle' | 'running' | 'paused' | 'stopping' }
-  | { type: 'generated'; text: string; tokens: number; seconds: number }
+  | {
+      type: 'generated'; text: string; tokens: number; seconds: number;
+      /** The adapters that acted (weight ≠ 0), as they really ran; [] is the base model. */
+      ran: RanAdapter[];
+    }
+  | { type: 'adaptersAttached'; attached: AttachedAdapter[] }
   | { type: 'adapterSaved'; adapterId: string; name: string; steps: number }
   /** The exported file (a Blob: structured clone shares it) and what the user should know about the conversion. */
   | { type: 'adapterExported'; fileName: string; blob: Blob; notes: string[] }
@@ -239,6 +285,9 @@ export interface ResponseTypeFor {
   resume: 'trainState';
   stop: 'trainState';
   generate: 'generated';
+  attachAdapter: 'adaptersAttached';
+  detachAdapter: 'adaptersAttached';
+  saveBlend: 'adapterSaved';
   saveAdapter: 'adapterSaved';
   exportAdapter: 'adapterExported';
 }

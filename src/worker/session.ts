@@ -3,8 +3,9 @@
 // streamed events through `emit`; it knows nothing of postMessage (engine.worker.ts does), so a Node test
 // can drive it on Dawn (tests/worker/session.test.ts). It keeps the state and checks the requests; the
 // work is elsewhere: reading models (model_files.ts), memory estimates (memory_estimate.ts), the training
-// loop (src/train/run.ts), checkpoints (src/train/checkpoint.ts), generators (generators.ts), library
-// entries (adapter_entries.ts), model identities (identity.ts), exports for other tools (exports.ts).
+// loop (src/train/run.ts), checkpoints (src/train/checkpoint.ts), Try it's attached adapters, blends and
+// generators (try_adapters.ts, generators.ts), library entries (adapter_entries.ts), model identities
+// (identity.ts), exports for other tools (exports.ts).
 //
 // One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
@@ -34,11 +35,11 @@ import { trainableParams } from '../model/params';
 import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';
 import { adapterConfig, checkOptim, deviceLostMessage, isDeviceLoss, RunControl, stopMessage, studioOptimizer, trainLoop, type RunOutcome } from '../train/run';
 import { Evaluator, Trainer } from '../train/trainer';
-import type { DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
+import type { BlendWeight, DataIdentity, EngineRequest, EventBody, LoraSettings, MemoryEstimate, ModelIdentity, OptimSettings, ResponseBody, TrainableFacts } from './protocol';
 import { adapterLoaded, entryConfig, fittingWeights, runName } from './adapter_entries';
 import { exportEntry, type ExportModel } from './exports';
 import { EntryDeletedError, RunEntry } from './run_entry';
-import { GeneratorCache } from './generators';
+import { TryIt, type HeldAdapter } from './try_adapters';
 import { modelFacts, readModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
 import { DEFAULT_MODEL, describeModel, modelIdentity, sameModel } from './identity';
@@ -48,7 +49,7 @@ type Emit<T extends EngineRequest['type']> = (ev: EventBody<T>) => void;
 
 export { DEFAULT_MODEL };
 
-/** Generators kept for reuse (by length and adapter scale). */
+/** Generators kept for reuse (by length and blend). */
 const MAX_GENERATORS = 4;
 /** A running run checkpoints into the library at most this often (and on pause and stop). */
 const CHECKPOINT_MS = 30_000;
@@ -92,7 +93,8 @@ export class Session {
   private run: RunControl | null = null;
   private trainer: Tracked<Trainer> | null = null;
   private evaluator: Tracked<Evaluator> | null = null;
-  private generators = new GeneratorCache(MAX_GENERATORS);
+  /** Try it: the adapters attached beside the held one, and the generators. */
+  private tryIt = new TryIt(MAX_GENERATORS);
 
   private readonly checkpointEveryMs: number;
 
@@ -141,7 +143,7 @@ export class Session {
     this.deviceLost = null;
     this.trainer = null;
     this.evaluator = null;
-    this.generators.clear(null);
+    this.tryIt.clear();
   }
 
   private need(): Loaded {
@@ -158,7 +160,7 @@ export class Session {
 
   private refuseWhileBusy(what: string): void {
     if (this.run) badInput(`Training is running: stop it before you ${what}.`);
-    if (this.generators.busy > 0) badInput(`Text is being generated: wait for it to finish before you ${what}.`);
+    if (this.tryIt.generators.busy > 0) badInput(`Text is being generated: wait for it to finish before you ${what}.`);
   }
 
   // ---- data -------------------------------------------------------------------------------------------
@@ -389,54 +391,51 @@ export class Session {
   // ---- generation -------------------------------------------------------------------------------------
 
   async generate(req: Req<'generate'>, emit: Emit<'generate'>): Promise<ResponseBody<'generate'>> {
-    const { config, tokenizer, model } = this.need();
+    const { tokenizer, model } = this.need();
     if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it to try the model.');
-    if (!tokenizer) badInput('This model has no tokenizer.json, so it cannot read a prompt.');
-    if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens < 1 || req.maxTokens > config.maxPositions - 1) {
-      badInput(`Max tokens must be a whole number from 1 to ${config.maxPositions - 1} (got ${req.maxTokens}).`);
-    }
-    if (!(Number.isFinite(req.temperature) && req.temperature >= 0)) badInput(`Temperature must be ≥ 0 (0: always the likeliest token; got ${req.temperature}).`);
-    if (!Number.isSafeInteger(req.topK) || req.topK < 0) badInput(`Top-k must be a whole number ≥ 0 (0: no cut; got ${req.topK}).`);
-    const alphaScale = req.alphaScale ?? 1;
-    if (!(Number.isFinite(alphaScale) && alphaScale >= 0)) badInput(`The adapter scale must be a number ≥ 0 (got ${alphaScale}).`);
-    if (req.withAdapter && !this.adapter) badInput('There is no adapter yet: train one first (or generate with the base model).');
-    const ids = tokenizer!.encode(req.prompt, { addSpecialTokens: true });
-    if (ids.length === 0) badInput('Type a prompt first.');
-    const maxLen = Math.min(config.maxPositions, Math.ceil((ids.length + req.maxTokens) / 16) * 16);
-    const scale = req.withAdapter ? alphaScale : 0;
-    const eos = config.eosTokenId ?? tokenizer!.eosId;
-    const stopIds = eos === undefined ? [] : Array.isArray(eos) ? eos : [eos];
-    const t0 = performance.now();
-    const out: number[] = [];
-    await this.generators.use(model, this.adapter, maxLen, scale, (gen) =>
-      gen.generate(ids, { maxNewTokens: req.maxTokens, temperature: req.temperature, topK: req.topK, seed: req.seed ?? 0, stopIds }, (id) => {
-        out.push(id);
-        emit({ type: 'token', tokenId: id, text: tokenizer!.decode(out, { skipSpecialTokens: true }) });
-      }));
-    return { type: 'generated', text: tokenizer!.decode(out, { skipSpecialTokens: true }), tokens: out.length, seconds: (performance.now() - t0) / 1000 };
+    return this.tryIt.generate(model, tokenizer, this.held(), req, emit);
   }
 
   /**
    * The next-token logits (V) after `prompt`, from the base model (alphaScale null) or with the adapter at
-   * alphaScale × its α, through the same cached generators as generate: what Try it's α slider moves.
-   * For tests and for looking inside a generation; no protocol message uses it yet.
+   * alphaScale × its α, or with `blend` when given, through the same cached generators as generate: what
+   * Try it's sliders move. For tests and for looking inside a generation; no protocol message uses it yet.
    */
-  async nextTokenLogits(prompt: string, alphaScale: number | null): Promise<Float32Array> {
-    const { config, tokenizer, model } = this.need();
+  async nextTokenLogits(prompt: string, alphaScale: number | null, blend?: BlendWeight[]): Promise<Float32Array> {
+    const { tokenizer, model } = this.need();
     if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it to try the model.');
-    if (!tokenizer) badInput('This model has no tokenizer.json, so it cannot read a prompt.');
-    if (alphaScale !== null && !this.adapter) badInput('There is no adapter yet.');
-    const ids = tokenizer!.encode(prompt, { addSpecialTokens: true });
-    if (ids.length === 0 || ids.length > config.maxPositions) badInput(`The prompt must be 1 to ${config.maxPositions} tokens long.`);
-    const maxLen = Math.min(config.maxPositions, Math.ceil(ids.length / 16) * 16);
-    return this.generators.use(model, this.adapter, maxLen, alphaScale ?? 0, (gen) => gen.nextLogits(ids));
+    if (alphaScale !== null && !blend && !this.adapter) badInput('There is no adapter yet.');
+    return this.tryIt.nextLogits(model, tokenizer, this.held(), prompt, blend ?? (alphaScale === null ? [] : [{ adapterId: null, weight: alphaScale }]));
+  }
+
+  /** The held adapter as Try it's blends name it. */
+  private held(): HeldAdapter | null {
+    const model = this.loaded?.model;
+    if (!this.adapter || !model) return null;
+    return { name: this.loadedFrom?.name ?? this.entry?.name ?? 'the adapter', config: this.adapter, read: () => model.readAdapter() };
+  }
+
+  async attachAdapter(req: Req<'attachAdapter'>): Promise<ResponseBody<'attachAdapter'>> {
+    const { model, facts } = this.need();
+    if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it before you attach an adapter.');
+    return this.tryIt.attach(model, await this.library().get(req.adapterId), facts.name);
+  }
+
+  async detachAdapter(req: Req<'detachAdapter'>): Promise<ResponseBody<'detachAdapter'>> {
+    return this.tryIt.detach(this.need().model, req.adapterId);
+  }
+
+  async saveBlend(req: Req<'saveBlend'>): Promise<ResponseBody<'saveBlend'>> {
+    const { config, facts } = this.need();
+    if (this.run && this.run.state !== 'paused') badInput('Training is running: pause or stop it before you save a blend.');
+    return this.tryIt.attached.saveBlend(this.library(), req.blend, req.name, this.held(), config, facts.name);
   }
 
   /** Give back the trainer's, evaluator's and generators' buffers: they were recorded against the old adapter's. */
   private dropPrograms(gpu: Gpu): void {
     for (const t of [this.trainer, this.evaluator]) if (t) gpu.releaseAll(t.buffers);
     this.trainer = this.evaluator = null;
-    this.generators.clear(gpu);
+    this.tryIt.generators.clear(gpu);
   }
 
   // ---- library ----------------------------------------------------------------------------------------

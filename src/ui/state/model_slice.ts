@@ -6,7 +6,7 @@ import { modelIdentity } from '../../worker/identity';
 import { resetTrainLive } from '../train_live';
 import { baseUrl, engine, toFailure } from './shared';
 import type { ModelSlice, SliceCreator } from './studio_state';
-import { emptyOutput } from './try_slice';
+import { tryAfterModelLoad } from './try_slice';
 
 export const createModelSlice: SliceCreator<ModelSlice> = (set, get) => {
   const patch = (p: Partial<ModelSlice['model']>) => set({ model: { ...get().model, ...p } });
@@ -28,7 +28,7 @@ export const createModelSlice: SliceCreator<ModelSlice> = (set, get) => {
         set({
           model: { ...get().model, status: 'ready', label: res.model.name, progress: null, facts: res.model, seconds: res.seconds, error: null, identity: modelIdentity(choice) },
           train: { ...get().train, status: 'idle', stopped: null, error: null, adapterSteps: null, saved: null, adapter: null, checkpoint: null, runEntryId: null, resumable: false },
-          tryIt: { ...get().tryIt, base: emptyOutput(), adapted: emptyOutput() },
+          tryIt: { ...get().tryIt, ...tryAfterModelLoad() },
           memory: { ...get().memory, trainable: res.trainable },
         });
         resetTrainLive(0);

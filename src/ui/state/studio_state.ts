@@ -5,7 +5,9 @@
 
 import type { StateCreator } from 'zustand';
 import type { AdapterLibrary, AdapterSummary, ImportExpectation, StorageEstimateLike } from '../../io/library';
-import type { GpuInfo, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, ResponseFor, TrainableFacts } from '../../worker/protocol';
+import type {
+  AttachedAdapter, GpuInfo, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, RanAdapter, ResponseFor, TrainableFacts,
+} from '../../worker/protocol';
 import type { SettingField, TryField } from '../settings_check';
 import type { StudioSettings } from '../studio_defaults';
 import type { TeachExample, TeachExampleId } from '../teach_examples';
@@ -225,6 +227,21 @@ export interface GenerationOutput {
   /** The sampling seed and temperature it was generated with (the seed matters only above temperature 0). */
   seed: number;
   temperature: number;
+  /** What it ran, as the engine said once it answered ([]: the base model); null before. */
+  ran: RanAdapter[] | null;
+  /** What the pane was asked to run (its label until the engine answers). */
+  choice: PaneChoice;
+}
+
+/**
+ * What a comparison pane of Try it runs: the held adapter at the α slider, one attached library adapter as
+ * trained (weight 1), or the live blend of every attached adapter at its slider's weight.
+ */
+export type PaneChoice = 'held' | 'blend' | `adapter:${string}`;
+
+/** A library adapter attached to the loaded model for Try it, with its blend slider's weight. */
+export interface TryAdapter extends AttachedAdapter {
+  weight: number;
 }
 
 export interface TrySlice {
@@ -240,7 +257,16 @@ export interface TrySlice {
     /** Multiplies the adapter's α while generating (0: the base model, 1: as trained). */
     alphaScale: number;
     base: GenerationOutput;
+    /** The two comparison panes beside the base model's, and what each runs. */
     adapted: GenerationOutput;
+    second: GenerationOutput;
+    panes: Record<TryPane, PaneChoice>;
+    /** Library adapters attached to the loaded model (their A and B on the GPU beside the base weights). */
+    attached: TryAdapter[];
+    /** While attaching or detaching or saving a blend; and the last refusal or notice about it. */
+    attaching: boolean;
+    attachError: Failure | null;
+    blendNotice: string | null;
   };
   setTry: (p: Partial<Pick<TrySlice['tryIt'], 'prompt'>>) => void;
   /** Keep the text of a numeric Try field; its value is used when it is a number in range. */
@@ -255,4 +281,16 @@ export interface TrySlice {
   generate: () => Promise<void>;
   /** The next seed, then generate: another sample of the same prompt (the same text at temperature 0). */
   resample: () => Promise<void>;
+  /** Attach a library adapter to the loaded model (the engine refuses one of another base, saying why). */
+  attachAdapter: (adapterId: string) => Promise<void>;
+  detachAdapter: (adapterId: string) => Promise<void>;
+  /** Move an attached adapter's blend weight (any finite number; negative subtracts) and regenerate the panes that show the blend. */
+  setBlendWeight: (adapterId: string, weight: number) => void;
+  /** Choose what a comparison pane runs. */
+  choosePane: (pane: TryPane, choice: PaneChoice) => void;
+  /** Save the live blend as a new library entry (PEFT's cat, exact). */
+  saveBlend: (name: string) => Promise<void>;
 }
+
+/** The comparison panes: `adapted` (the held adapter by default) and `second` (the blend by default). */
+export type TryPane = 'adapted' | 'second';
