@@ -5,10 +5,10 @@
 // Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H heads in the tensor (query heads
 // for q, KV heads for k), D head dimension (even).
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { accumulate } from './elementwise';
-import type { Tape, Tensor } from './tape';
+import { sameStart, type Tape, type Tensor } from './tape';
 
 /** Mirrors `struct Params` in shaders/rope.wgsl. */
 export const ROPE_PARAMS: UniformLayout = [
@@ -40,11 +40,11 @@ export function checkRopeDims(d: RopeDims): void {
   if (!Number.isInteger(off) || off < 0) throw new RangeError(`RoPE: position offset must be a non-negative integer (got ${off})`);
 }
 
-function ropeDispatch(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: RopeDims, src: GPUBuffer, dst: GPUBuffer): Dispatch[] {
+function ropeDispatch(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: RopeDims, src: Binding, dst: Binding): Dispatch[] {
   checkRopeDims(d);
   const N = d.B * d.T;
   // WebGPU forbids one buffer in two writable bindings, so in-place work has its own entry and binding.
-  const inPlace = src === dst;
+  const inPlace = sameStart(src, dst);
   const entry = `rope_${dir}${inPlace ? '_inplace' : ''}`;
   const l = `${label}.${entry}`;
   const params = gpu.uniform(`${l}.params`, ROPE_PARAMS, {
@@ -59,12 +59,12 @@ function ropeDispatch(gpu: Gpu, label: string, dir: 'forward' | 'backward', d: R
 }
 
 /** y (N, heads·D) = rope(x (N, heads·D)); `y` may be `x` for an in-place rotation. */
-export function ropeForward(gpu: Gpu, label: string, d: RopeDims, b: { x: GPUBuffer; y: GPUBuffer }): Dispatch[] {
+export function ropeForward(gpu: Gpu, label: string, d: RopeDims, b: { x: Binding; y: Binding }): Dispatch[] {
   return ropeDispatch(gpu, label, 'forward', d, b.x, b.y);
 }
 
 /** dx (N, heads·D) = the inverse rotation of dy (N, heads·D), overwritten; `dx` may be `dy` (in place). */
-export function ropeBackward(gpu: Gpu, label: string, d: RopeDims, g: { dy: GPUBuffer; dx: GPUBuffer }): Dispatch[] {
+export function ropeBackward(gpu: Gpu, label: string, d: RopeDims, g: { dy: Binding; dx: Binding }): Dispatch[] {
   return ropeDispatch(gpu, label, 'backward', d, g.dy, g.dx);
 }
 

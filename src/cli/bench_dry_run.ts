@@ -55,6 +55,11 @@ export interface DryRunResult {
   buffers_created_per_step: number;
   peak_gpu_bytes: number;
   weights_bytes: number;
+  /**
+   * What the training tape's activations peak is made of: the node it is reached at, and the live tensors'
+   * bytes by label with the layer index as `*` (largest first; the rest summed under "other").
+   */
+  peak_activations: { at: string; bytes: number; tensors: Record<string, number> };
   pipelines: number;
   bind_groups: number;
   flops_per_step: number;
@@ -102,6 +107,20 @@ export function buildAtShape<T>(name: string, B: number, T: number, build: () =>
     }
     throw e;
   }
+}
+
+/** The trainer's activation peak, grouped over layers: the eight largest groups, the rest as "other". */
+function peakActivations(trainer: Trainer): DryRunResult['peak_activations'] {
+  const groups = new Map<string, number>();
+  for (const t of trainer.peak.tensors) {
+    const k = t.label.replace(/layers\.\d+\./, 'layers.*.');
+    groups.set(k, (groups.get(k) ?? 0) + t.bytes);
+  }
+  const sorted = [...groups].sort((a, b) => b[1] - a[1]);
+  const tensors = Object.fromEntries(sorted.slice(0, 8));
+  const rest = sorted.slice(8).reduce((s, [, b]) => s + b, 0);
+  if (rest > 0) tensors.other = rest;
+  return { at: trainer.peak.node, bytes: trainer.transientBytes, tensors };
 }
 
 /** One step of `config` at batch × seq, counted on a recording device. */
@@ -155,6 +174,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
     buffers_created_per_step: delta('buffers'),
     peak_gpu_bytes: gpu.peakBytes,
     weights_bytes: weightsBytes,
+    peak_activations: peakActivations(trainer),
     pipelines: gpu.pipelineCount,
     bind_groups: stats.bindGroups,
     flops_per_step: flops,
