@@ -101,6 +101,8 @@ export class Tape {
   private grads = new Map<Tensor, Tensor>();
   private gradWritten = new Set<Tensor>();
   private kept = new Set<Tensor>();
+  /** Nodes [0, forwardEnd) are the forward's (set when backward() starts). */
+  private forwardEnd = Infinity;
 
   constructor(readonly gpu: Gpu) {}
 
@@ -194,8 +196,30 @@ export class Tape {
     return true;
   }
 
+  /**
+   * Make `g`, already the gradient of `a` (shareGrad), the gradient of `b` too, for `out = a + b` whose
+   * gradient g is: both then read and write one buffer, with no copy. Sound only when every reader of b's
+   * gradient is recorded before the first node that adds into a's, which the forward's order decides: b has
+   * no consumer but the add, and nothing recorded from b's producer on reads a (so every other consumer of a
+   * comes earlier in the forward, its backward later). The residual adds of a decoder are like this: the
+   * branch (o_proj's or down_proj's output) is made after the stream's last other use (its norm). Returns
+   * false, sharing nothing, when it cannot.
+   */
+  shareGradWith(a: Tensor, b: Tensor, g: Tensor): boolean {
+    if (b.persistent || this.grads.has(b) || this.grads.get(a) !== g || a === b) return false;
+    const forward = this.nodes.slice(0, this.forwardEnd);
+    const readers = forward.filter((n) => n.reads.includes(b));
+    const producer = forward.findLastIndex((n) => n.writes.includes(b));
+    if (readers.length !== 1 || producer < 0 || !readers[0].reads.includes(a)) return false;
+    if (forward.slice(producer).some((n) => n !== readers[0] && (n.reads.includes(a) || n.writes.includes(a)))) return false;
+    this.grads.set(b, g);
+    this.gradWritten.add(b);
+    return true;
+  }
+
   /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */
   backward(): void {
+    this.forwardEnd = this.nodes.length;
     for (let i = this.backwardFns.length - 1; i >= 0; i--) this.backwardFns[i]();
     this.backwardFns = [];
   }
