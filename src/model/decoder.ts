@@ -20,7 +20,7 @@ import type { Tape, Tensor } from '../autograd/tape';
 import { linear, type DropoutState, type LoraOperand } from '../autograd/lora_linear';
 import { rmsnorm } from '../autograd/rmsnorm';
 import { embedding } from '../autograd/embedding';
-import { rope } from '../autograd/rope';
+import { ropeQK } from '../autograd/rope';
 import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
 import { add } from '../autograd/elementwise';
@@ -110,8 +110,7 @@ export class Decoder implements CausalLM {
     const v = this.proj(ctx, `${p}.v_proj`, 'v_proj', xn, c.attnBias);
     const l = `model.layers.${ctx.layer}`;
     const qkNorm = (n: string, t: Tensor) => (c.qkNorm ? rmsnorm(tape, `${p}.${n}`, t, this.w(tape, `${p}.${n}.weight`), c.rmsEps) : t);
-    const qr = rope(tape, `${l}.rope_q`, qkNorm('q_norm', q), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
-    const kr = rope(tape, `${l}.rope_k`, qkNorm('k_norm', k), { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
+    const [qr, kr] = ropeQK(tape, `${l}.rope`, qkNorm('q_norm', q), qkNorm('k_norm', k), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta }, c.kvHeads);
     const a = attention(tape, p, qr, kr, v, { B, T, H: c.heads, KV: c.kvHeads, D: c.headDim });
     return this.proj(ctx, `${p}.o_proj`, 'o_proj', a, false);
   }
