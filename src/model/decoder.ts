@@ -18,6 +18,7 @@
 import type { Gpu } from '../gpu/gpu';
 import type { Tape, Tensor } from '../autograd/tape';
 import { linear, type DropoutState, type LoraOperand } from '../autograd/lora_linear';
+import { linearGroup } from '../autograd/lora_group';
 import { rmsnorm } from '../autograd/rmsnorm';
 import { embedding } from '../autograd/embedding';
 import { ropeQK } from '../autograd/rope';
@@ -105,9 +106,7 @@ export class Decoder implements CausalLM {
     const { tape, B, T } = ctx;
     const c = this.config;
     const p = `model.layers.${ctx.layer}.self_attn`;
-    const q = this.proj(ctx, `${p}.q_proj`, 'q_proj', xn, c.attnBias);
-    const k = this.proj(ctx, `${p}.k_proj`, 'k_proj', xn, c.attnBias);
-    const v = this.proj(ctx, `${p}.v_proj`, 'v_proj', xn, c.attnBias);
+    const [q, k, v] = this.projGroup(ctx, `${p}.qkv`, xn, (['q_proj', 'k_proj', 'v_proj'] as const).map((t) => [`${p}.${t}`, t, c.attnBias]));
     const l = `model.layers.${ctx.layer}`;
     const qkNorm = (n: string, t: Tensor) => (c.qkNorm ? rmsnorm(tape, `${p}.${n}`, t, this.w(tape, `${p}.${n}.weight`), c.rmsEps) : t);
     const [qr, kr] = ropeQK(tape, `${l}.rope`, qkNorm('q_norm', q), qkNorm('k_norm', k), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta }, c.kvHeads);
@@ -118,8 +117,7 @@ export class Decoder implements CausalLM {
   /** down(silu(gate(hn))·up(hn)) of the normed input hn (N, C). */
   private mlpBlock(ctx: LayerContext, hn: Tensor): Tensor {
     const p = `model.layers.${ctx.layer}.mlp`;
-    const g = this.proj(ctx, `${p}.gate_proj`, 'gate_proj', hn, false);
-    const u = this.proj(ctx, `${p}.up_proj`, 'up_proj', hn, false);
+    const [g, u] = this.projGroup(ctx, `${p}.gate_up`, hn, [[`${p}.gate_proj`, 'gate_proj', false], [`${p}.up_proj`, 'up_proj', false]]);
     return this.proj(ctx, `${p}.down_proj`, 'down_proj', swiglu(ctx.tape, `${p}.act`, g, u), false);
   }
 
@@ -128,6 +126,14 @@ export class Decoder implements CausalLM {
     const { tape } = ctx;
     const bias = hasBias ? this.w(tape, `${name}.bias`) : undefined;
     return linear(tape, name, x, this.w(tape, `${name}.weight`), bias, this.loraOf(ctx.layer, target), ctx.dropout);
+  }
+
+  /** The projections of one input `x` as one rule (lora_group.ts): [name, target, hasBias] each. */
+  private projGroup(ctx: LayerContext, label: string, x: Tensor, projs: [string, LoraTarget, boolean][]): Tensor[] {
+    const { tape } = ctx;
+    return linearGroup(tape, label, x, projs.map(([name, target, hasBias]) => ({
+      label: name, W: this.w(tape, `${name}.weight`), bias: hasBias ? this.w(tape, `${name}.bias`) : undefined, lora: this.loraOf(ctx.layer, target),
+    })), ctx.dropout);
   }
 
   private loraOf(layer: number, target: LoraTarget): LoraOperand | undefined {
