@@ -48,7 +48,9 @@ function uniformStride(loras: readonly LoraOperand[]): number {
  * Tape rule: y_i (N, OUT_i) = x·W_iᵀ + bias_i (+ s_i·(x·A_iᵀ)·B_iᵀ) for every projection of `projs`, x (N, IN).
  * `label` names what the group shares (its batched GEMMs).
  */
-export function linearGroup(tape: Tape, label: string, x: Tensor, projs: readonly Projection[], dropout?: DropoutState): Tensor[] {
+export function linearGroup(
+  tape: Tape, label: string, x: Tensor, projs: readonly Projection[], dropout?: DropoutState, options: { recompute?: boolean } = {},
+): Tensor[] {
   const fallback = projs.some((p) => p.lora && ((dropout && p.lora.dropout > 0) || Object.keys(p.lora).some((k) => !KNOWN.has(k))));
   const rs = new Set(projs.flatMap((p) => (p.lora ? [p.lora.A.shape[0]] : [])));
   if (fallback || rs.size > 1) return projs.map((p) => linear(tape, p.label, x, p.W, p.bias, p.lora, dropout));
@@ -84,9 +86,18 @@ export function linearGroup(tape: Tape, label: string, x: Tensor, projs: readonl
       ...(p.lora && { K2: r, p2: slice(b(u!), i), q2: b(p.lora.B), alpha2: p.lora.scale }),
     }));
     forward(x, y, `${p.label}.forward`);
+    // Recomputing a frozen projection from x (itself read through tape.saved) costs its GEMM again.
+    if (options.recompute && !p.lora) {
+      tape.recomputable(y, () => {
+        const y2 = tape.tensor(`${p.label}.recomputed`, [n, outF]);
+        forward(tape.saved(x), y2, `${p.label}.recompute`);
+        return y2;
+      });
+    }
     return y;
   });
 
+  const xIn = x;
   tape.onBackward(() => {
     const live = projs.map((p, i) => ({ p, y: ys[i] })).filter(({ y }) => tape.hasGrad(y));
     if (live.length === 0) return;
@@ -108,6 +119,7 @@ export function linearGroup(tape: Tape, label: string, x: Tensor, projs: readonl
     if (withDu.length > 0) {
       const dAs = withDu.map((p) => tape.gradSlot(p.lora!.A).grad);
       const all = withDu.length === G && stride > 0;
+      const x = tape.saved(xIn);
       tape.op(`${label}.backward_dA`, [du!, x], dAs, (b) => {
         if (all) {
           const [buf, off] = start(b(dAs[0]));

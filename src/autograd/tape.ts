@@ -101,6 +101,9 @@ export class Tape {
   private grads = new Map<Tensor, Tensor>();
   private gradWritten = new Set<Tensor>();
   private kept = new Set<Tensor>();
+  /** Recipes for recomputing a forward value in the backward (recomputable), and the copies made so far. */
+  private recipes = new Map<Tensor, () => Tensor>();
+  private recomputed = new Map<Tensor, Tensor>();
   /** Nodes [0, forwardEnd) are the forward's (set when backward() starts). */
   private forwardEnd = Infinity;
 
@@ -215,6 +218,28 @@ export class Tape {
     this.grads.set(b, g);
     this.gradWritten.add(b);
     return true;
+  }
+
+  /**
+   * Let the backward recompute `t` instead of keeping it: `make` records the nodes that compute a copy of it
+   * from tensors the backward keeps anyway, and returns the copy. A backward that reads `t` through saved()
+   * then reads that copy, so `t` itself dies with its last forward reader (activation checkpointing: memory
+   * for the time of `make`'s nodes). Nothing is recomputed unless some backward asks.
+   */
+  recomputable(t: Tensor, make: () => Tensor): void {
+    this.recipes.set(t, make);
+  }
+
+  /** What a backward node reads for the forward value `t`: t, or its recomputed copy (recorded at the first ask). */
+  saved(t: Tensor): Tensor {
+    const make = this.recipes.get(t);
+    if (!make) return t;
+    let copy = this.recomputed.get(t);
+    if (!copy) {
+      copy = make();
+      this.recomputed.set(t, copy);
+    }
+    return copy;
   }
 
   /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */

@@ -53,6 +53,17 @@ for (const name of ['llama_gqa', 'qwen2_tied', 'qwen3']) {
       }
     });
 
+    it('loss and LoRA gradients with every layer\'s MLP recomputed in the backward', async () => {
+      const { model, ids, B, T, expected } = await setup(name);
+      model.recomputeMlpEvery = 1;
+      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: 0 });
+      const loss = await trainer.lossAndGrads(ids);
+      expectClose([loss], [expected.loss], 'loss');
+      for (const [key, want] of Object.entries(expected.grads) as [string, number[]][]) {
+        expectClose(await trainer.readGrad(key), want, `grad ${key}`);
+      }
+    });
+
     it('one SGD step with the LM head and loss split into vocabulary chunks', async () => {
       // 2 × 8 rows, 20 logit columns per chunk: V = 64 runs as chunks of 20, 20, 20 and 4, the logits
       // recomputed chunk by chunk in the backward.
