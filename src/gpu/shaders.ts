@@ -12,6 +12,7 @@ import optimizer from '../../shaders/optimizer.wgsl?raw';
 import elementwise from '../../shaders/elementwise.wgsl?raw';
 import dropout from '../../shaders/dropout.wgsl?raw';
 import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
+import addRmsnorm from '../../shaders/add_rmsnorm.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -25,6 +26,7 @@ export const SHADERS = {
   elementwise,
   dropout,
   matmul_fast: matmulFast,
+  add_rmsnorm: addRmsnorm,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

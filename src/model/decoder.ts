@@ -9,7 +9,7 @@
 // V vocabulary, R LoRA rank.
 //
 //   x = embed(ids)                                          (N, C)
-//   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))
+//   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))   (each add fused with the norm after it)
 //               (Qwen3: rope(q_norm(q(…))) and rope(k_norm(k(…))), an RMSNorm over each head's D values)
 //               x = h + down(silu(gate(rms2(h))) · up(rms2(h)))
 //   logits = rms(x)·Eᵀ, computed in vocabulary chunks          (N, V)
@@ -24,7 +24,7 @@ import { embedding } from '../autograd/embedding';
 import { ropeQK } from '../autograd/rope';
 import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
-import { add } from '../autograd/elementwise';
+import { addRmsnorm } from '../autograd/add_rmsnorm';
 import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
 import { loraKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { weightShapes, type ModelConfig } from './config';
@@ -92,15 +92,18 @@ export class Decoder implements CausalLM {
     const c = this.config;
     const table = this.w(tape, 'model.embed_tokens.weight');
     let x = embedding(tape, 'embed', ids, table, tableChunkRows(c.hidden, this.maxBindingBytes)); // the residual stream
+    // Each residual add is fused with the norm that reads its sum (add_rmsnorm.ts): the attention block's with
+    // post_attention_layernorm, the MLP's with the next layer's input_layernorm, the last with model.norm.
+    let xn = rmsnorm(tape, 'model.layers.0.input_layernorm', x, this.w(tape, 'model.layers.0.input_layernorm.weight'), c.rmsEps);
     for (let layer = 0; layer < c.layers; layer++) {
       const ctx: LayerContext = { tape, layer, B, T, dropout };
       const p = `model.layers.${layer}`;
-      const xn = rmsnorm(tape, `${p}.input_layernorm`, x, this.w(tape, `${p}.input_layernorm.weight`), c.rmsEps);
-      const h = add(tape, `${p}.residual1`, x, this.attentionBlock(ctx, xn));
-      const hn = rmsnorm(tape, `${p}.post_attention_layernorm`, h, this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
-      x = add(tape, `${p}.residual2`, h, this.mlpBlock(ctx, hn));
+      const norm = layer + 1 < c.layers ? `model.layers.${layer + 1}.input_layernorm` : 'model.norm';
+      const [h, hn] = addRmsnorm(tape, { add: `${p}.residual1`, norm: `${p}.post_attention_layernorm` }, x, this.attentionBlock(ctx, xn),
+        this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
+      [x, xn] = addRmsnorm(tape, { add: `${p}.residual2`, norm }, h, this.mlpBlock(ctx, hn), this.w(tape, `${norm}.weight`), c.rmsEps);
     }
-    return rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
+    return xn;
   }
 
   /**
