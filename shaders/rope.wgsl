@@ -4,6 +4,7 @@
 // heads for q, the KV heads for k), D head dimension (even), P = D/2 rotation pairs per head.
 //   x  (N, H·D)   the q or k projection output, head h of row n at columns h·D .. h·D + D − 1
 //   y  (N, H·D)   the rotated tensor (a separate buffer, or x itself with the *_inplace entries)
+//   x2, y2 (N, H2·D)  rope_qk_*: a second tensor (the keys, H2 = KV heads) rotated in the same dispatch
 //
 // Per head, pair i < P rotates (x[i], x[i + P]) by the angle θ_t,i = t·inv_freq_i with
 //   inv_freq_i = 1 / theta^(2i/D),  t = (n mod T) + pos_offset:
@@ -27,6 +28,7 @@ struct Params {
   D: u32,
   pos_offset: u32,
   theta: f32,
+  H2: u32,
 }
 
 // Bindings: out-of-place entries use params, x, y; the in-place ones params, xy.
@@ -34,6 +36,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // (N, H·D)
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;    // (N, H·D)
 @group(0) @binding(1) var<storage, read_write> xy: array<f32>;   // (N, H·D), rotated in place
+@group(0) @binding(3) var<storage, read> x2: array<f32>;         // (N, H2·D) rope_qk_*: the keys
+@group(0) @binding(4) var<storage, read_write> y2: array<f32>;   // (N, H2·D)
 
 // (sin θ, cos θ) to about 1 ulp for 0 ≤ θ < 8192·π/2. WGSL's builtin sin/cos only promise an absolute error
 // of 2^-11 (SwiftShader's measured 1.9e-4 on [0, 4]), 50× the rounding of the f32 angle itself, and some
@@ -68,10 +72,15 @@ struct Rotation {
 }
 
 fn rotation(idx: u32, sign: f32) -> Rotation {
+  return rotation_of(idx, sign, params.H);
+}
+
+// The same over a tensor of `heads` heads.
+fn rotation_of(idx: u32, sign: f32, heads: u32) -> Rotation {
   let P = params.D / 2u;
   let i = idx % P;
-  let row_head = idx / P;                // n·H + h
-  let n = row_head / params.H;
+  let row_head = idx / P;                // n·heads + h
+  let n = row_head / heads;
   let t = n % params.T + params.pos_offset;
   let inv_freq = 1.0 / pow(params.theta, f32(2u * i) / f32(params.D));
   let sc = sin_cos(f32(t) * inv_freq);
@@ -136,4 +145,35 @@ fn rope_backward_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
   let o = rotate(vec2(xy[r.i1], xy[r.i2]), r);
   xy[r.i1] = o.x;
   xy[r.i2] = o.y;
+}
+
+// Queries and keys in one dispatch (both take the same angles, by row): pairs [0, N·H·P) rotate x into y,
+// the next N·H2·P rotate x2 into y2.
+fn rope_qk(idx: u32, sign: f32) {
+  let nq = pair_count();
+  if (idx < nq) {
+    let r = rotation(idx, sign);
+    let o = rotate(vec2(x[r.i1], x[r.i2]), r);
+    y[r.i1] = o.x;
+    y[r.i2] = o.y;
+    return;
+  }
+  let j = idx - nq;
+  if (j >= params.N * params.H2 * (params.D / 2u)) { return; }
+  let r = rotation_of(j, sign, params.H2);
+  let o = rotate(vec2(x2[r.i1], x2[r.i2]), r);
+  y2[r.i1] = o.x;
+  y2[r.i2] = o.y;
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn rope_qk_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  rope_qk(pair_index(wg, nwg, lid), 1.0);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn rope_qk_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  rope_qk(pair_index(wg, nwg, lid), -1.0);
 }

@@ -6,7 +6,7 @@
 // Shapes: B batch, T sequence length, N = B·T rows (row n = b·T + t), H query heads, KV key/value heads
 // (query head h reads kv head h / (H/KV)), D head dimension (≤ ATTENTION_MAX_D).
 
-import type { Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, DispatchCost, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import type { Tape, Tensor } from './tape';
 
@@ -39,19 +39,19 @@ export function checkAttentionDims(d: AttentionDims): void {
 }
 
 export interface AttentionBuffers {
-  q: GPUBuffer; //   (N, H·D), rotated
-  k: GPUBuffer; //   (N, KV·D), rotated
-  v: GPUBuffer; //   (N, KV·D)
-  out: GPUBuffer; // (N, H·D) written by the forward
-  lse: GPUBuffer; // (B, H, T) logsumexp of each query row's scaled scores, written by the forward, read by the backward
+  q: Binding; //   (N, H·D), rotated
+  k: Binding; //   (N, KV·D), rotated
+  v: Binding; //   (N, KV·D)
+  out: Binding; // (N, H·D) written by the forward
+  lse: Binding; // (B, H, T) logsumexp of each query row's scaled scores, written by the forward, read by the backward
 }
 
 export interface AttentionGradBuffers {
-  dout: GPUBuffer; //  (N, H·D)
-  delta: GPUBuffer; // (B, H, T) scratch: rowsum(dout ∘ out)
-  dq: GPUBuffer; //    (N, H·D) overwritten
-  dk: GPUBuffer; //    (N, KV·D) overwritten
-  dv: GPUBuffer; //    (N, KV·D) overwritten
+  dout: Binding; //  (N, H·D)
+  delta: Binding; // (B, H, T) scratch: rowsum(dout ∘ out)
+  dq: Binding; //    (N, H·D) overwritten
+  dk: Binding; //    (N, KV·D) overwritten
+  dv: Binding; //    (N, KV·D) overwritten
 }
 
 /**

@@ -63,26 +63,35 @@ export function scale(gpu: Gpu, label: string, n: number, x: Binding, s: number)
 }
 
 /**
- * Tape rule: out = a + b; the gradient passes to both unchanged (to the one tensor twice when a is b). The
- * first input with no gradient yet takes dout itself (Tape.shareGrad: the residual stream's gradient
- * accumulates in place), the other a copy, so the residual adds of a decoder cost one copy each, not two.
+ * Tape rule: out = a + b; the gradient passes to both unchanged (addGradient).
  */
 export function add(tape: Tape, label: string, a: Tensor, b_: Tensor): Tensor {
   const gpu = tape.gpu;
   const out = tape.propagate(tape.tensor(label, a.shape), [a, b_]);
   tape.op(`${label}.forward`, [a, b_], [out], (b) => addForward(gpu, label, a.numel, b(a), b(b_), b(out)));
-  tape.onGradient(out, [a, b_], (dout) => {
-    let shared = false;
-    for (const t of [a, b_]) {
-      if (!t.requiresGrad) continue;
-      // Never both: the second input's gradient would be the first's buffer. Nor when a is b: x + x adds dout twice.
-      if (!shared && a !== b_ && tape.shareGrad(t, dout)) { shared = true; continue; }
-      const slot = tape.gradSlot(t);
-      tape.op(`${label}.backward`, [dout], [slot.grad], (b) =>
-        slot.accumulate
-          ? accumulate(gpu, `${label}.backward`, t.numel, b(slot.grad), b(dout))
-          : addForward(gpu, `${label}.backward_copy`, t.numel, b(dout), b(dout), b(slot.grad), 0.5)); // ½(g + g) = g exactly
-    }
-  });
+  tape.onGradient(out, [a, b_], (dout) => addGradient(tape, label, a, b_, dout));
   return out;
+}
+
+/**
+ * The backward of out = a + b (also add_rmsnorm.ts's): dout to both inputs (to the one tensor twice when a is
+ * b). The first input with no gradient yet takes dout itself (Tape.shareGrad: the residual stream's gradient
+ * accumulates in place), and the other takes it too where the forward's order makes that sound
+ * (Tape.shareGradWith: a decoder's branch output), so a decoder's residual adds cost no copy; elsewhere the
+ * other input gets a copy.
+ */
+export function addGradient(tape: Tape, label: string, a: Tensor, b_: Tensor, dout: Tensor): void {
+  const gpu = tape.gpu;
+  let shared: Tensor | undefined;
+  for (const t of [a, b_]) {
+    if (!t.requiresGrad) continue;
+    // Never two inputs through shareGrad: the second's gradient would be the first's buffer unchecked.
+    // Nor when a is b: x + x adds dout twice.
+    if (a !== b_ && (shared ? tape.shareGradWith(shared, t, dout) : tape.shareGrad(t, dout))) { shared ??= t; continue; }
+    const slot = tape.gradSlot(t);
+    tape.op(`${label}.backward`, [dout], [slot.grad], (b) =>
+      slot.accumulate
+        ? accumulate(gpu, `${label}.backward`, t.numel, b(slot.grad), b(dout))
+        : addForward(gpu, `${label}.backward_copy`, t.numel, b(dout), b(dout), b(slot.grad), 0.5)); // ½(g + g) = g exactly
+  }
 }

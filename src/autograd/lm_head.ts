@@ -8,7 +8,7 @@
 
 import { matmul } from './matmul_fast';
 import { crossEntropyBackward, crossEntropyForward, crossEntropyReduce, vocabChunks } from './cross_entropy';
-import type { Tape, Tensor } from './tape';
+import { range, type Tape, type Tensor } from './tape';
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
@@ -88,5 +88,5 @@ export function lmHeadLogits(tape: Tape, label: string, xf: Tensor, E: Tensor, l
   const chunks = vocabChunks(v, tableRows >= v ? v : Math.max(64, tableRows - (tableRows % 64)));
   tape.op(label, [xf, E], [logits], (b) => chunks.map(({ v0, vc }, i) =>
     matmul(gpu, `${label}.chunk${i}`, { M: T, N: vc, K1: c, p1: b(xf), q1: E.rows(v0, vc), transQ: true,
-      c: { buffer: b(logits), offset: v0 * 4, size: ((T - 1) * v + vc) * 4 }, ldC: v })));
+      c: range(b(logits), v0 * 4, ((T - 1) * v + vc) * 4), ldC: v })));
 }

@@ -15,7 +15,7 @@
 //
 // Shapes: N rows, IN input features, OUT output features, R rank.
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import { gemm, type GemmFn } from './matmul';
 import { matmul } from './matmul_fast';
 import { dropoutBackward, dropoutForward } from './dropout';
@@ -40,15 +40,15 @@ export function checkLoraDims(d: LoraLinearDims): void {
 }
 
 export interface LoraLinearBuffers {
-  x: GPUBuffer; //    (N, IN)
-  W: GPUBuffer; //    (OUT, IN) frozen
-  bias?: GPUBuffer; // (OUT) frozen
-  A: GPUBuffer; //    (R, IN)
-  B: GPUBuffer; //    (OUT, R)
-  u: GPUBuffer; //    (N, R) written by the forward, read by the backward
-  y: GPUBuffer; //    (N, OUT)
+  x: Binding; //    (N, IN)
+  W: Binding; //    (OUT, IN) frozen
+  bias?: Binding; // (OUT) frozen
+  A: Binding; //    (R, IN)
+  B: Binding; //    (OUT, R)
+  u: Binding; //    (N, R) written by the forward, read by the backward
+  y: Binding; //    (N, OUT)
   /** (N, IN) the adapter's input when it differs from x (LoRA dropout: dropout(x)); default x. */
-  xLora?: GPUBuffer;
+  xLora?: Binding;
 }
 
 /** u = x·Aᵀ; y = x·Wᵀ + bias + s·u·Bᵀ. `mm`: the GEMM kernel (version 1 unless the caller picks another). */
@@ -64,11 +64,11 @@ export function loraLinearForward(gpu: Gpu, label: string, d: LoraLinearDims, b:
 }
 
 export interface LoraLinearGradBuffers {
-  dy: GPUBuffer; // (N, OUT)
-  du: GPUBuffer; // (N, R) scratch
-  dx?: GPUBuffer; // (N, IN); omitted when x needs no gradient (e.g. it is the embedding output of a frozen table)
-  dA: GPUBuffer; // (R, IN) accumulated into
-  dB: GPUBuffer; // (OUT, R) accumulated into
+  dy: Binding; // (N, OUT)
+  du: Binding; // (N, R) scratch
+  dx?: Binding; // (N, IN); omitted when x needs no gradient (e.g. it is the embedding output of a frozen table)
+  dA: Binding; // (R, IN) accumulated into
+  dB: Binding; // (OUT, R) accumulated into
 }
 
 /**
@@ -95,7 +95,7 @@ export function loraLinearBackward(
 }
 
 /** ΔW (OUT, IN) = s·B·A: the update the adapter adds to W (what merging writes into the weight). */
-export function loraDeltaW(gpu: Gpu, label: string, d: LoraLinearDims, A: GPUBuffer, B: GPUBuffer, deltaW: GPUBuffer): Dispatch {
+export function loraDeltaW(gpu: Gpu, label: string, d: LoraLinearDims, A: Binding, B: Binding, deltaW: Binding): Dispatch {
   checkLoraDims(d);
   return gemm(gpu, `${label}.deltaW`, { M: d.outF, N: d.inF, K1: d.r, p1: B, q1: A, alpha1: d.scale, c: deltaW });
 }
@@ -114,11 +114,11 @@ export async function runLoraLinear(
 ): Promise<LoraLinearResult> {
   checkLoraDims(d);
   const label = 'loraLinear.eager';
-  const b: LoraLinearBuffers = {
+  const b = {
     x: gpu.upload(`${label}.x`, data.x), W: gpu.upload(`${label}.W`, data.W), A: gpu.upload(`${label}.A`, data.A),
     B: gpu.upload(`${label}.B`, data.B), bias: data.bias && gpu.upload(`${label}.bias`, data.bias),
     u: gpu.buffer(`${label}.u`, d.n * d.r * 4), y: gpu.buffer(`${label}.y`, d.n * d.outF * 4),
-  };
+  } satisfies LoraLinearBuffers;
   const deltaW = gpu.buffer(`${label}.deltaW`, d.outF * d.inF * 4);
   const dispatches = [...loraLinearForward(gpu, label, d, b), loraDeltaW(gpu, label, d, b.A, b.B, deltaW)];
   gpu.run(dispatches);

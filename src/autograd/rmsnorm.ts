@@ -68,6 +68,13 @@ export function rmsnorm(tape: Tape, label: string, x: Tensor, w: Tensor, eps: nu
   const y = tape.propagate(tape.tensor(label, x.shape), [x]);
   const rstd = tape.tensor(`${label}.rstd`, [d.n]);
   tape.op(`${label}.forward`, [x, w], [y, rstd], (b) => rmsnormForward(gpu, label, d, { x: b(x), w: b(w), y: b(y), rstd: b(rstd) }));
+  // A backward that needs y (a LoRA's dA) recomputes it from x, which the norm's own backward keeps anyway:
+  // one cheap pass instead of an (N, C) activation alive from the forward to the backward.
+  tape.recomputable(y, () => {
+    const y2 = tape.tensor(`${label}.recomputed`, x.shape), rstd2 = tape.tensor(`${label}.recomputed_rstd`, [d.n]);
+    tape.op(`${label}.recompute`, [x, w], [y2, rstd2], (b) => rmsnormForward(gpu, `${label}.recompute`, d, { x: b(x), w: b(w), y: b(y2), rstd: b(rstd2) }));
+    return y2;
+  });
   tape.onGradient(y, [x], (dy) => {
     const dx = tape.gradSlot(x);
     tape.op(`${label}.backward`, [x, w, rstd, dy], [dx.grad], (b) =>

@@ -42,8 +42,10 @@ export function swiglu(tape: Tape, label: string, gate: Tensor, up: Tensor): Ten
   tape.op(`${label}.forward`, [gate, up], [h], (b) => swigluForward(gpu, label, n, b(gate), b(up), b(h)));
   tape.onGradient(h, [gate, up], (dh) => {
     // gate and up are consumed only here, so their gradients are written, never accumulated.
+    // Read through tape.saved: a layer may recompute gate and up here rather than keep them (decoder.ts).
     const dgate = tape.gradSlot(gate).grad, dup = tape.gradSlot(up).grad;
-    tape.op(`${label}.backward`, [gate, up, dh], [dgate, dup], (b) => swigluBackward(gpu, label, n, b(gate), b(up), b(dh), b(dgate), b(dup)));
+    const g = tape.saved(gate), u = tape.saved(up);
+    tape.op(`${label}.backward`, [g, u, dh], [dgate, dup], (b) => swigluBackward(gpu, label, n, b(g), b(u), b(dh), b(dgate), b(dup)));
   });
   return h;
 }

@@ -12,13 +12,18 @@
 // later one accumulates into it; `gradSlot()` tells an op which of the two it is. Parameter gradients are
 // persistent and always accumulated, so a step zeroes them explicitly first (see zeroGrads).
 
-import type { Dispatch, Gpu } from '../gpu/gpu';
+import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 
 export class Tensor {
   private static nextId = 0;
   readonly id = Tensor.nextId++;
   /** Set for persistent tensors at creation, for virtual ones by compile(). */
   buffer: GPUBuffer | undefined;
+  /**
+   * Where a persistent tensor's gradient lives when its owner placed it (a packed parameter: a range of the
+   * packed gradient buffer, src/autograd/packed.ts); otherwise the tape gives it a buffer of its own.
+   */
+  gradAt: { buffer: GPUBuffer; offset: number } | undefined;
   /** Gradients flow into this tensor (it is a trainable parameter or depends on one). */
   requiresGrad = false;
   constructor(
@@ -26,8 +31,16 @@ export class Tensor {
     readonly shape: readonly number[],
     readonly persistent: boolean,
     buffer?: GPUBuffer,
+    /** Bytes into `buffer` where this tensor starts (a multiple of 256: a binding offset); 0 unless packed. */
+    readonly offset = 0,
   ) {
     this.buffer = buffer;
+  }
+  /** The tensor's bytes as a binding: its whole buffer, or its range of a packed one. */
+  get binding(): Binding {
+    const buffer = this.buffer!;
+    const own = this.offset === 0 && buffer.size === Math.max(16, Math.ceil(this.bytes / 16) * 16);
+    return own ? buffer : { buffer, offset: this.offset, size: this.bytes };
   }
   get numel(): number {
     return this.shape.reduce((a, b) => a * b, 1);
@@ -38,12 +51,27 @@ export class Tensor {
   /** Rows [r0, r0 + n) of this persistent (rows, cols) tensor as a binding range: a chunk of a (V, C) table. */
   rows(r0: number, n: number): GPUBufferBinding {
     const cols = this.shape[1];
-    return { buffer: this.buffer!, offset: r0 * cols * 4, size: n * cols * 4 };
+    return { buffer: this.buffer!, offset: this.offset + r0 * cols * 4, size: n * cols * 4 };
   }
 }
 
-/** The buffer of `t`; throws if a virtual tensor is used before compile() placed it. */
-export type Resolve = (t: Tensor) => GPUBuffer;
+/** Bytes [offset, offset + size) of a binding, as a binding of its buffer (offset a multiple of 256). */
+export function range(b: Binding, offset: number, size: number): GPUBufferBinding {
+  return 'buffer' in b ? { buffer: b.buffer, offset: (b.offset ?? 0) + offset, size } : { buffer: b, offset, size };
+}
+
+/** Whether two bindings start at the same byte of the same buffer (an in-place operation). */
+export function sameStart(a: Binding, b: Binding): boolean {
+  const at = (x: Binding) => ('buffer' in x ? [x.buffer, x.offset ?? 0] : [x, 0]);
+  const [ba, oa] = at(a), [bb, ob] = at(b);
+  return ba === bb && oa === ob;
+}
+
+/**
+ * The binding of `t` (its buffer, or its range of a packed one); throws if a virtual tensor is used before
+ * compile() placed it.
+ */
+export type Resolve = (t: Tensor) => Binding;
 
 interface Node {
   label: string;
@@ -62,6 +90,9 @@ export interface Program {
   dispatches: Dispatch[];
   /** Bytes of pooled buffers the virtual tensors needed at once (the activation/gradient high-water mark). */
   transientBytes: number;
+  /** The virtual tensors live at that high-water mark, and the node it was reached at: what makes the peak. */
+  peakTensors: { label: string; bytes: number }[];
+  peakNode: string;
 }
 
 export class Tape {
@@ -70,6 +101,11 @@ export class Tape {
   private grads = new Map<Tensor, Tensor>();
   private gradWritten = new Set<Tensor>();
   private kept = new Set<Tensor>();
+  /** Recipes for recomputing a forward value in the backward (recomputable), and the copies made so far. */
+  private recipes = new Map<Tensor, () => Tensor>();
+  private recomputed = new Map<Tensor, Tensor>();
+  /** Nodes [0, forwardEnd) are the forward's (set when backward() starts). */
+  private forwardEnd = Infinity;
 
   constructor(readonly gpu: Gpu) {}
 
@@ -115,9 +151,11 @@ export class Tape {
   grad(t: Tensor): Tensor {
     let g = this.grads.get(t);
     if (!g) {
-      g = t.persistent
-        ? new Tensor(`${t.label}.grad`, t.shape, true, this.gpu.buffer(`${t.label}.grad`, t.bytes))
-        : new Tensor(`${t.label}.grad`, t.shape, false);
+      g = !t.persistent
+        ? new Tensor(`${t.label}.grad`, t.shape, false)
+        : t.gradAt
+          ? new Tensor(`${t.label}.grad`, t.shape, true, t.gradAt.buffer, t.gradAt.offset)
+          : new Tensor(`${t.label}.grad`, t.shape, true, this.gpu.buffer(`${t.label}.grad`, t.bytes));
       this.grads.set(t, g);
     }
     return g;
@@ -161,8 +199,52 @@ export class Tape {
     return true;
   }
 
+  /**
+   * Make `g`, already the gradient of `a` (shareGrad), the gradient of `b` too, for `out = a + b` whose
+   * gradient g is: both then read and write one buffer, with no copy. Sound only when every reader of b's
+   * gradient is recorded before the first node that adds into a's, which the forward's order decides: b has
+   * no consumer but the add, and nothing recorded from b's producer on reads a (so every other consumer of a
+   * comes earlier in the forward, its backward later). The residual adds of a decoder are like this: the
+   * branch (o_proj's or down_proj's output) is made after the stream's last other use (its norm). Returns
+   * false, sharing nothing, when it cannot.
+   */
+  shareGradWith(a: Tensor, b: Tensor, g: Tensor): boolean {
+    if (b.persistent || this.grads.has(b) || this.grads.get(a) !== g || a === b) return false;
+    const forward = this.nodes.slice(0, this.forwardEnd);
+    const readers = forward.filter((n) => n.reads.includes(b));
+    const producer = forward.findLastIndex((n) => n.writes.includes(b));
+    if (readers.length !== 1 || producer < 0 || !readers[0].reads.includes(a)) return false;
+    if (forward.slice(producer).some((n) => n !== readers[0] && (n.reads.includes(a) || n.writes.includes(a)))) return false;
+    this.grads.set(b, g);
+    this.gradWritten.add(b);
+    return true;
+  }
+
+  /**
+   * Let the backward recompute `t` instead of keeping it: `make` records the nodes that compute a copy of it
+   * from tensors the backward keeps anyway, and returns the copy. A backward that reads `t` through saved()
+   * then reads that copy, so `t` itself dies with its last forward reader (activation checkpointing: memory
+   * for the time of `make`'s nodes). Nothing is recomputed unless some backward asks.
+   */
+  recomputable(t: Tensor, make: () => Tensor): void {
+    this.recipes.set(t, make);
+  }
+
+  /** What a backward node reads for the forward value `t`: t, or its recomputed copy (recorded at the first ask). */
+  saved(t: Tensor): Tensor {
+    const make = this.recipes.get(t);
+    if (!make) return t;
+    let copy = this.recomputed.get(t);
+    if (!copy) {
+      copy = make();
+      this.recomputed.set(t, copy);
+    }
+    return copy;
+  }
+
   /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */
   backward(): void {
+    this.forwardEnd = this.nodes.length;
     for (let i = this.backwardFns.length - 1; i >= 0; i--) this.backwardFns[i]();
     this.backwardFns = [];
   }
@@ -196,11 +278,13 @@ export class Tape {
     let current = '';
     const resolve: Resolve = (t) => {
       if (!t.buffer) throw new Error(`tape: node ${current} uses tensor ${t.label}, which has no buffer (it is not among the node's reads and writes)`);
-      return t.buffer;
+      return t.binding;
     };
     const free = new Map<number, GPUBuffer[]>(); // size → idle buffers owned by this program
     const owned: GPUBuffer[] = [];
     let live = 0, peak = 0;
+    const liveSet = new Set<Tensor>();
+    let peakTensors: Tensor[] = [], peakNode = '';
     const dispatches: Dispatch[] = [];
     this.nodes.forEach((n, i) => {
       for (const t of byFirst.get(i) ?? []) {
@@ -212,7 +296,12 @@ export class Tape {
         }
         t.buffer = b;
         live += size;
-        peak = Math.max(peak, live);
+        liveSet.add(t);
+        if (live > peak) {
+          peak = live;
+          peakTensors = [...liveSet];
+          peakNode = n.label;
+        }
       }
       current = n.label;
       const d = n.build(resolve);
@@ -222,8 +311,9 @@ export class Tape {
         const b = t.buffer!;
         (free.get(b.size) ?? free.set(b.size, []).get(b.size)!).push(b);
         live -= b.size;
+        liveSet.delete(t);
       }
     });
-    return { dispatches, transientBytes: peak };
+    return { dispatches, transientBytes: peak, peakTensors: peakTensors.map((t) => ({ label: t.label, bytes: t.buffer!.size })), peakNode };
   }
 }

@@ -56,6 +56,11 @@ export interface DryRunResult {
   buffers_created_per_step: number;
   peak_gpu_bytes: number;
   weights_bytes: number;
+  /**
+   * What the training tape's activations peak is made of: the node it is reached at, and the live tensors'
+   * bytes by label with the layer index as `*` (largest first; the rest summed under "other").
+   */
+  peak_activations: { at: string; bytes: number; tensors: Record<string, number> };
   pipelines: number;
   /** Pipelines created, by kernel ("<shader>.<entry>"): how many specialisations of each a build asked for. */
   pipelines_by_kernel: Record<string, number>;
@@ -109,6 +114,20 @@ export function buildAtShape<T>(name: string, B: number, T: number, build: () =>
     }
     throw e;
   }
+}
+
+/** The trainer's activation peak, grouped over layers: the eight largest groups, the rest as "other". */
+function peakActivations(trainer: Trainer): DryRunResult['peak_activations'] {
+  const groups = new Map<string, number>();
+  for (const t of trainer.peak.tensors) {
+    const k = t.label.replace(/layers\.\d+\./, 'layers.*.');
+    groups.set(k, (groups.get(k) ?? 0) + t.bytes);
+  }
+  const sorted = [...groups].sort((a, b) => b[1] - a[1]);
+  const tensors = Object.fromEntries(sorted.slice(0, 8));
+  const rest = sorted.slice(8).reduce((s, [, b]) => s + b, 0);
+  if (rest > 0) tensors.other = rest;
+  return { at: trainer.peak.node, bytes: trainer.transientBytes, tensors };
 }
 
 /** One step of `config` at batch × seq, counted on a recording device. */
@@ -165,6 +184,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
     buffers_created_per_step: delta('buffers'),
     peak_gpu_bytes: gpu.peakBytes,
     weights_bytes: weightsBytes,
+    peak_activations: peakActivations(trainer),
     pipelines: gpu.pipelineCount,
     pipelines_by_kernel: countBy(gpu.device.pipelineLabels.map((l) => l.split('{')[0])),
     gemm_variants: Object.fromEntries(Object.entries(gemmVariants).sort(([, a], [, b]) => b - a)),

@@ -17,6 +17,7 @@ import rmsnormSubgroups from '../../shaders/rmsnorm_subgroups.wgsl?raw';
 import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?raw';
 import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
 import dora from '../../shaders/dora.wgsl?raw';
+import addRmsnorm from '../../shaders/add_rmsnorm.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -37,6 +38,7 @@ export const SHADERS = {
   cross_entropy_subgroups: crossEntropySubgroups,
   attention_subgroups: attentionSubgroups,
   dora,
+  add_rmsnorm: addRmsnorm,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

@@ -42,6 +42,8 @@ export interface CausalLM {
   maxLogitsBytes: number;
   /** Largest range of a weight bound to one kernel (the device's maxStorageBufferBindingSize by default). */
   maxBindingBytes: number;
+  /** Every this many layers the backward recomputes the MLP's gate and up instead of keeping them; 0: never. */
+  recomputeMlpEvery: number;
 
   /** Install an adapter (its A and B on the GPU as trainable parameters), replacing the current one. */
   /** `tensors` null: an adapter of zeros (the memory plan). */

@@ -10,7 +10,7 @@
 // V vocabulary, R LoRA rank.
 //
 //   x = embed(ids)                                          (N, C)
-//   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))
+//   per layer:  h = x + o_proj(attn(rope(q(rms1(x))), rope(k(rms1(x))), v(rms1(x))))   (each add fused with the norm after it)
 //               (Qwen3: rope(q_norm(q(…))) and rope(k_norm(k(…))), an RMSNorm over each head's D values)
 //               x = h + down(silu(gate(rms2(h))) · up(rms2(h)))
 //   logits = rms(x)·Eᵀ, computed in vocabulary chunks          (N, V)
@@ -20,12 +20,13 @@ import type { Gpu } from '../gpu/gpu';
 import type { Tape, Tensor } from '../autograd/tape';
 import { linear, type DropoutState, type LoraOperand } from '../autograd/lora_linear';
 import { linearBlend, type BlendOperand } from '../autograd/lora_blend';
+import { linearGroup } from '../autograd/lora_group';
 import { rmsnorm } from '../autograd/rmsnorm';
 import { embedding } from '../autograd/embedding';
-import { rope } from '../autograd/rope';
+import { ropeQK } from '../autograd/rope';
 import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
-import { add } from '../autograd/elementwise';
+import { addRmsnorm } from '../autograd/add_rmsnorm';
 import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
 import { UnsupportedError } from '../io/errors';
 import { loraKey, loraMagnitudeKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
@@ -62,6 +63,12 @@ export class Decoder implements CausalLM {
   /** Adapters attached for generation (attach), by the caller's id: frozen A and B beside the trainable adapter. */
   private attached = new Map<string, { config: AdapterConfig; tensors: Map<string, Tensor> }>();
   maxLogitsBytes = 64 * 1024 * 1024;
+  /**
+   * Every this many layers, the backward recomputes the MLP's gate and up projections (and the norm before
+   * them) instead of keeping them from the forward: 2·(N, I) activations fewer per such layer, for 2·N·C·I·2
+   * more FLOPs (SmolLM2 at the bench shape: 252 MB less peak, 5% more FLOPs with every third layer). 0: never.
+   */
+  recomputeMlpEvery = 3;
   /**
    * The (V, C) embedding and head of a large vocabulary (Qwen2.5's 151936 × 896 × 4 bytes = 545 MB) can
    * exceed the device's maxStorageBufferBindingSize, so both run in vocabulary chunks of at most this many bytes.
@@ -115,15 +122,18 @@ export class Decoder implements CausalLM {
     const c = this.config;
     const table = this.w(tape, 'model.embed_tokens.weight');
     let x = embedding(tape, 'embed', ids, table, tableChunkRows(c.hidden, this.maxBindingBytes)); // the residual stream
+    // Each residual add is fused with the norm that reads its sum (add_rmsnorm.ts): the attention block's with
+    // post_attention_layernorm, the MLP's with the next layer's input_layernorm, the last with model.norm.
+    let xn = rmsnorm(tape, 'model.layers.0.input_layernorm', x, this.w(tape, 'model.layers.0.input_layernorm.weight'), c.rmsEps);
     for (let layer = 0; layer < c.layers; layer++) {
       const ctx: LayerContext = { tape, layer, B, T, dropout, blend };
       const p = `model.layers.${layer}`;
-      const xn = rmsnorm(tape, `${p}.input_layernorm`, x, this.w(tape, `${p}.input_layernorm.weight`), c.rmsEps);
-      const h = add(tape, `${p}.residual1`, x, this.attentionBlock(ctx, xn));
-      const hn = rmsnorm(tape, `${p}.post_attention_layernorm`, h, this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
-      x = add(tape, `${p}.residual2`, h, this.mlpBlock(ctx, hn));
+      const norm = layer + 1 < c.layers ? `model.layers.${layer + 1}.input_layernorm` : 'model.norm';
+      const [h, hn] = addRmsnorm(tape, { add: `${p}.residual1`, norm: `${p}.post_attention_layernorm` }, x, this.attentionBlock(ctx, xn),
+        this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
+      [x, xn] = addRmsnorm(tape, { add: `${p}.residual2`, norm }, h, this.mlpBlock(ctx, hn), this.w(tape, `${norm}.weight`), c.rmsEps);
     }
-    return rmsnorm(tape, 'model.norm', x, this.w(tape, 'model.norm.weight'), c.rmsEps);
+    return xn;
   }
 
   /**
@@ -135,13 +145,10 @@ export class Decoder implements CausalLM {
     const { tape, B, T } = ctx;
     const c = this.config;
     const p = `model.layers.${ctx.layer}.self_attn`;
-    const q = this.proj(ctx, `${p}.q_proj`, 'q_proj', xn, c.attnBias);
-    const k = this.proj(ctx, `${p}.k_proj`, 'k_proj', xn, c.attnBias);
-    const v = this.proj(ctx, `${p}.v_proj`, 'v_proj', xn, c.attnBias);
+    const [q, k, v] = this.projGroup(ctx, `${p}.qkv`, xn, (['q_proj', 'k_proj', 'v_proj'] as const).map((t) => [`${p}.${t}`, t, c.attnBias]));
     const l = `model.layers.${ctx.layer}`;
     const qkNorm = (n: string, t: Tensor) => (c.qkNorm ? rmsnorm(tape, `${p}.${n}`, t, this.w(tape, `${p}.${n}.weight`), c.rmsEps) : t);
-    const qr = rope(tape, `${l}.rope_q`, qkNorm('q_norm', q), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta });
-    const kr = rope(tape, `${l}.rope_k`, qkNorm('k_norm', k), { B, T, heads: c.kvHeads, D: c.headDim, theta: c.ropeTheta });
+    const [qr, kr] = ropeQK(tape, `${l}.rope`, qkNorm('q_norm', q), qkNorm('k_norm', k), { B, T, heads: c.heads, D: c.headDim, theta: c.ropeTheta }, c.kvHeads);
     const a = attention(tape, p, qr, kr, v, { B, T, H: c.heads, KV: c.kvHeads, D: c.headDim });
     return this.proj(ctx, `${p}.o_proj`, 'o_proj', a, false);
   }
@@ -149,8 +156,9 @@ export class Decoder implements CausalLM {
   /** down(silu(gate(hn))·up(hn)) of the normed input hn (N, C). */
   private mlpBlock(ctx: LayerContext, hn: Tensor): Tensor {
     const p = `model.layers.${ctx.layer}.mlp`;
-    const g = this.proj(ctx, `${p}.gate_proj`, 'gate_proj', hn, false);
-    const u = this.proj(ctx, `${p}.up_proj`, 'up_proj', hn, false);
+    const every = this.recomputeMlpEvery;
+    const recompute = every > 0 && ctx.layer % every === every - 1;
+    const [g, u] = this.projGroup(ctx, `${p}.gate_up`, hn, [[`${p}.gate_proj`, 'gate_proj', false], [`${p}.up_proj`, 'up_proj', false]], recompute);
     return this.proj(ctx, `${p}.down_proj`, 'down_proj', swiglu(ctx.tape, `${p}.act`, g, u), false);
   }
 
@@ -162,13 +170,25 @@ export class Decoder implements CausalLM {
     return linear(tape, name, x, this.w(tape, `${name}.weight`), bias, this.loraOf(ctx.layer, target), ctx.dropout);
   }
 
+  /** The projections of one input `x` as one rule (lora_group.ts): [name, target, hasBias] each. */
+  private projGroup(ctx: LayerContext, label: string, x: Tensor, projs: [string, LoraTarget, boolean][], recompute = false): Tensor[] {
+    const { tape } = ctx;
+    // A live blend (generation only) applies its adapters projection by projection.
+    if (ctx.blend) return projs.map(([name, target, hasBias]) => this.proj(ctx, name, target, x, hasBias));
+    return linearGroup(tape, label, x, projs.map(([name, target, hasBias]) => ({
+      label: name, W: this.w(tape, `${name}.weight`), bias: hasBias ? this.w(tape, `${name}.bias`) : undefined, lora: this.loraOf(ctx.layer, target),
+    })), ctx.dropout, { recompute });
+  }
+
   private loraOf(layer: number, target: LoraTarget): LoraOperand | undefined {
     const adapter = this.adapter;
     if (!adapter?.targetModules.includes(target)) return undefined;
     const A = this.lora.find((p) => p.key === loraKey(layer, target, 'A'))!.tensor;
     const B = this.lora.find((p) => p.key === loraKey(layer, target, 'B'))!.tensor;
-    const magnitude = adapter.useDora ? this.lora.find((p) => p.key === loraMagnitudeKey(layer, target))!.tensor : undefined;
-    return { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout, magnitude };
+    const lora: LoraOperand = { A, B, scale: loraScale(adapter), dropout: adapter.loraDropout };
+    // Only a DoRA operand carries the key: linearGroup batches an operand whose fields it knows, and falls back otherwise.
+    if (adapter.useDora) lora.magnitude = this.lora.find((p) => p.key === loraMagnitudeKey(layer, target))!.tensor;
+    return lora;
   }
 
   /** The terms of a live blend that act (weight ≠ 0), each with its adapter: the held one (id null) or an attached one. */

@@ -9,6 +9,7 @@
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import { Tensor } from '../autograd/tape';
 import { doraNorm } from '../autograd/dora';
+import { packParameters, type ParamSpec } from '../autograd/packed';
 import { loraKey, loraMagnitudeKey, loraScale, loraSubmodule, type AdapterConfig } from '../io/peft';
 import { projectionDims, weightShapes, type ModelConfig } from './config';
 import type { Weights } from './weights';
@@ -40,40 +41,67 @@ export function uploadWeights(gpu: Gpu, config: ModelConfig, weights: Weights | 
 }
 
 /**
- * The adapter's A (R, IN) and B (OUT, R) of every layer and target, in PEFT key order (layer, target, A then
- * B, then DoRA's magnitude m (OUT)), as persistent trainable tensors (`tensors` null: all zero).
- * A magnitude `tensors` lacks starts as PEFT's does, m = ‖W + s·B·A‖ per output row, computed on the GPU
- * from `base`. `previous` parameters' buffers go back to the pool first.
+/**
+ * The adapter's tensors in the order they are packed: per layer, every target's A, then every target's B,
+ * then (DoRA) every target's magnitude m (OUT) (with their values from `tensors`, when given).
+ */
+export function adapterSpecs(config: ModelConfig, adapter: AdapterConfig, tensors: Map<string, Float32Array> | null = null): ParamSpec[] {
+  const specs: ParamSpec[] = [];
+  for (let l = 0; l < config.layers; l++) {
+    for (const which of ['A', 'B'] as const) {
+      for (const t of adapter.targetModules) {
+        const { inFeatures, outFeatures } = projectionDims(config, t);
+        const key = loraKey(l, t, which);
+        const data = tensors?.get(key);
+        const shape = which === 'A' ? [adapter.r, inFeatures] : [outFeatures, adapter.r];
+        if (tensors && (!data || data.length !== shape[0] * shape[1])) throw new Error(`setAdapter: ${key} missing or not ${shape.join('×')}`);
+        specs.push({ key, shape, data });
+      }
+    }
+    if (!adapter.useDora) continue;
+    for (const t of adapter.targetModules) {
+      const { outFeatures } = projectionDims(config, t);
+      const key = loraMagnitudeKey(l, t);
+      const data = tensors?.get(key);
+      if (data && data.length !== outFeatures) throw new Error(`setAdapter: ${key} is not ${outFeatures} values`);
+      specs.push({ key, shape: [outFeatures], data });
+    }
+  }
+  return specs;
+}
+
+/**
+ * The adapter's A (R, IN) and B (OUT, R) of every layer and target (and DoRA's magnitude m (OUT)) as
+ * persistent trainable tensors, packed (src/autograd/packed.ts) so that a step zeroes, clips and updates them
+ * in one dispatch per slab; returned in PEFT key order (layer, target, A then B, then m); `tensors` null: all
+ * zero. Placed per layer with every A before every B, so the A's of targets that share an input (q, k, v;
+ * gate, up) sit at one stride and a single batched GEMM reaches them all (lora_group.ts). A magnitude
+ * `tensors` lacks starts as PEFT's does, m = ‖W + s·B·A‖ per output row, computed on the GPU from `base`.
+ * `previous` parameters' slabs go back to the pool first.
  */
 export function uploadAdapter(
   gpu: Gpu, config: ModelConfig, adapter: AdapterConfig, tensors: Map<string, Float32Array> | null, previous: readonly LoraParam[],
   base?: GpuWeights,
 ): LoraParam[] {
-  for (const p of previous) gpu.release(p.tensor.buffer!);
+  for (const b of new Set(previous.flatMap((p) => [p.tensor.buffer!, p.tensor.gradAt?.buffer]))) if (b) gpu.release(b);
+  const specs = adapterSpecs(config, adapter, tensors);
+  const packed = packParameters(gpu, 'lora', specs);
+  const byKey = new Map(packed.tensors.map((t) => [t.label, t]));
   const out: LoraParam[] = [];
   const init: Dispatch[] = [];
   for (let l = 0; l < config.layers; l++) {
     for (const t of adapter.targetModules) {
-      const { inFeatures, outFeatures } = projectionDims(config, t);
-      for (const which of ['A', 'B'] as const) {
-        const key = loraKey(l, t, which);
-        const data = tensors?.get(key);
-        const shape = which === 'A' ? [adapter.r, inFeatures] : [outFeatures, adapter.r];
-        if (tensors && (!data || data.length !== shape[0] * shape[1])) throw new Error(`setAdapter: ${key} missing or not ${shape.join('×')}`);
-        const tensor = new Tensor(key, shape, true, data ? gpu.upload(key, data) : gpu.zeros(key, 4 * shape[0] * shape[1]));
-        tensor.requiresGrad = true;
-        out.push({ key, tensor });
-      }
+      for (const which of ['A', 'B'] as const) out.push({ key: loraKey(l, t, which), tensor: byKey.get(loraKey(l, t, which))! });
       if (!adapter.useDora) continue;
       const key = loraMagnitudeKey(l, t);
-      const data = tensors?.get(key);
-      if (data && data.length !== outFeatures) throw new Error(`setAdapter: ${key} is not ${outFeatures} values`);
-      const m = new Tensor(key, [outFeatures], true, data ? gpu.upload(key, data) : gpu.zeros(key, 4 * outFeatures));
-      m.requiresGrad = true;
-      const [A, B] = out.slice(-2).map((p) => p.tensor.buffer!);
-      const W = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
-      if (!data && tensors && W) init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A, B, m.buffer!));
+      const m = byKey.get(key)!;
       out.push({ key, tensor: m });
+      const { inFeatures, outFeatures } = projectionDims(config, t);
+      const W = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
+      if (tensors && !tensors.has(key) && W) {
+        const [A, B] = [byKey.get(loraKey(l, t, 'A'))!, byKey.get(loraKey(l, t, 'B'))!];
+        init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A.binding, B.binding, m.binding));
+      }
     }
   }
   if (init.length > 0) {
@@ -85,8 +113,11 @@ export function uploadAdapter(
 
 /** Current adapter values by PEFT key, read back from the GPU. */
 export async function readLora(gpu: Gpu, lora: readonly LoraParam[]): Promise<Map<string, Float32Array>> {
+  // One read per slab, not per tensor: each read is a wait for the GPU.
+  const slabs = new Map<GPUBuffer, Float32Array>();
+  for (const b of new Set(lora.map((p) => p.tensor.buffer!))) slabs.set(b, await gpu.read(b));
   const out = new Map<string, Float32Array>();
-  for (const p of lora) out.set(p.key, await gpu.read(p.tensor.buffer!, p.tensor.numel));
+  for (const { key, tensor: t } of lora) out.set(key, slabs.get(t.buffer!)!.slice(t.offset / 4, t.offset / 4 + t.numel));
   return out;
 }
 

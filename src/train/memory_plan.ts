@@ -26,6 +26,6 @@ export function planRun(config: ModelConfig, shape: RunShape | null, maxStorageB
   return planMemory(config, shape.adapter, maxStorageBufferBindingSize, (model) => {
     const trainer = new Trainer(model, shape.batch, shape.seqLen, shape.optimizer, 0, { gradAccum: shape.gradAccum, keepLastGood: shape.keepLastGood });
     if (shape.evalBatch > 0) new Evaluator(model, shape.evalBatch, shape.seqLen);
-    return { grads: trainer.grads.values(), transientBytes: trainer.transientBytes };
+    return { grads: trainer.gradBuffers, transientBytes: trainer.transientBytes };
   });
 }

@@ -18,7 +18,8 @@
 
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import { packUniform } from '../gpu/uniforms';
-import { Tape } from '../autograd/tape';
+import { Tape, type Tensor } from '../autograd/tape';
+import { slabsOf, type Slab } from '../autograd/packed';
 import { accumulate, addForward, fill, scale } from '../autograd/elementwise';
 import { rngAdvance } from '../autograd/dropout';
 import { adamwParams, adamwStep, clipGradNorm, OPTIMIZER_PARAMS, sgdStep } from '../autograd/optimizer';
@@ -96,8 +97,10 @@ export class Trainer {
   /** backup[s]: copy every parameter into slot s; restore[s]: copy slot s back. */
   private backup: Dispatch[][] = [];
   private restore: Dispatch[][] = [];
-  /** AdamW's moments per LoRA parameter, in model.lora order. */
-  private moments: { key: string; n: number; m: GPUBuffer; v: GPUBuffer }[] = [];
+  /** AdamW's moments, one pair per slab, at the offsets of the parameters in it. */
+  private moments: { m: GPUBuffer; v: GPUBuffer }[] = [];
+  private slabs: Slab[];
+  private params: { key: string; tensor: Tensor }[];
   private dropoutCounter: GPUBuffer; // (1) u32: micro-batches run so far
   /** Optimizer steps taken so far (AdamW's t). */
   steps = 0;
@@ -105,6 +108,8 @@ export class Trainer {
   private restoredAt = 0;
   readonly gradAccum: number;
   readonly transientBytes: number;
+  /** The activations live at the tape's high-water mark, and the node where it is reached (Program.peakTensors). */
+  readonly peak: { node: string; tensors: { label: string; bytes: number }[] };
 
   constructor(readonly model: CausalLM, readonly B: number, readonly T: number, readonly opt: OptimizerSettings, seed = 0, options: TrainerOptions = {}) {
     const gpu = model.gpu;
@@ -120,40 +125,45 @@ export class Trainer {
     const compiled = tape.compile();
     this.program = compiled.dispatches;
     this.transientBytes = compiled.transientBytes;
+    this.peak = { node: compiled.peakNode, tensors: compiled.peakTensors };
 
+    // Every adapter parameter lives in a few packed slabs (src/autograd/packed.ts), its gradient at the same
+    // offset of the slab's twin: zeroing, 1/K, clipping, the optimizer and the last-good copies run once per
+    // slab, not once per tensor.
     const params = model.lora.map((p) => p.tensor);
-    const grads = params.map((p) => tape.grad(p).buffer!);
-    model.lora.forEach((p, i) => this.grads.set(p.key, grads[i]));
+    const slabs = slabsOf(params);
+    this.params = model.lora.map((p) => ({ key: p.key, tensor: p.tensor }));
+    this.slabs = slabs;
     this.lossSum = gpu.buffer('train.loss_sum', 4);
-    this.zero = params.map((p, i) => fill(gpu, `${p.label}.zero_grad`, p.numel, grads[i], 0));
+    this.zero = slabs.map((s, i) => fill(gpu, `lora.slab${i}.zero_grad`, s.n, s.grads, 0));
     this.zero.push(fill(gpu, 'train.loss_sum.zero', 1, this.lossSum, 0));
     this.sumLoss = accumulate(gpu, 'train.loss_sum', 1, this.lossSum, this.io.result.buffer!);
     this.advance = rngAdvance(gpu, 'dropout', counter.buffer!);
-    if (K > 1) params.forEach((p, i) => this.update.push(scale(gpu, `${p.label}.grad_mean`, p.numel, grads[i], 1 / K)));
+    if (K > 1) slabs.forEach((s, i) => this.update.push(scale(gpu, `lora.slab${i}.grad_mean`, s.n, s.grads, 1 / K)));
     if (opt.maxGradNorm && opt.maxGradNorm > 0) {
-      this.update.push(...clipGradNorm(gpu, 'clip', params.map((p, i) => ({ n: p.numel, g: grads[i] })), opt.maxGradNorm));
+      this.update.push(...clipGradNorm(gpu, 'clip', slabs.map((s) => ({ n: s.n, g: s.grads })), opt.maxGradNorm));
     }
     const init: Dispatch[] = [];
-    params.forEach((p, i) => {
+    slabs.forEach((s, i) => {
       if (opt.kind === 'sgd') {
-        const dispatch = sgdStep(gpu, `${p.label}.sgd`, p.numel, p.buffer!, grads[i], opt.lr);
+        const dispatch = sgdStep(gpu, `lora.slab${i}.sgd`, s.n, s.params, s.grads, opt.lr);
         this.update.push(dispatch);
-        this.sgd.push({ dispatch, n: p.numel });
+        this.sgd.push({ dispatch, n: s.n });
       } else {
-        const m = gpu.buffer(`${p.label}.adam_m`, p.bytes), v = gpu.buffer(`${p.label}.adam_v`, p.bytes);
-        init.push(fill(gpu, `${p.label}.adam_m.init`, p.numel, m, 0), fill(gpu, `${p.label}.adam_v.init`, p.numel, v, 0));
-        this.moments.push({ key: model.lora[i].key, n: p.numel, m, v });
-        const dispatch = adamwStep(gpu, `${p.label}.adamw`, p.numel, { p: p.buffer!, g: grads[i], m, v }, this.hyper(opt.lr), 1);
+        const m = gpu.buffer(`lora.slab${i}.adam_m`, 4 * s.n), v = gpu.buffer(`lora.slab${i}.adam_v`, 4 * s.n);
+        init.push(fill(gpu, `lora.slab${i}.adam_m.init`, s.n, m, 0), fill(gpu, `lora.slab${i}.adam_v.init`, s.n, v, 0));
+        this.moments.push({ m, v });
+        const dispatch = adamwStep(gpu, `lora.slab${i}.adamw`, s.n, { p: s.params, g: s.grads, m, v }, this.hyper(opt.lr), 1);
         this.update.push(dispatch);
-        this.adamw.push({ dispatch, n: p.numel });
+        this.adamw.push({ dispatch, n: s.n });
       }
     });
     if (options.keepLastGood) {
-      for (let s = 0; s < 2; s++) {
-        const slots = params.map((p) => gpu.buffer(`${p.label}.last_good${s}`, p.bytes));
+      for (let k = 0; k < 2; k++) {
+        const copies = slabs.map((s, i) => gpu.buffer(`lora.slab${i}.last_good${k}`, 4 * s.n));
         // out = ½·(p + p) is an exact copy in f32 (elementwise.ts).
-        this.backup.push(params.map((p, i) => addForward(gpu, `${p.label}.backup${s}`, p.numel, p.buffer!, p.buffer!, slots[i], 0.5)));
-        this.restore.push(params.map((p, i) => addForward(gpu, `${p.label}.restore${s}`, p.numel, slots[i], slots[i], p.buffer!, 0.5)));
+        this.backup.push(slabs.map((s, i) => addForward(gpu, `lora.slab${i}.backup${k}`, s.n, s.params, s.params, copies[i], 0.5)));
+        this.restore.push(slabs.map((s, i) => addForward(gpu, `lora.slab${i}.restore${k}`, s.n, copies[i], copies[i], s.params, 0.5)));
       }
     }
     // Moments start at zero: run their fills once now, leave only the gradient zeroing in every step.
@@ -165,8 +175,17 @@ export class Trainer {
     return { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
   }
 
-  /** Gradient buffers of the LoRA parameters by PEFT key (valid after a backward; for tests). */
-  readonly grads = new Map<string, GPUBuffer>();
+  /** The gradient of the LoRA parameter `key` (PEFT name), read back (valid after a backward; for tests). */
+  async readGrad(key: string): Promise<Float32Array> {
+    const p = this.params.find((q) => q.key === key);
+    if (!p) throw new RangeError(`readGrad: no LoRA parameter ${key}`);
+    return this.model.gpu.read(p.tensor.gradAt!.buffer, p.tensor.numel, p.tensor.offset / 4);
+  }
+
+  /** The buffers that hold the LoRA gradients (the slabs' twins), for the memory plan. */
+  get gradBuffers(): GPUBuffer[] {
+    return this.slabs.map((s) => s.grads);
+  }
 
   /**
    * One optimizer step on one (B, T) batch: one command buffer, then one read of the loss (computed before
@@ -221,8 +240,18 @@ export class Trainer {
   async readMoments(): Promise<Map<string, { m: Float32Array; v: Float32Array }>> {
     const gpu = this.model.gpu;
     const out = new Map<string, { m: Float32Array; v: Float32Array }>();
-    for (const x of this.moments) out.set(x.key, { m: await gpu.read(x.m, x.n), v: await gpu.read(x.v, x.n) });
+    if (this.moments.length === 0) return out;
+    const read = await Promise.all(this.moments.map(async (x) => ({ m: await gpu.read(x.m), v: await gpu.read(x.v) })));
+    for (const { key, tensor: t } of this.params) {
+      const got = read[this.slabIndex(t)];
+      const [a, b] = [t.offset / 4, t.offset / 4 + t.numel];
+      out.set(key, { m: got.m.slice(a, b), v: got.v.slice(a, b) });
+    }
     return out;
+  }
+
+  private slabIndex(t: Tensor): number {
+    return this.slabs.findIndex((s) => s.params === t.buffer);
   }
 
   /**
@@ -235,11 +264,12 @@ export class Trainer {
   restoreState(steps: number, moments: ReadonlyMap<string, { m: Float32Array; v: Float32Array }>): void {
     if (!Number.isSafeInteger(steps) || steps < 0) throw new RangeError(`restoreState: steps must be a whole number ≥ 0 (got ${steps})`);
     const gpu = this.model.gpu;
-    for (const x of this.moments) {
-      const got = moments.get(x.key);
-      if (!got || got.m.length !== x.n || got.v.length !== x.n) throw new RangeError(`restoreState: the optimizer state of ${x.key} is missing or not ${x.n} values`);
-      gpu.write(x.m, got.m);
-      gpu.write(x.v, got.v);
+    for (const { key, tensor: t } of this.moments.length > 0 ? this.params : []) {
+      const got = moments.get(key);
+      if (!got || got.m.length !== t.numel || got.v.length !== t.numel) throw new RangeError(`restoreState: the optimizer state of ${key} is missing or not ${t.numel} values`);
+      const x = this.moments[this.slabIndex(t)];
+      gpu.write(x.m, got.m, t.offset);
+      gpu.write(x.v, got.v, t.offset);
     }
     this.steps = this.restoredAt = steps;
     gpu.write(this.dropoutCounter, new Uint32Array([(steps * this.gradAccum) >>> 0]));

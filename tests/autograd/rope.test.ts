@@ -10,7 +10,7 @@
 // A T = 2048 case checks that long positions stay within the same bound (4.9e-4, set by the f32 angle).
 
 import { describe, expect, it } from 'vitest';
-import { ropeBackward, ropeForward, type RopeDims } from '../../src/autograd/rope.ts';
+import { ropeBackward, ropeForward, ropeQKDispatch, type RopeDims } from '../../src/autograd/rope.ts';
 import { ropeBackward as refRopeBackward, ropeForward as refRopeForward } from '../reference/ops.ts';
 import { mulberry32, randn } from '../reference/rng.ts';
 import { relMaxDiff, testGpu } from '../gpu/test-gpu.ts';
@@ -83,5 +83,28 @@ describe('rope', () => {
     expect(dBwd, `maxdiff ${dBwd}`).toBeLessThan(tolerance(T0));
     gpu.release(xBuf);
     gpu.release(dyBuf);
+  });
+
+  it('queries and keys in one dispatch (rope_qk): each as rope alone, H = 3 and KV = 1 heads', async () => {
+    const gpu = await testGpu();
+    const d: RopeDims = { B: 2, T: 5, heads: 3, D: 8, theta: 10000 };
+    const KV = 1, nq = d.B * d.T * d.heads * d.D, nk = d.B * d.T * KV * d.D;
+    const [q, k, dq, dk] = [sample(5, nq), sample(6, nk), sample(7, nq), sample(8, nk)];
+    const up = (name: string, a: Float32Array) => gpu.upload(`rope.test.${name}`, a);
+    const [xq, xk, dyq, dyk] = [up('q', q.f32), up('k', k.f32), up('dq', dq.f32), up('dk', dk.f32)];
+    const [yq, yk, gq, gk] = [nq, nk, nq, nk].map((n, i) => gpu.buffer(`rope.test.out${i}`, n * 4));
+    gpu.run([
+      ropeQKDispatch(gpu, 'test', 'forward', d, KV, { xq, yq, xk, yk }),
+      ropeQKDispatch(gpu, 'test', 'backward', d, KV, { xq: dyq, yq: gq, xk: dyk, yk: gk }),
+    ]);
+    const diffs = [
+      relMaxDiff(await gpu.read(yq, nq), refRopeForward(q.f64, d.B, d.T, d.heads, d.D, d.theta)),
+      relMaxDiff(await gpu.read(yk, nk), refRopeForward(k.f64, d.B, d.T, KV, d.D, d.theta)),
+      relMaxDiff(await gpu.read(gq, nq), refRopeBackward(dq.f64, d.B, d.T, d.heads, d.D, d.theta)),
+      relMaxDiff(await gpu.read(gk, nk), refRopeBackward(dk.f64, d.B, d.T, KV, d.D, d.theta)),
+    ];
+    console.log(`rope_qk: maxdiff q ${diffs[0].toExponential(2)}, k ${diffs[1].toExponential(2)}, dq ${diffs[2].toExponential(2)}, dk ${diffs[3].toExponential(2)}`);
+    for (const diff of diffs) expect(diff, `maxdiff ${diff}`).toBeLessThan(tolerance(d.T));
+    for (const b of [xq, xk, dyq, dyk, yq, yk, gq, gk]) gpu.release(b);
   });
 });

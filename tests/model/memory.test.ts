@@ -5,6 +5,9 @@
 // recording device also counts what a step submits.
 
 import { describe, expect, it } from 'vitest';
+import { packLayout, slabsOf } from '../../src/autograd/packed';
+import { adapterSpecs } from '../../src/model/gpu_weights';
+import { OPTIMIZER_PARAMS } from '../../src/autograd/optimizer';
 import { writeTinyModel } from '../cli/tiny-model';
 import { loadModelDir } from '../../src/cli/files';
 import { createNodeGpu } from '../../src/gpu/node';
@@ -53,8 +56,12 @@ describe('memory plan', () => {
         expect(plan.weights + plan.adapter + plan.optimizer + plan.activations + plan.other).toBe(plan.bytes);
         const weightBytes = [...weightShapes(config).values()].reduce((n, s) => n + Math.ceil((4 * s.reduce((a, b) => a * b, 1)) / 16) * 16, 0);
         expect(plan.weights).toBe(weightBytes);
-        // Each LoRA factor is a multiple of 16 bytes at these shapes: the adapter is exactly 4·params, twice (values, gradients).
-        const adapterBytes = 4 * trainableParams(config, { targets: shape.adapter.targetModules, r: shape.adapter.r });
+        // The adapter is packed (src/autograd/packed.ts): 4·params and the gaps that put every tensor on a
+        // 256-byte binding offset, exactly as packLayout lays it out, twice (values, gradients).
+        const adapterBytes = packLayout(adapterSpecs(config, shape.adapter), gpu.limits.maxStorageBufferBindingSize).slabBytes.reduce((a, b) => a + b, 0);
+        const params = 4 * trainableParams(config, { targets: shape.adapter.targetModules, r: shape.adapter.r });
+        expect(adapterBytes).toBeGreaterThanOrEqual(params);
+        expect(adapterBytes).toBeLessThan(params + 256 * 4 * config.layers * shape.adapter.targetModules.length);
         expect(plan.adapter).toBe(2 * adapterBytes);
         expect(plan.optimizer).toBe(4 * adapterBytes); // m, v and two last-good copies
         expect(plan.activations).toBeGreaterThanOrEqual(plan.transientBytes);
@@ -85,8 +92,9 @@ describe('memory plan', () => {
     expect(stats.copies - before.copies).toBe(1);
     expect(stats.cpuWaits - before.cpuWaits).toBe(1); // the read-back's mapAsync, once per optimizer step
     expect(stats.dispatches - before.dispatches).toBeGreaterThan(K * config.layers * 10);
-    // Per micro-batch the ids and targets (N i32 each), plus one uniform per AdamW update.
-    expect(stats.writeBytes - before.writeBytes).toBeGreaterThanOrEqual(K * 2 * 4 * B * T + model.lora.length * 16);
+    // Per micro-batch the ids and targets (N i32 each), plus one AdamW uniform per packed slab of the adapter.
+    const slabs = slabsOf(model.lora.map((p) => p.tensor)).length;
+    expect(stats.writeBytes - before.writeBytes).toBeGreaterThanOrEqual(K * 2 * 4 * B * T + slabs * 4 * OPTIMIZER_PARAMS.length);
     expect(stats.liveBytes).toBe(gpu.allocatedBytes); // the read-back's staging buffer is gone again
   });
 });
