@@ -3,6 +3,10 @@
 //
 //   W' = W + s·B·A        W (out, in), B (out, r), A (r, in); s = α/r, or α/√r with rsLoRA (peft.ts loraScale)
 //
+// and, for a DoRA adapter (use_dora), as PEFT's DoRA merge does, each output row o rescaled to its magnitude:
+//
+//   W'[o] = m[o] / ‖W[o] + s·(B·A)[o]‖ · (W[o] + s·(B·A)[o])        m (out), the norm over the row's `in` values
+//
 // with W as stored in the checkpoint, (out, in). PEFT transposes ΔW for fan_in_fan_out (GPT-2's Conv1D,
 // weights stored (in, out)); that flag is refused on import (peft.ts), as no Llama-family weight is stored
 // that way, so no transpose applies here. Every other tensor (embeddings, norms, biases, lm_head or its
@@ -23,14 +27,13 @@ import { LoraStudioError, ShapeError, UnsupportedError } from '../io/errors';
 import { encodeFloats, FLOAT_DTYPES, type FloatDtype } from '../io/float_encode';
 import { writeMergedModelFolder, type FolderFile } from '../io/merged_model';
 import { findWeightFiles, readConfigText, readWeightFiles, type ModelFiles, type OnProgress } from '../io/model_source';
-import { loraKey, loraScale, loraSubmodule, type AdapterConfig, type LoraTarget } from '../io/peft';
+import { loraKey, loraMagnitudeKey, loraScale, loraSubmodule, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { parseSafetensors, type RawTensorToWrite } from '../io/safetensors';
 import { parseModelConfig, projectionDims, type ModelConfig } from './config';
 
 export interface MergeAdapter {
-  /** useDora: an adapter with DoRA magnitudes, whose merge is not W + s·B·A (refused until DoRA lands). */
-  config: AdapterConfig & { useDora?: boolean };
-  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major. */
+  config: AdapterConfig;
+  /** PEFT keys (loraKey) → lora_A (r, in) and lora_B (out, r), row-major; with useDora, loraMagnitudeKey → m (out). */
   weights: ReadonlyMap<string, Float32Array>;
 }
 
@@ -45,11 +48,8 @@ const NEEDS = 'needs a bf16/f16/f32 base';
 // The largest magnitudes that round to a finite value in each dtype: the format's maximum plus half an ulp.
 const FINITE_BELOW: Record<FloatDtype, number> = { F32: 2 ** 128 - 2 ** 103, F16: 65520, BF16: 2 ** 128 - 2 ** 119 };
 
-/** Refuses what cannot be merged: DoRA, a quantized base (config.json's quantization_config). */
-export function checkMergeable(adapter: MergeAdapter, configText: string, configFile = 'config.json'): void {
-  if (adapter.config.useDora === true) {
-    throw new UnsupportedError(undefined, 'Merging a DoRA adapter is not supported yet: its merge rescales each column of W + s·B·A by the magnitude vector. Merge a plain LoRA adapter.');
-  }
+/** Refuses what cannot be merged: a quantized base (config.json's quantization_config). */
+export function checkMergeable(configText: string, configFile = 'config.json'): void {
   const raw = JSON.parse(configText) as Record<string, unknown>;
   if (raw.quantization_config != null) {
     const method = (raw.quantization_config as { quant_method?: unknown }).quant_method;
@@ -88,6 +88,7 @@ export function mergeWeights(model: ModelConfig, files: { name: string; bytes: U
       }
       const W = Float64Array.from(st.readF32(name)); // (out, in): F16/BF16 widen exactly
       addDelta(W, adapter, at.layer, at.target, scale, inFeatures, outFeatures);
+      if (config.useDora) rescaleRows(W, adapter, at.layer, at.target, inFeatures, outFeatures, name);
       refuseOverflow(W, dtype, name);
       tensors.push({ name, dtype, shape: info.shape, bytes: encodeFloats(W, dtype) });
       dtypes.add(dtype);
@@ -101,6 +102,21 @@ export function mergeWeights(model: ModelConfig, files: { name: string; bytes: U
       `the adapter targets it. A quantized checkpoint stores its projections under other names: a merge ${NEEDS}.`);
   }
   return { tensors, dtypes: FLOAT_DTYPES.filter((d) => dtypes.has(d)) };
+}
+
+/** DoRA: each row o of W (out, in), already W + s·B·A, times m[o] / its norm, in float64. */
+function rescaleRows(W: Float64Array, adapter: MergeAdapter, layer: number, target: LoraTarget, inF: number, outF: number, name: string): void {
+  const m = adapter.weights.get(loraMagnitudeKey(layer, target));
+  if (m === undefined || m.length !== outF) {
+    throw new ShapeError(undefined, `The DoRA adapter's layer ${layer} ${target} needs a lora_magnitude_vector of ${outF} values for this model: it is incomplete or was trained for another model.`);
+  }
+  for (let o = 0; o < outF; o++) {
+    let sq = 0;
+    for (let i = 0; i < inF; i++) sq += W[o * inF + i] ** 2;
+    if (sq === 0) throw new LoraStudioError('bad-input', `${name}: row ${o} of W + s·B·A is zero, so DoRA's direction W / ‖W‖ is undefined there and the merge cannot be written.`);
+    const f = m[o] / Math.sqrt(sq);
+    for (let i = 0; i < inF; i++) W[o * inF + i] *= f;
+  }
 }
 
 /** W (out, in) += s·B·A, B (out, r), A (r, in), in float64. */
@@ -142,12 +158,12 @@ function refuseOverflow(W: Float64Array, dtype: FloatDtype, name: string): void 
 export async function mergedModelFiles(base: ModelFiles, adapter: MergeAdapter, onProgress?: OnProgress): Promise<MergedModel> {
   const configText = await readConfigText(base, onProgress);
   const configFile = base.path('config.json');
-  checkMergeable(adapter, configText, configFile);
+  checkMergeable(configText, configFile);
   const model = parseModelConfig(configText, configFile);
   const weightFiles = await findWeightFiles(base, onProgress);
   const { tensors, dtypes } = mergeWeights(model, await readWeightFiles(base, weightFiles, onProgress), adapter);
   const notes = [
-    `Merged W + s·B·A with s = ${+loraScale(adapter.config).toPrecision(6)}${adapter.config.useRslora ? ' (rsLoRA: α/√r)' : ''} into ${adapter.config.targetModules.join(', ')} ` +
+    `Merged ${adapter.config.useDora ? 'DoRA\'s m / ‖W + s·B·A‖ · (W + s·B·A)' : 'W + s·B·A'} with s = ${+loraScale(adapter.config).toPrecision(6)}${adapter.config.useRslora ? ' (rsLoRA: α/√r)' : ''} into ${adapter.config.targetModules.join(', ')} ` +
       `of ${model.layers} layers, in float64, each weight rounded once to ${dtypes.join('/')} (round to nearest, ties to even); every other tensor is copied as stored.`,
   ];
   if (weightFiles.shards.length > 1) notes.push(`The base's ${weightFiles.shards.length} shards are written as one model.safetensors.`);

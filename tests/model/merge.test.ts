@@ -1,6 +1,6 @@
 // Merging an adapter into its base (src/model/merge.ts), written as a model folder and loaded again as a
-// base: its logits equal base + adapter on the GPU within 1e-5 relative (float32, plain and rsLoRA, untied and
-// tied), untargeted tensors are the base's bytes, a tied model gets no lm_head, and the base's tokenizer and
+// base: its logits equal base + adapter on the GPU within 1e-5 relative (float32, plain, rsLoRA and DoRA, untied
+// and tied), untargeted tensors are the base's bytes, a tied model gets no lm_head, and the base's tokenizer and
 // generation files come along. For BF16 and F16 bases every merged value is the float64 W + s·B·A rounded
 // once to nearest-even, checked against a reference that searches the table of every 16-bit value.
 
@@ -53,6 +53,7 @@ describe('merge into a float32 base', () => {
     ['Llama, every target', { num_hidden_layers: 2 }, { r: 4, loraAlpha: 8 }],
     ['Llama, rsLoRA on q, v and down', { num_hidden_layers: 2 }, { r: 4, loraAlpha: 6, useRslora: true, targetModules: ['q_proj', 'v_proj', 'down_proj'] }],
     ['Qwen2 with tied embeddings and q/k/v biases', { architectures: ['Qwen2ForCausalLM'], tie_word_embeddings: true }, { r: 2, loraAlpha: 4, targetModules: ['q_proj', 'k_proj', 'o_proj', 'up_proj'] }],
+    ['Llama, DoRA on q, v and down (m / ‖W + s·B·A‖ per row)', { num_hidden_layers: 2 }, { r: 4, loraAlpha: 8, useDora: true, targetModules: ['q_proj', 'v_proj', 'down_proj'] }],
   ];
   for (const [what, overrides, settings] of cases) {
     it(`${what}: the reloaded folder's logits equal base + adapter within 1e-5`, async () => {
@@ -67,6 +68,7 @@ describe('merge into a float32 base', () => {
       // The adapter really changed the model (so the parity above is not base against base).
       expect(relMaxDiff(await logits(base), want)).toBeGreaterThan(1e-2);
       expect(notes[0]).toMatch(new RegExp(`s = ${+loraScale(adapter.config).toPrecision(6)}.*rounded once to F32`));
+      if (adapter.config.useDora) expect(notes[0]).toMatch(/^Merged DoRA's m \/ ‖W \+ s·B·A‖/);
 
       const before = parseSafetensors(new Uint8Array(await nodeFolderSource(base).read('model.safetensors')));
       const after = parseSafetensors(new Uint8Array(await nodeFolderSource(out).read('model.safetensors')));
