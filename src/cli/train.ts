@@ -111,7 +111,8 @@ export async function evalCommand(args: string[]): Promise<string> {
   const adapterDir = str(f, 'adapter');
   if (adapterDir) {
     const a = await loadAdapterDir(adapterDir, config);
-    // --alpha rescales the adapter (scale α/r): 0 switches it off and gives back the base model exactly.
+    // --alpha rescales the adapter (scale α/r): 0 switches B·A off and gives back the base model exactly, except
+    // with DoRA, whose magnitudes still rescale each row of W (as PEFT's scaling does).
     const alpha = num(f, 'alpha', a.config.loraAlpha, () => true, 'a number');
     model.setAdapter({ ...a.config, loraAlpha: alpha }, a.weights);
   } else if (f.has('alpha')) {

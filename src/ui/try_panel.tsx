@@ -24,6 +24,7 @@ export function TryPanel() {
   const setAlphaScale = useStudio((s) => s.setAlphaScale);
   // The adapter's own α: the slider's 1× (the engine multiplies the scale α/r by the slider's factor).
   const nominal = useStudio((s) => s.train.adapter?.lora.alpha ?? s.settings.lora.alpha);
+  const dora = useStudio((s) => s.train.adapter?.lora.dora ?? s.settings.lora.dora ?? false);
   const adapterName = useStudio((s) => s.train.adapter?.from?.name ?? null);
   const generate = useStudio((s) => s.generate);
   const modelReady = useStudio((s) => s.model.status === 'ready' && s.model.facts?.hasTokenizer);
@@ -59,9 +60,9 @@ export function TryPanel() {
           <div className="field slider">
             <label htmlFor={`${id}-alpha`}>Adapter α</label>
             <input id={`${id}-alpha`} type="range" min={0} max={2} step={0.05} value={t.alphaScale} disabled={!hasAdapter}
-              onChange={(e) => setAlphaScale(Number(e.target.value))} aria-valuetext={alphaText(t.alphaScale, nominal)}
+              onChange={(e) => setAlphaScale(Number(e.target.value))} aria-valuetext={alphaText(t.alphaScale, nominal, dora)}
               aria-describedby={`${id}-alpha-out`} data-testid="try-alpha" />
-            <output id={`${id}-alpha-out`} htmlFor={`${id}-alpha`} data-testid="try-alpha-value">{alphaText(t.alphaScale, nominal)}</output>
+            <output id={`${id}-alpha-out`} htmlFor={`${id}-alpha`} data-testid="try-alpha-value">{alphaText(t.alphaScale, nominal, dora)}</output>
           </div>
           {/* Busy, the buttons stay enabled (aria-disabled) so the keyboard focus stays on them; a press then does nothing. */}
           <button type="submit" className="primary" disabled={!!why || t.prompt.trim() === ''} aria-disabled={busy || undefined} aria-describedby={why ? `${id}-why` : undefined}>
@@ -128,10 +129,13 @@ function Output({ title, out, testId, empty, chooser }: { title: string; out: Ge
 
 const fmtAlpha = (a: number) => String(Number(a.toPrecision(3)));
 
-/** "α = 8 (trained at 16)", "α = 0: the base model", "α = 16, as trained". */
-function alphaText(scale: number, nominal: number): string {
+/**
+ * "α = 8 (trained at 16)", "α = 0: the base model", "α = 16, as trained". With DoRA, α = 0 switches off B·A
+ * but the magnitudes still rescale each row of W (as PEFT's scaling does), so it is not the base model.
+ */
+function alphaText(scale: number, nominal: number, dora: boolean): string {
   const a = fmtAlpha(scale * nominal);
-  if (scale === 0) return `α = 0: the base model`;
+  if (scale === 0) return dora ? `α = 0: B·A off, DoRA's magnitudes still rescale W` : `α = 0: the base model`;
   if (scale === 1) return `α = ${a}, as trained`;
   return `α = ${a} (trained at ${fmtAlpha(nominal)})`;
 }
