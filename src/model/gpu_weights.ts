@@ -9,6 +9,7 @@
 import type { Dispatch, Gpu } from '../gpu/gpu';
 import { Tensor } from '../autograd/tape';
 import { doraNorm } from '../autograd/dora';
+import { accumulate } from '../autograd/elementwise';
 import { packParameters, type ParamSpec } from '../autograd/packed';
 import { loraKey, loraMagnitudeKey, loraScale, loraSubmodule, type AdapterConfig } from '../io/peft';
 import { projectionDims, weightShapes, type ModelConfig } from './config';
@@ -89,6 +90,7 @@ export function uploadAdapter(
   const byKey = new Map(packed.tensors.map((t) => [t.label, t]));
   const out: LoraParam[] = [];
   const init: Dispatch[] = [];
+  const scratch: GPUBuffer[] = [];
   for (let l = 0; l < config.layers; l++) {
     for (const t of adapter.targetModules) {
       for (const which of ['A', 'B'] as const) out.push({ key: loraKey(l, t, which), tensor: byKey.get(loraKey(l, t, which))! });
@@ -99,14 +101,20 @@ export function uploadAdapter(
       const { inFeatures, outFeatures } = projectionDims(config, t);
       const W = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
       if (tensors && !tensors.has(key) && W) {
+        // m lives in the slab that A and B are read from, and one dispatch may not both read and write a buffer:
+        // the norm goes to a scratch buffer first, then into m (which the packing left zero).
         const [A, B] = [byKey.get(loraKey(l, t, 'A'))!, byKey.get(loraKey(l, t, 'B'))!];
-        init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A.binding, B.binding, m.binding));
+        const norm = gpu.buffer(`${key}.init`, 4 * outFeatures);
+        scratch.push(norm);
+        init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A.binding, B.binding, norm));
+        init.push(accumulate(gpu, `${key}.init.copy`, outFeatures, m.binding, norm));
       }
     }
   }
   if (init.length > 0) {
     gpu.run(init, 'lora.dora_init');
     gpu.releaseDispatches(init);
+    gpu.releaseAll(scratch);
   }
   return out;
 }
