@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadModelDir } from '../../src/cli/files';
 import { LoraStudioError } from '../../src/io/errors';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { parseModelConfig } from '../../src/model/config';
 import { importExpectation } from '../../src/ui/state/library_slice';
@@ -22,16 +23,6 @@ import { modelFacts, readModel } from '../../src/worker/model_files';
 const modelDir = join(__dirname, '../../public', DEFAULT_MODEL.dir);
 const config = parseModelConfig(readFileSync(join(modelDir, 'config.json'), 'utf8'));
 const facts = modelFacts(DEFAULT_MODEL.name, config, 'F32', true);
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 /** A q/v adapter at r = 4 named for `baseModel`, shaped for moby-llama unless `vOut` says otherwise. */
 function adapter(baseModel: string, vOut = config.kvHeads * config.headDim) {

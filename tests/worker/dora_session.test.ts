@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createNodeGpu } from '../../src/gpu/node';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { adapterConfigToJson } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import type { LoraSettings, OptimSettings } from '../../src/worker/protocol';
@@ -17,16 +18,6 @@ import { DEFAULT_MODEL, Session } from '../../src/worker/session';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const modelDir = join(root, 'public/models/moby-llama');
 const sotu = readFileSync(join(root, 'public/data/sotu/train.jsonl'), 'utf8').split('\n').slice(0, 30).join('\n');
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 const LORA: LoraSettings = { targets: ['q_proj', 'v_proj'], r: 4, alpha: 8, dropout: 0.1, rslora: false, dora: true };
 const OPTIM: OptimSettings = { lr: 1e-3, schedule: 'constant', warmupSteps: 0, steps: 2, batchSize: 1, gradAccum: 1, maxGradNorm: 1, seed: 0 };

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createNodeGpu } from '../../src/gpu/node';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { writeAdapter } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { readZip } from '../../src/io/zip';
@@ -20,16 +21,6 @@ import { DEFAULT_MODEL, Session } from '../../src/worker/session';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const modelDir = join(root, 'public', DEFAULT_MODEL.dir);
 const sotu = readFileSync(join(root, 'public/data/sotu/train.jsonl'), 'utf8').split('\n').slice(0, 20).join('\n');
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 const LORA: LoraSettings = { targets: ['q_proj', 'v_proj', 'down_proj'], r: 4, alpha: 8, dropout: 0.05, rslora: true };
 const OPTIM: OptimSettings = { lr: 5e-3, schedule: 'cosine', warmupSteps: 0, steps: 1, batchSize: 1, gradAccum: 1, maxGradNorm: 1, seed: 3 };

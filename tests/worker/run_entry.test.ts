@@ -6,19 +6,10 @@
 // contents are bytes made here.
 
 import { describe, expect, it } from 'vitest';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { EntryDeletedError, RunEntry, type EntryContents } from '../../src/worker/run_entry';
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 const CONFIG: AdapterConfig = { r: 2, loraAlpha: 4, loraDropout: 0, targetModules: ['q_proj'], useRslora: false, baseModel: 'tiny' };
 

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createNodeGpu } from '../../src/gpu/node';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { loraKey, parseLoraKey } from '../../src/io/peft';
 import { parseSafetensors, writeSafetensors } from '../../src/io/safetensors';
 import { parseModelConfig, weightShapes } from '../../src/model/config';
@@ -23,16 +24,6 @@ import { DEFAULT_MODEL, Session } from '../../src/worker/session';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const modelDir = join(root, 'public', DEFAULT_MODEL.dir);
 const sotu = readFileSync(join(root, 'public/data/sotu/train.jsonl'), 'utf8').split('\n').slice(0, 60).join('\n');
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 const LORA: LoraSettings = { targets: ['q_proj', 'v_proj'], r: 8, alpha: 16, dropout: 0, rslora: false };
 // Small on purpose: on SwiftShader every dispatch costs tens of milliseconds whatever its size.

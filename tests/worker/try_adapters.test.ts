@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import type { Gpu } from '../../src/gpu/gpu';
 import { createNodeGpu } from '../../src/gpu/node';
-import { AdapterLibrary, type KeyValueStore } from '../../src/io/library';
+import { AdapterLibrary } from '../../src/io/library';
+import { memoryStore } from './memory_store';
 import { loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { parseModelConfig, projectionDims, type ModelConfig } from '../../src/model/config';
 import { adapterExpectation } from '../../src/model/lora';
@@ -21,16 +22,6 @@ import { mulberry32, randn } from '../reference/rng';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const modelDir = join(root, 'public', DEFAULT_MODEL.dir);
 const config = parseModelConfig(readFileSync(join(modelDir, 'config.json'), 'utf8'));
-
-function memoryStore(): KeyValueStore {
-  const m = new Map<string, unknown>();
-  return {
-    get: async (k) => structuredClone(m.get(k)),
-    set: async (k, v) => void m.set(k, structuredClone(v)),
-    del: async (k) => void m.delete(k),
-    keys: async () => [...m.keys()],
-  };
-}
 
 function randomWeights(c: ModelConfig, cfg: AdapterConfig, seed: number): Map<string, Float32Array> {
   const rng = mulberry32(seed);
