@@ -1,5 +1,5 @@
 // The residual add fused with the RMSNorm after it (shaders/add_rmsnorm.wgsl via src/autograd/add_rmsnorm.ts):
-// the forward bit for bit as add_forward then rmsnorm_forward, and against the float64 reference; the tape
+// the forward bit for bit as add_forward then the plain rmsnorm_forward, and against the float64 reference; the tape
 // rule's backward (RMSNorm's over h, then the add's pass-through to both inputs) against the reference, with a
 // gradient for h from elsewhere too, as a decoder's next residual add gives it. Odd shapes as rmsnorm's tests.
 //
@@ -12,7 +12,7 @@ import { rmsnormForward, type RmsnormDims } from '../../src/autograd/rmsnorm';
 import { Tape } from '../../src/autograd/tape';
 import * as ref from '../reference/ops';
 import { mulberry32, randn } from '../reference/rng';
-import { relMaxDiff, testGpu } from '../gpu/test-gpu';
+import { relMaxDiff, testGpu, testGpuOn } from '../gpu/test-gpu';
 
 const TOL = 1e-5;
 const sample = (rng: () => number, n: number, std = 1, mean = 0) => Float64Array.from(new Float32Array(randn(rng, n, std).map((v) => v + mean)));
@@ -21,7 +21,9 @@ const CASES: RmsnormDims[] = [{ n: 3, c: 7, eps: 1e-5 }, { n: 5, c: 130, eps: 1e
 describe('add_rmsnorm', () => {
   for (const d of CASES) {
     it(`forward as add then rmsnorm, bit for bit, and against the reference: N=${d.n} C=${d.c}`, async () => {
-      const gpu = await testGpu();
+      // add_rmsnorm reduces as the plain rmsnorm does (it has no subgroup variant yet), so it equals that path bit
+      // for bit; the subgroup rmsnorm sums in another order and agrees only to float32 rounding.
+      const gpu = await testGpuOn('plain');
       const rng = mulberry32(d.n * 100 + d.c);
       const a = sample(rng, d.n * d.c, 2), b = sample(rng, d.n * d.c), w = sample(rng, d.c, 0.1, 1);
       const up = (name: string, x: Float64Array) => gpu.upload(`add_rmsnorm.test.${name}`, new Float32Array(x));
