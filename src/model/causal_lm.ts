@@ -14,6 +14,22 @@ import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from './config';
 import type { GpuWeights, LoraParam } from './gpu_weights';
 
+/**
+ * How the frozen base weights are held on the GPU: float32, the checkpoint's 2-byte floats, or quantized at
+ * load (NF4: QLoRA's 4-bit NormalFloat, absmax per block of 64; int8: per-output-channel absmax). Adapters,
+ * gradients, optimizer state and all arithmetic stay float32 whatever this is.
+ */
+export type BaseDtype = 'f32' | 'bf16' | 'f16' | 'nf4' | 'int8';
+export const BASE_DTYPES: readonly BaseDtype[] = ['f32', 'bf16', 'f16', 'nf4', 'int8'];
+
+/** How a model is built besides its config and weights. */
+export interface ModelOptions {
+  /** How the frozen base weights are stored (default f32). */
+  baseDtype?: BaseDtype;
+  /** Drop each decoder layer's activations after the forward and recompute them in the backward. */
+  recompute?: boolean;
+}
+
 export interface StepTensors {
   ids: Tensor; //     (N) i32 input token ids
   targets: Tensor; // (N) i32 next-token ids, −100 where nothing is predicted
@@ -42,6 +58,8 @@ export interface CausalLM {
   maxLogitsBytes: number;
   /** Largest range of a weight bound to one kernel (the device's maxStorageBufferBindingSize by default). */
   maxBindingBytes: number;
+  /** What the model was built with (createModel's options, defaults filled in). */
+  readonly options: Required<ModelOptions>;
   /** Every this many layers the backward recomputes the MLP's gate and up instead of keeping them; 0: never. */
   recomputeMlpEvery: number;
 

@@ -32,7 +32,7 @@ import { UnsupportedError } from '../io/errors';
 import { loraKey, loraMagnitudeKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { weightShapes, type ModelConfig } from './config';
 import { readLora, releaseAttached, uploadAdapter, uploadAttached, uploadWeights, type GpuWeights, type LoraParam } from './gpu_weights';
-import type { BlendTerm, CausalLM, StepTensors } from './causal_lm';
+import type { BlendTerm, CausalLM, ModelOptions, StepTensors } from './causal_lm';
 import type { Weights } from './weights';
 
 /** What one layer's blocks need besides their input: the (B, T) shape and, while training, LoRA dropout. */
@@ -76,7 +76,10 @@ export class Decoder implements CausalLM {
   maxBindingBytes: number;
 
   /** `weights` null: every weight zero, from the config's shapes alone (the memory plan, src/model/memory.ts). */
-  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null) {
+  readonly options: Required<ModelOptions>;
+
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null, options: ModelOptions = {}) {
+    this.options = { baseDtype: options.baseDtype ?? 'f32', recompute: options.recompute ?? false };
     this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
     this.weights = uploadWeights(gpu, config, weights);
   }

@@ -3,15 +3,16 @@
 // architecture that is not a decoder variant gets its own class and a case here.
 
 import type { Gpu } from '../gpu/gpu';
-import type { CausalLM } from './causal_lm';
+import type { CausalLM, ModelOptions } from './causal_lm';
 import type { ModelConfig } from './config';
 import { Decoder } from './decoder';
 import type { Weights } from './weights';
 
 /**
  * A decoder-only model for `config` over `weights` (uploaded to `gpu` here; null: zeros of the config's
- * shapes, for the memory plan); no adapter until setAdapter.
+ * shapes, for the memory plan); no adapter until setAdapter. `options`: how the base is stored, whether layers
+ * are recomputed (causal_lm.ts ModelOptions).
  */
-export function createModel(gpu: Gpu, config: ModelConfig, weights: Weights | null): CausalLM {
-  return new Decoder(gpu, config, weights);
+export function createModel(gpu: Gpu, config: ModelConfig, weights: Weights | null, options: ModelOptions = {}): CausalLM {
+  return new Decoder(gpu, config, weights, options);
 }

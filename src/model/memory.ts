@@ -13,7 +13,7 @@
 import { recordingGpu, type RecordingStats } from '../gpu/recording';
 import type { AdapterConfig } from '../io/peft';
 import type { ModelConfig } from './config';
-import type { CausalLM } from './causal_lm';
+import type { CausalLM, ModelOptions } from './causal_lm';
 import { createModel } from './factory';
 
 /** What a run built on the model, beyond its weights and adapter: the gradient buffers among its buffers, and its tape's high-water mark. */
@@ -56,9 +56,11 @@ const TAPE = /^tape\./;
  * and grid limits are lifted on the recording device, so a plan too big for the GPU still says how big it is
  * (largestBuffer, bytes) instead of failing.
  */
-export function planMemory(config: ModelConfig, adapter: AdapterConfig | null, maxStorageBufferBindingSize: number, build?: RunBuilder): MemoryPlan {
+export function planMemory(
+  config: ModelConfig, adapter: AdapterConfig | null, maxStorageBufferBindingSize: number, build?: RunBuilder, options: ModelOptions = {},
+): MemoryPlan {
   const gpu = recordingGpu({ maxStorageBufferBindingSize, maxBufferSize: Number.MAX_SAFE_INTEGER, maxComputeWorkgroupsPerDimension: Number.MAX_SAFE_INTEGER });
-  const model = gpu.track(() => createModel(gpu, config, null));
+  const model = gpu.track(() => createModel(gpu, config, null, options));
   const params = adapter ? gpu.track(() => model.value.setAdapter(adapter, null)) : { buffers: [] };
   const run = adapter && build ? gpu.track(() => build(model.value)) : null;
 
