@@ -1,5 +1,6 @@
 // Token embedding lookup and its scatter-add gradient over caller-owned buffers, binding
-// shaders/embedding.wgsl, and `embedding`, the tape rule of the lookup. The table is frozen in LoRA training,
+// shaders/embedding.wgsl, and `embedding`, the tape rule of the lookup (over a float32 table, or one stored in
+// fewer bits, dequantized chunk by chunk). The table is frozen in LoRA training,
 // so only the forward runs there and the rule records no backward; the backward builder (dtable +=,
 // deterministic, O(V·C·N)) is for completeness. Dispatch records only; nothing is encoded.
 //
@@ -9,6 +10,7 @@ import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 import type { UniformLayout } from '../gpu/uniforms';
 import { grid, WG } from './elementwise';
 import { vocabChunks } from './cross_entropy';
+import { tableRows, type Table } from './dequant';
 import type { Tape, Tensor } from './tape';
 
 export const EMBEDDING_PARAMS: UniformLayout = [['N', 'u32'], ['C', 'u32'], ['V', 'u32'], ['v0', 'u32']];
@@ -52,15 +54,26 @@ export function embeddingBackward(gpu: Gpu, label: string, d: EmbeddingDims, ids
 }
 
 /**
- * Tape rule: out (N, C) = table[ids], ids (N), table (V, C) persistent and frozen. The table is bound
- * `chunkRows` rows at a time (see lm_head.ts's tableChunkRows), for a table larger than one binding.
+ * Tape rule: out (N, C) = table[ids], ids (N), table (V, C) frozen: persistent float32, or stored in fewer
+ * bits and dequantized a chunk at a time (dequant.ts). The table is bound `chunkRows` rows at a time (see
+ * lm_head.ts's tableChunkRows), for a table larger than one binding.
  */
-export function embedding(tape: Tape, label: string, ids: Tensor, table: Tensor, chunkRows: number): Tensor {
+export function embedding(tape: Tape, label: string, ids: Tensor, table: Table, chunkRows: number): Tensor {
   const gpu = tape.gpu;
   const [v, c] = table.shape;
   const n = ids.numel;
   const out = tape.tensor(label, [n, c]);
-  tape.op(label, [ids, table], [out], (b) => vocabChunks(v, chunkRows).map(({ v0, vc }, i) =>
-    embeddingForward(gpu, `${label}.chunk${i}`, { n, c, v: vc, v0 }, b(ids), table.rows(v0, vc), b(out))));
+  const chunks = vocabChunks(v, chunkRows);
+  if (!('format' in table)) {
+    tape.op(label, [ids, table], [out], (b) => chunks.map(({ v0, vc }, i) =>
+      embeddingForward(gpu, `${label}.chunk${i}`, { n, c, v: vc, v0 }, b(ids), table.rows(v0, vc), b(out))));
+    return out;
+  }
+  // Chunk v0 = 0 runs first (it zeroes the rows of ids outside it), each right after its rows are dequantized.
+  chunks.forEach(({ v0, vc }, i) => {
+    const rows = tableRows(tape, `${label}.table${i}`, table, v0, vc);
+    tape.op(`${label}.chunk${i}`, [ids, ...rows.reads], [out], (b) =>
+      embeddingForward(gpu, `${label}.chunk${i}`, { n, c, v: vc, v0 }, b(ids), rows.bind(b), b(out)));
+  });
   return out;
 }

@@ -18,6 +18,7 @@ import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?ra
 import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
 import dora from '../../shaders/dora.wgsl?raw';
 import addRmsnorm from '../../shaders/add_rmsnorm.wgsl?raw';
+import dequant from '../../shaders/dequant.wgsl?raw';
 
 export const SHADERS = {
   matmul,
@@ -39,6 +40,7 @@ export const SHADERS = {
   attention_subgroups: attentionSubgroups,
   dora,
   add_rmsnorm: addRmsnorm,
+  dequant,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;

@@ -28,6 +28,7 @@ import { attention } from '../autograd/attention';
 import { swiglu } from '../autograd/swiglu';
 import { addRmsnorm } from '../autograd/add_rmsnorm';
 import { lmHeadLogits, lmHeadLoss, logitsChunkWidth, tableChunkRows } from '../autograd/lm_head';
+import { dequant, type Table } from '../autograd/dequant';
 import { UnsupportedError } from '../io/errors';
 import { loraKey, loraMagnitudeKey, loraScale, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { weightShapes, type ModelConfig } from './config';
@@ -81,7 +82,7 @@ export class Decoder implements CausalLM {
   constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null, options: ModelOptions = {}) {
     this.options = { baseDtype: options.baseDtype ?? 'f32', recompute: options.recompute ?? false };
     this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
-    this.weights = uploadWeights(gpu, config, weights);
+    this.weights = uploadWeights(gpu, config, weights, this.options.baseDtype);
   }
 
   setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array> | null): void {
@@ -111,20 +112,19 @@ export class Decoder implements CausalLM {
   recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
     const c = this.config;
     const xf = this.recordHidden(tape, io.ids, B, T, dropout);
-    const chunk = Math.min(logitsChunkWidth(B * T, c.vocab, c.hidden, this.maxLogitsBytes), tableChunkRows(c.hidden, this.maxBindingBytes));
+    const chunk = Math.min(logitsChunkWidth(B * T, c.vocab, c.hidden, this.maxLogitsBytes), this.tableRows());
     lmHeadLoss(tape, xf, this.head(tape), io, chunk);
   }
 
   recordLogits(tape: Tape, ids: Tensor, logits: Tensor, blend?: readonly BlendTerm[]): void {
     const xf = this.recordHidden(tape, ids, 1, ids.numel, undefined, blend && this.resolve(blend));
-    lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, tableChunkRows(this.config.hidden, this.maxBindingBytes));
+    lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, this.tableRows());
   }
 
   /** The final-norm hidden states (N, C) of a (B, T) batch. */
   private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState, blend?: readonly ResolvedTerm[]): Tensor {
     const c = this.config;
-    const table = this.w(tape, 'model.embed_tokens.weight');
-    let x = embedding(tape, 'embed', ids, table, tableChunkRows(c.hidden, this.maxBindingBytes)); // the residual stream
+    let x = embedding(tape, 'embed', ids, this.table(tape, 'model.embed_tokens.weight'), this.tableRows()); // the residual stream
     // Each residual add is fused with the norm that reads its sum (add_rmsnorm.ts): the attention block's with
     // post_attention_layernorm, the MLP's with the next layer's input_layernorm, the last with model.norm.
     let xn = rmsnorm(tape, 'model.layers.0.input_layernorm', x, this.w(tape, 'model.layers.0.input_layernorm.weight'), c.rmsEps);
@@ -222,12 +222,35 @@ export class Decoder implements CausalLM {
   }
 
   /** The (V, C) head: lm_head.weight, or the embedding when tied. */
-  private head(tape: Tape): Tensor {
-    return this.w(tape, this.config.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  private head(tape: Tape): Table {
+    return this.table(tape, this.config.tied ? 'model.embed_tokens.weight' : 'lm_head.weight');
   }
 
-  /** A base weight as a persistent tensor on `tape`. */
+  /**
+   * Rows of a (V, C) table per chunk: what one binding holds, and for a stored table, dequantized a chunk at
+   * a time, no more than a logits chunk (maxLogitsBytes), so the float32 copy of a chunk stays small.
+   */
+  private tableRows(): number {
+    const stored = this.weights.get('model.embed_tokens.weight')!.format !== 'f32';
+    return tableChunkRows(this.config.hidden, stored ? Math.min(this.maxBindingBytes, this.maxLogitsBytes) : this.maxBindingBytes);
+  }
+
+  /** A (V, C) table: a float32 one as a persistent tensor, any other as stored (read chunk by chunk, dequant.ts). */
+  private table(tape: Tape, name: string): Table {
+    const stored = this.weights.get(name)!;
+    return stored.format === 'f32' ? this.w(tape, name) : stored;
+  }
+
+  /**
+   * A base weight on `tape`: a float32 one as a persistent tensor; any other dequantized into a virtual one
+   * right here, before the op that reads it, and dequantized again for a backward that reads it (recomputable),
+   * so no float32 copy is kept from the forward to the backward.
+   */
   private w(tape: Tape, name: string): Tensor {
-    return tape.persistent(name, weightShapes(this.config).get(name)!, this.weights.get(name)!);
+    const stored = this.weights.get(name)!;
+    if (stored.format === 'f32') return tape.persistent(name, weightShapes(this.config).get(name)!, stored.data);
+    const W = dequant(tape, `${name}.dequant`, stored);
+    tape.recomputable(W, () => dequant(tape, `${name}.redequant`, stored));
+    return W;
   }
 }

@@ -1,4 +1,5 @@
-// The model's tensors on the GPU: the frozen base weights uploaded once, an adapter's A and B (and DoRA's
+// The model's tensors on the GPU: the frozen base weights uploaded once, each in the format the base dtype
+// gives it (float32, bf16/f16, or NF4/int8 quantized on the CPU by quant.ts on the way), an adapter's A and B (and DoRA's
 // magnitudes) installed as trainable parameters (replacing the previous adapter's buffers), and read back.
 // The one file of src/model that creates or releases GPU buffers; the decoder (decoder.ts) only records ops
 // over what lives here.
@@ -12,36 +13,161 @@ import { doraNorm } from '../autograd/dora';
 import { accumulate } from '../autograd/elementwise';
 import { packParameters, type ParamSpec } from '../autograd/packed';
 import { loraKey, loraMagnitudeKey, loraScale, loraSubmodule, type AdapterConfig } from '../io/peft';
+import { dequantForward, type StoredFormat, type StoredWeight } from '../autograd/dequant';
+import { toFloat16Bits } from '../io/float_encode';
 import { projectionDims, weightShapes, type ModelConfig } from './config';
+import { dynamicMap, NF4_BLOCK, NF4_SCALE_BLOCK, quantizeInt8, quantizeNf4 } from './quant';
 import type { Weights } from './weights';
 
-/** Every base weight's buffer by Hugging Face tensor name; frozen, never recycled. */
-export type GpuWeights = Map<string, GPUBuffer>;
+/**
+ * Every base weight by Hugging Face tensor name, as stored on the GPU (its buffers, format and shape); frozen,
+ * never recycled. A float32 one is read as it is; any other is dequantized before use (src/autograd/dequant.ts).
+ */
+export type GpuWeights = Map<string, StoredWeight>;
 
 export interface LoraParam {
   key: string; // PEFT name
   tensor: Tensor; // persistent, requiresGrad
 }
 
+const PROJECTION = /\.(q|k|v|o|gate|up|down)_proj\.weight$/;
+const TABLE = /^(model\.embed_tokens|lm_head)\.weight$/;
+
 /**
- * Upload every weight the config needs (loadWeights has checked that they are all there); `weights` null:
- * zero buffers of the config's shapes, for the memory plan (src/model/memory.ts), which needs no data.
+ * The format weight `name` is stored in when the base is held as `baseDtype`: the seven projections in
+ * baseDtype itself; the embedding and the LM head in the 16-bit float of a bf16/f16 base, and in bf16 under
+ * nf4/int8 (QLoRA keeps them 16-bit: they are read a row at a time and their rounding costs most); norms and
+ * biases, a few thousand values each, in float32.
  */
-export function uploadWeights(gpu: Gpu, config: ModelConfig, weights: Weights | null): GpuWeights {
-  const out: GpuWeights = new Map();
-  for (const [name, shape] of weightShapes(config)) {
-    if (weights === null) {
-      out.set(name, gpu.zeros(name, 4 * shape.reduce((a, b) => a * b, 1)));
-      continue;
-    }
-    const w = weights.get(name);
-    if (!w) throw new Error(`uploadWeights: weight ${name} missing (loadWeights checks this)`);
-    out.set(name, gpu.upload(name, w));
+export function storedFormat(name: string, baseDtype: StoredFormat): StoredFormat {
+  if (PROJECTION.test(name)) return baseDtype;
+  if (TABLE.test(name)) return baseDtype === 'f32' || baseDtype === 'f16' ? baseDtype : 'bf16';
+  return 'f32';
+}
+
+/** Bytes of each buffer a weight of `shape` takes in `format` (what storeWeight allocates, each rounded up to a word). */
+function storedSizes(format: StoredFormat, shape: readonly number[]): { data: number; scales?: number; scaleCodes?: number } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const words = (bytes: number) => 4 * Math.ceil(bytes / 4);
+  const blocks = Math.ceil(n / NF4_BLOCK);
+  switch (format) {
+    case 'f32': return { data: 4 * n };
+    case 'bf16': case 'f16': return { data: words(2 * n) };
+    case 'nf4': return { data: words(Math.ceil(n / 2)), scales: 4 * (256 + Math.ceil(blocks / NF4_SCALE_BLOCK)), scaleCodes: words(blocks) };
+    case 'int8': return { data: words(n), scales: 4 * shape[0] };
   }
+}
+
+/** bf16 bits of a float32, rounded to nearest-even (a NaN stays a NaN): as toBfloat16Bits, without a float64 detour per value. */
+function bf16Bits(bits: number): number {
+  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** Bytes padded with zeros to whole u32 words. */
+function toWords(bytes: Uint8Array | Int8Array): Uint32Array {
+  const out = new Uint32Array(Math.ceil(bytes.length / 4));
+  new Uint8Array(out.buffer).set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
   return out;
 }
 
 /**
+ * One weight (float32 values, row-major `shape`) stored in `format`: 16-bit floats rounded to nearest-even
+ * (exact for a bf16/f16 checkpoint), NF4 with double-quantized scales (QLoRA's default) or int8 per output
+ * channel, both quantized here on the CPU by quant.ts. `data` null: zero buffers of the stored sizes.
+ */
+export function storeWeight(gpu: Gpu, name: string, format: StoredFormat, shape: readonly number[], data: Float32Array | null): StoredWeight {
+  const w = { label: name, format, shape };
+  if (data === null) {
+    const sizes = storedSizes(format, shape);
+    return {
+      ...w, data: gpu.zeros(name, sizes.data),
+      ...(sizes.scales && { scales: gpu.zeros(`${name}.scales`, sizes.scales) }),
+      ...(sizes.scaleCodes && { scaleCodes: gpu.zeros(`${name}.scale_codes`, sizes.scaleCodes) }),
+    };
+  }
+  switch (format) {
+    case 'f32':
+      return { ...w, data: gpu.upload(name, data) };
+    case 'bf16': case 'f16': {
+      const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+      const half = new Uint16Array(2 * Math.ceil(data.length / 2));
+      if (format === 'bf16') for (let i = 0; i < data.length; i++) half[i] = bf16Bits(bits[i]);
+      else for (let i = 0; i < data.length; i++) half[i] = toFloat16Bits(data[i]);
+      return { ...w, data: gpu.upload(name, new Uint32Array(half.buffer)) };
+    }
+    case 'nf4': {
+      const q = quantizeNf4(data, { double: true, name });
+      if (q.scales.kind !== 'double') throw new Error(`uploadWeights: ${name}: NF4 scales were not double-quantized`);
+      // The map and the second-level absmax share one binding: map (256), then absmax2.
+      const scales = new Float32Array(256 + q.scales.absmax.length);
+      scales.set(dynamicMap());
+      scales.set(q.scales.absmax, 256);
+      return {
+        ...w, data: gpu.upload(name, toWords(q.codes)), scales: gpu.upload(`${name}.scales`, scales),
+        scaleCodes: gpu.upload(`${name}.scale_codes`, toWords(q.scales.codes)), offset: q.scales.offset,
+      };
+    }
+    case 'int8': {
+      const q = quantizeInt8(data, shape[0], shape[1], name);
+      return { ...w, data: gpu.upload(name, toWords(q.codes)), scales: gpu.upload(`${name}.scales`, q.absmax) };
+    }
+  }
+}
+
+/** Uploads base weights one at a time (a streaming loader puts each as it is read), then hands them over. */
+export interface WeightUploader {
+  /** Store weight `name` (float32 values in the config's shape) in the format baseDtype gives it. */
+  put(name: string, data: Float32Array): void;
+  /** Every weight, once each has been put. */
+  done(): GpuWeights;
+}
+
+export function weightUploader(gpu: Gpu, config: ModelConfig, baseDtype: StoredFormat = 'f32'): WeightUploader {
+  const shapes = weightShapes(config);
+  const out: GpuWeights = new Map();
+  return {
+    put(name, data) {
+      const shape = shapes.get(name);
+      if (!shape) throw new Error(`uploadWeights: ${name} is not a weight of this config`);
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (data.length !== n) throw new Error(`uploadWeights: ${name} has ${data.length} values, not [${shape}] (loadWeights checks this)`);
+      if (out.has(name)) throw new Error(`uploadWeights: ${name} is put twice`);
+      out.set(name, storeWeight(gpu, name, storedFormat(name, baseDtype), shape, data));
+    },
+    done() {
+      const missing = [...shapes.keys()].filter((k) => !out.has(k));
+      if (missing.length) throw new Error(`uploadWeights: weight ${missing[0]} missing (loadWeights checks this)`);
+      return out;
+    },
+  };
+}
+
+/**
+ * Upload every weight the config needs (loadWeights has checked that they are all there), each in the format
+ * `baseDtype` gives it (storedFormat); `weights` null: zero buffers of the stored sizes, for the memory plan
+ * (src/model/memory.ts), which needs no data.
+ */
+export function uploadWeights(gpu: Gpu, config: ModelConfig, weights: Weights | null, baseDtype: StoredFormat = 'f32'): GpuWeights {
+  if (weights === null) {
+    const out: GpuWeights = new Map();
+    for (const [name, shape] of weightShapes(config)) out.set(name, storeWeight(gpu, name, storedFormat(name, baseDtype), shape, null));
+    return out;
+  }
+  const uploader = weightUploader(gpu, config, baseDtype);
+  for (const name of weightShapes(config).keys()) {
+    const w = weights.get(name);
+    if (!w) throw new Error(`uploadWeights: weight ${name} missing (loadWeights checks this)`);
+    uploader.put(name, w);
+  }
+  return uploader.done();
+}
+
+/** Every GPU buffer the base weights hold. */
+export function weightBuffers(weights: GpuWeights): GPUBuffer[] {
+  return [...weights.values()].flatMap((w) => [w.data, ...(w.scales ? [w.scales] : []), ...(w.scaleCodes ? [w.scaleCodes] : [])]);
+}
+
 /**
  * The adapter's tensors in the order they are packed: per layer, every target's A, then every target's B,
  * then (DoRA) every target's magnitude m (OUT) (with their values from `tensors`, when given).
@@ -99,13 +225,20 @@ export function uploadAdapter(
       const m = byKey.get(key)!;
       out.push({ key, tensor: m });
       const { inFeatures, outFeatures } = projectionDims(config, t);
-      const W = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
-      if (tensors && !tensors.has(key) && W) {
+      const stored = base?.get(`model.layers.${l}.${loraSubmodule(t)}.${t}.weight`);
+      if (tensors && !tensors.has(key) && stored) {
         // m lives in the slab that A and B are read from, and one dispatch may not both read and write a buffer:
         // the norm goes to a scratch buffer first, then into m (which the packing left zero).
         const [A, B] = [byKey.get(loraKey(l, t, 'A'))!, byKey.get(loraKey(l, t, 'B'))!];
         const norm = gpu.buffer(`${key}.init`, 4 * outFeatures);
         scratch.push(norm);
+        let W = stored.data;
+        if (stored.format !== 'f32') {
+          // The norm is of the weight the model computes with: the dequantized one.
+          W = gpu.buffer(`${key}.init.weight`, 4 * outFeatures * inFeatures);
+          scratch.push(W);
+          init.push(dequantForward(gpu, `${key}.init.weight`, stored, outFeatures * inFeatures, W));
+        }
         init.push(doraNorm(gpu, `${key}.init`, { n: 0, inF: inFeatures, outF: outFeatures, r: adapter.r, scale: loraScale(adapter) }, W, A.binding, B.binding, norm));
         init.push(accumulate(gpu, `${key}.init.copy`, outFeatures, m.binding, norm));
       }

@@ -14,6 +14,7 @@ import { blendAdapters } from '../../src/model/blend';
 import type { BlendTerm } from '../../src/model/causal_lm';
 import { projectionDims, type ModelConfig } from '../../src/model/config';
 import { createModel } from '../../src/model/factory';
+import { weightBuffers } from '../../src/model/gpu_weights';
 import { Generator } from '../../src/train/generate';
 import { GeneratorCache } from '../../src/worker/generators';
 import { mulberry32, randn } from '../reference/rng';
@@ -108,8 +109,8 @@ describe('live blend in generation', () => {
 
   it('switching adapters uploads no base weight and reuses the cached programs', async () => {
     const { gpu, model, adapters } = await setup();
-    const baseBuffers = new Set(model.weights.values());
-    const before = [...model.weights.values()];
+    const baseBuffers = new Set(weightBuffers(model.weights));
+    const before = weightBuffers(model.weights);
     let written: GPUBuffer[] = [], made: string[] = [];
     // Spies that call through: every buffer written and every upload's label, while switching.
     const write = vi.spyOn(gpu, 'write');
@@ -139,6 +140,6 @@ describe('live blend in generation', () => {
     expect(zeros).not.toHaveBeenCalled();
     expect(made.length).toBe(2 * 2 * tone.targetModules.length); // 2 layers × targets × (A, B)
     expect(made.every((label) => label.startsWith('attached.'))).toBe(true);
-    expect([...model.weights.values()]).toEqual(before);
+    expect(weightBuffers(model.weights)).toEqual(before);
   });
 });

@@ -15,6 +15,7 @@ import { memoryStore } from './memory_store';
 import { loraKey, writeAdapter, type AdapterConfig } from '../../src/io/peft';
 import { parseModelConfig, projectionDims, type ModelConfig } from '../../src/model/config';
 import { adapterExpectation } from '../../src/model/lora';
+import { weightBuffers, type GpuWeights } from '../../src/model/gpu_weights';
 import { DEFAULT_MODEL, Session } from '../../src/worker/session';
 import { relMaxDiff } from '../gpu/test-gpu';
 import { mulberry32, randn } from '../reference/rng';
@@ -101,7 +102,7 @@ describe('Try it: attached adapters, swap and live blend', () => {
     await expect(session.generate({ id: 16, ...ask, blend: mix }, () => {})).rejects.toThrow('That adapter is not attached');
     expect((await session.generate({ id: 17, ...ask, blend: [{ adapterId: a.id, weight: 1 }] }, () => {})).text).toBe(poetOnly.text);
 
-    const baseBuffers = new Set((session as unknown as { loaded: { model: { weights: Map<string, GPUBuffer> } } }).loaded.model.weights.values());
+    const baseBuffers = new Set(weightBuffers((session as unknown as { loaded: { model: { weights: GpuWeights } } }).loaded.model.weights));
     expect(write.mock.calls.filter(([buf]) => baseBuffers.has(buf))).toEqual([]);
     expect(upload.mock.calls.filter(([label]) => !label.startsWith('attached.') && !label.startsWith('base_model.'))).toEqual([]);
   }, 600_000);
