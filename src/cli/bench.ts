@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--subgroups on|off] [--quick] [--profile] [--dry-run]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--subgroups on|off] [--base-dtype D] [--quick] [--profile] [--dry-run]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -9,6 +9,7 @@
 //   tokens_per_s         batch·seq / median step
 //   peak_gpu_bytes       the most bytes this engine's Gpu had allocated at once (weights, adapter, optimizer
 //                        state, pooled activations), before the matmul measurements
+//   weights_bytes        the frozen base weights as held on the GPU (--base-dtype)
 //   matmul, matmul_fast  TFLOP/s of version 1 (`gemm`) and of the fast kernel (`gemmFast`) at size³ and at
 //                        the model's own P·Qᵀ shapes (matmul_shapes: [M, N, K])
 // --quick: a 2-layer, hidden-64 model, batch 2 × 32, 3 steps, matmul 256³: runs on SwiftShader in CI so the
@@ -20,6 +21,7 @@
 // `subgroups` says which ran.
 // --profile: one more step, profiled: GPU time per kernel family (bench_profile.ts), from timestamp queries
 // where the adapter has them, else the wall clock; the field `profile.clock` says which.
+// --base-dtype f32|bf16|f16|nf4|int8: how the frozen base weights are held (default f32; the field `base_dtype`).
 // --dry-run: no GPU; what one step asks of one, counted on a recording device (bench_dry_run.ts).
 //
 // This file measures; it does not change the engine.
@@ -30,7 +32,9 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import { parseModelConfig, weightShapes, type ModelConfig } from '../model/config';
+import type { BaseDtype } from '../model/causal_lm';
 import { createModel } from '../model/factory';
+import { weightBuffers } from '../model/gpu_weights';
 import { logitsChunkWidth } from '../autograd/lm_head';
 import { initLora, mulberry32 } from '../model/lora';
 import type { Weights } from '../model/weights';
@@ -39,6 +43,7 @@ import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
 import { buildAtShape, checkBenchShape, dryRunModel } from './bench_dry_run';
 import { profileStep, type StepProfile } from './bench_profile';
+import { baseDtypeFlag } from './train';
 
 export const BENCH_MODELS = Object.keys(benchConfig.models).filter((m) => m !== 'quick');
 
@@ -51,6 +56,7 @@ export interface BenchResult {
   subgroups: boolean;
   batch: number;
   seq: number;
+  base_dtype: BaseDtype;
   steps: number;
   ms_per_step_median: number;
   ms_per_step_p90: number;
@@ -79,11 +85,12 @@ interface BenchOptions {
   subgroups: boolean;
   quick: boolean;
   profile: boolean;
+  baseDtype: BaseDtype;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'quick', 'profile', 'dry-run'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'base-dtype', 'quick', 'profile', 'dry-run'];
 const SWITCHES = ['quick', 'profile', 'dry-run'];
 /** Flags that time something, which a dry run does not. */
 const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size', 'profile'];
@@ -100,7 +107,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   }
   const quick = flags.get('quick') === true, dryRun = flags.get('dry-run') === true;
   const timing = TIMING_FLAGS.find((f) => flags.has(f));
-  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --quick`);
+  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --base-dtype, --quick`);
   const base = quick ? benchConfig.quick : benchConfig.defaults;
   const int = (name: string, fallback: number, min: number) => {
     const raw = flags.get(name);
@@ -114,6 +121,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
     warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
     subgroups: subgroupsFlag(flags.get('subgroups')),
     profile: flags.get('profile') === true,
+    baseDtype: baseDtypeFlag(flags.get('base-dtype'), 'bench: ') ?? 'f32',
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -185,8 +193,6 @@ function quantile(xs: number[], q: number): number {
 export async function benchModel(name: string, o: BenchOptions): Promise<BenchResult> {
   const config = benchModelConfig(name);
   const weights = patternWeights(config);
-  let weightsBytes = 0;
-  for (const w of weights.values()) weightsBytes += w.byteLength;
   const lora = benchConfig.lora, opt = benchConfig.optimizer;
   const adapter: AdapterConfig = {
     r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules as LoraTarget[],
@@ -196,8 +202,9 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   setGemmKernel(gpu, o.gemm);
   gpu.subgroups &&= o.subgroups;
   try {
-    const model = createModel(gpu, config, weights);
+    const model = createModel(gpu, config, weights, { baseDtype: o.baseDtype });
     weights.clear();
+    const weightsBytes = weightBuffers(model.weights).reduce((n, b) => n + b.size, 0);
     model.setAdapter(adapter, initLora(config, adapter, 0));
     const { batch: B, seq: T } = o;
     const rand = mulberry32(1);
@@ -244,7 +251,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
 
     const med = median(times);
     return {
-      model: name, device: gpu.info.name, gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T, steps: o.steps,
+      model: name, device: gpu.info.name, gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T, base_dtype: o.baseDtype, steps: o.steps,
       ms_per_step_median: round(med), ms_per_step_p90: round(quantile(times, 0.9)), tokens_per_s: round((B * T) / (med / 1000)),
       peak_gpu_bytes: peak, weights_bytes: weightsBytes, first_step_ms: round(firstStepMs),
       loss_first: lossFirst, loss_last: lossLast, timing, matmul, matmul_fast: matmulFast, matmul_shapes: shapes,

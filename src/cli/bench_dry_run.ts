@@ -1,4 +1,4 @@
-// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off]`
+// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off] [--base-dtype D]`
 //
 // What one training step of the engine asks of a GPU, counted without one: the real model (zero weights,
 // from bench/models.json's shapes alone), adapter and Trainer are built on a recording device
@@ -18,7 +18,9 @@ import { recordingGpu, type RecordingLimits, type RecordingStats } from '../gpu/
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import type { ModelConfig } from '../model/config';
+import type { BaseDtype } from '../model/causal_lm';
 import { createModel } from '../model/factory';
+import { weightBuffers } from '../model/gpu_weights';
 import { setGemmKernel, type GemmKernel } from '../autograd/matmul_fast';
 import { Trainer } from '../train/trainer';
 
@@ -45,6 +47,8 @@ export interface DryRunResult {
   subgroups: boolean;
   batch: number;
   seq: number;
+  /** How the frozen base weights were held (--base-dtype). */
+  base_dtype: BaseDtype;
   dispatches_per_step: number;
   command_buffers_per_step: number;
   cpu_waits_per_step: number;
@@ -55,6 +59,7 @@ export interface DryRunResult {
   /** Buffers created during the step (0: everything is built once, before). */
   buffers_created_per_step: number;
   peak_gpu_bytes: number;
+  /** Bytes of the frozen base weights as held in base_dtype (packed values, and scales where quantized). */
   weights_bytes: number;
   /**
    * What the training tape's activations peak is made of: the node it is reached at, and the live tensors'
@@ -92,6 +97,8 @@ export interface DryRunOptions {
   gemm: GemmKernel;
   /** false: the plain reduction kernels (default: the subgroup ones, as on a GPU that has them). */
   subgroups?: boolean;
+  /** How the frozen base weights are held (default f32). */
+  baseDtype?: BaseDtype;
 }
 
 /** Refuses a sequence longer than the model's positions, before anything is built. */
@@ -139,9 +146,10 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   gpu.subgroups = o.subgroups ?? true;
   const stats = gpu.device.stats;
   let weightsBytes = 0;
+  const baseDtype = o.baseDtype ?? 'f32';
   const trainer = buildAtShape(name, B, T, () => {
-    const model = createModel(gpu, config, null);
-    weightsBytes = gpu.allocatedBytes;
+    const model = createModel(gpu, config, null, { baseDtype });
+    weightsBytes = weightBuffers(model.weights).reduce((n, b) => n + b.size, 0);
     const lora = benchConfig.lora, opt = benchConfig.optimizer;
     const adapter: AdapterConfig = {
       r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules as LoraTarget[],
@@ -175,7 +183,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   }
   if (step.length !== delta('dispatches')) throw new Error(`bench --dry-run: ${step.length} dispatches encoded, the device counted ${delta('dispatches')}`);
   return {
-    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T,
+    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T, base_dtype: baseDtype,
     dispatches_per_step: delta('dispatches'),
     command_buffers_per_step: delta('commandBuffers'),
     cpu_waits_per_step: delta('cpuWaits'),

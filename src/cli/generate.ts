@@ -2,7 +2,7 @@
 // and sampler as the studio's Try it.
 //
 //   generate --model DIR|HUB_ID|HUB_URL [--adapter DIR[:WEIGHT]]... --prompt TEXT [--max-tokens 32]
-//            [--temperature 0] [--top-k 0] [--seed 0]
+//            [--temperature 0] [--top-k 0] [--seed 0] [--base-dtype f32|bf16|f16|nf4|int8]
 //            → one JSON line {"text", "tokens", "ids", "adapters": [{"dir", "weight"}]}; notes on stderr.
 //
 // Temperature 0 is greedy (the seed does not matter); above it, the same seed gives the same text. Several
@@ -25,9 +25,9 @@ import { adapterExpectation } from '../model/lora';
 import { Generator } from '../train/generate';
 import { parseAdapterArg } from './blend';
 import { loadModelArg, readText, readBytes } from './files';
-import { parseFlags } from './train';
+import { baseDtypeFlag, checkpointBaseDtype, parseFlags } from './train';
 
-const FLAGS = ['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'seed'];
+const FLAGS = ['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'seed', 'base-dtype'];
 
 const badInput = (message: string) => new LoraStudioError('bad-input', message);
 
@@ -81,6 +81,7 @@ export async function generateCommand(args: string[], options: GenerateOptions =
   const temperature = number(f.get('temperature'), 'temperature', 0, (v) => v >= 0, 'a number ≥ 0 (0: greedy)');
   const topK = number(f.get('top-k'), 'top-k', 0, (v) => int(v) && v >= 0, 'an integer ≥ 0 (0: no cut)');
   const seed = number(f.get('seed'), 'seed', 0, int, 'an integer');
+  const baseFlag = baseDtypeFlag(f.get('base-dtype'));
 
   const loaded = await loadModelArg(modelArg, log);
   const { config, weights, tokenizer } = loaded;
@@ -103,7 +104,7 @@ export async function generateCommand(args: string[], options: GenerateOptions =
 
   const gpu = options.gpu ?? (await createNodeGpu());
   try {
-    const model = createModel(gpu, config, weights);
+    const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes) });
     const blend: BlendTerm[] = read.map(({ adapter, weight }, i) => {
       model.attach(String(i), adapter.config, adapter.weights);
       return { id: String(i), weight };

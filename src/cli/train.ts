@@ -5,7 +5,7 @@
 //         → {"loss": mean token cross-entropy over every row (the first N with --limit), "tokens": predicted tokens}
 //   train --model DIR|ID --data FILE [--adapter DIR] [--targets q_proj,v_proj] [--rank 8] [--alpha 16]
 //         [--dropout 0] [--rslora] [--dora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
-//         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] --out DIR
+//         [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] [--base-dtype D] --out DIR
 //         → one {"step": i, "loss": L} line per step (the loss before that step's update), then the
 //           adapter in PEFT's layout in --out. --dora trains DoRA (PEFT's use_dora): a magnitude per output
 //           row besides A and B, starting at the row norms of the base weights.
@@ -14,11 +14,15 @@
 // {"text"}, {"prompt", "completion"}, {"messages"}) is tokenized with the model's tokenizer.json into rows
 // of --seq-len tokens (default min(256, the model's context)), packed with --pack, padded otherwise.
 // Defaults keep runs comparable with PyTorch: constant learning rate, no warmup, no clipping, no dropout.
+// --base-dtype f32|bf16|f16|nf4|int8 (train and generate): how the frozen base weights are held on the GPU;
+// default the checkpoint's own dtype (checkpointBaseDtype). The adapter, its gradients and optimizer state are
+// float32 whatever it is.
 
 import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
+import { BASE_DTYPES, type BaseDtype } from '../model/causal_lm';
 import { createModel } from '../model/factory';
 import type { LoadedModel } from '../model/load';
 import { initLora, checkAdapterSettings } from '../model/lora';
@@ -68,6 +72,23 @@ function num(f: Flags, name: string, fallback: number, check: (v: number) => boo
 }
 
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+
+/** --base-dtype, checked before anything loads; undefined when not given (then: checkpointBaseDtype). */
+export function baseDtypeFlag(raw: string | true | undefined, command = ''): BaseDtype | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw === 'string' && (BASE_DTYPES as readonly string[]).includes(raw)) return raw as BaseDtype;
+  throw new LoraStudioError('bad-input', `${command}--base-dtype must be one of ${BASE_DTYPES.join(', ')} (got ${raw})`);
+}
+
+/**
+ * How a checkpoint holds its weights, as a base dtype: its own dtype when every weight shares it (F32 → f32,
+ * BF16 → bf16, F16 → f16), f32 when they are mixed (nothing is rounded that the checkpoint kept in float32).
+ */
+export function checkpointBaseDtype(dtypes: ReadonlyMap<string, string>): BaseDtype {
+  const kinds = new Set(dtypes.values());
+  const only = kinds.size === 1 ? [...kinds][0] : undefined;
+  return only === 'BF16' ? 'bf16' : only === 'F16' ? 'f16' : 'f32';
+}
 
 /** Rows of the data file (its text already read and checked by readDataText), all of length T. */
 async function loadRows(f: Flags, path: string, text: string, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
@@ -178,7 +199,8 @@ export function trainSettings(f: Flags) {
 }
 
 export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
-  const f = parseFlags(args, TRAIN_FLAGS);
+  const f = parseFlags(args, [...TRAIN_FLAGS, 'base-dtype']);
+  const baseFlag = baseDtypeFlag(f.get('base-dtype'));
   // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
   // and a run refused for any reason writes nothing.
   const { modelDir, dataPath, out, seed, optimizer, steps, batchFlag, lr, weightDecay, maxGradNorm, from, settings } = trainSettings(f);
@@ -201,7 +223,8 @@ export async function trainCommand(args: string[], print: (line: string) => void
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
   const gpu = await createNodeGpu();
-  const model = createModel(gpu, config, weights);
+  const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes) });
+  weights.clear(); // on the GPU now, as the base dtype holds them
   model.setAdapter(adapter, tensors);
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
   // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.

@@ -21,6 +21,8 @@ export interface LoadedModel {
   files: string[];
   /** The weight files read, their bytes together, and the most raw file bytes the loader held at once (about one shard). */
   weightStats: WeightReadStats;
+  /** The dtype each weight was stored in (F32, F16, BF16), by tensor name. */
+  dtypes: Map<string, string>;
 }
 
 /**
@@ -59,5 +61,5 @@ async function readModel(source: ModelFiles, options: { onProgress?: OnProgress;
   const weightStats = await forEachWeightFile(source, weightFiles, (file) => collector.take(file), onProgress);
   const weights = collector.done(weightFiles.shards.map((s) => source.path(s)).join(', '));
   await source.commit?.();
-  return { config, weights, tokenizer, files: source.list(), weightStats };
+  return { config, weights, tokenizer, files: source.list(), weightStats, dtypes: collector.dtypes };
 }

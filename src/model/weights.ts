@@ -17,6 +17,8 @@ export interface WeightCollector {
   take(file: SafetensorsFile): void;
   /** Every weight, once each has been taken; `files` names the files read, for the refusal of a missing one. */
   done(files: string): Weights;
+  /** The dtype each weight taken was stored in (F32, F16, BF16): what a model held "as the checkpoint" holds. */
+  readonly dtypes: Map<string, string>;
 }
 
 /**
@@ -28,7 +30,9 @@ export interface WeightCollector {
 export function weightCollector(config: ModelConfig): WeightCollector {
   const want = weightShapes(config);
   const out: Weights = new Map();
+  const dtypes = new Map<string, string>();
   return {
+    dtypes,
     take(file) {
       const quantized = quantizationOfTensors(file.tensors.keys());
       if (quantized !== undefined) refuseQuantized(file.fileName, quantized);
@@ -46,6 +50,7 @@ export function weightCollector(config: ModelConfig): WeightCollector {
           );
         }
         out.set(name, file.readF32(name));
+        dtypes.set(name, info.dtype);
       }
     },
     done(files) {

@@ -11,6 +11,7 @@ import { benchCommand, benchModelConfig } from '../../src/cli/bench';
 import { createNodeGpu } from '../../src/gpu/node';
 import { dryRunModel, type DryRunResult } from '../../src/cli/bench_dry_run';
 import { LoraStudioError } from '../../src/io/errors';
+import { weightShapes } from '../../src/model/config';
 
 // Whatever asks for a WebGPU device in this file fails the test that did.
 vi.mock('../../src/gpu/node', () => ({ createNodeGpu: vi.fn(async () => { throw new Error('the dry run asked for a WebGPU device'); }) }));
@@ -123,6 +124,22 @@ describe('bench --dry-run', () => {
     await expect(benchCommand(['--dry-run', '--quick', '--subgroups', 'maybe'], () => {})).rejects.toThrow(/--subgroups must be on or off \(got maybe\)/);
   });
 
+  it('--base-dtype: TinyLlama over a bf16 base within issue 15\'s 6.5 GiB, its weights in half the bytes, over NF4 in under a fifth', async () => {
+    const name = 'tinyllama-1.1b', config = benchModelConfig(name);
+    const shapes = [...weightShapes(config).values()];
+    const f32Bytes = 4 * shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0);
+    const bf16 = await dryRunModel(name, config, { batch: 8, seq: 256, gemm: 'fast', baseDtype: 'bf16' });
+    const nf4 = await dryRunModel(name, config, { batch: 8, seq: 256, gemm: 'fast', baseDtype: 'nf4' });
+    const summary = JSON.stringify({ bf16: bf16.peak_gpu_bytes, nf4: nf4.peak_gpu_bytes, weights: [f32Bytes, bf16.weights_bytes, nf4.weights_bytes] });
+    expect(bf16.base_dtype).toBe('bf16');
+    expect(bf16.peak_gpu_bytes, summary).toBeLessThanOrEqual(6.5 * 2 ** 30);
+    // Norms stay float32 (their 2 more bytes a value); each buffer is rounded up to 16 bytes.
+    const normValues = shapes.filter((s) => s.length === 1).reduce((n, s) => n + s[0], 0);
+    expect(bf16.weights_bytes, summary).toBeLessThanOrEqual(f32Bytes / 2 + 2 * normValues + 16 * shapes.length);
+    expect(nf4.weights_bytes, summary).toBeLessThan(f32Bytes / 5);
+    expect(nf4.peak_gpu_bytes, summary).toBeLessThan(bf16.peak_gpu_bytes - (bf16.weights_bytes - nf4.weights_bytes) / 2);
+  });
+
   it('runs through the bench command without asking for a WebGPU device', async () => {
     const lines: string[] = [];
     await benchCommand(['--dry-run', '--quick'], (l) => lines.push(l));
@@ -149,7 +166,8 @@ describe('bench --dry-run', () => {
     const big = dryRun('tinyllama-1.1b', 512, 2048);
     await expect(big).rejects.toBeInstanceOf(LoraStudioError);
     await expect(big).rejects.toThrow(/tinyllama-1.1b at --batch 512 × --seq 2048 does not fit: .*exceeds this GPU's largest buffer .* Use a smaller batch or sequence\.$/);
-    for (const args of [['--model', 'gpt-5'], ['--model', 'smollm2-135m', '--seq', '9000'], ['--quick', '--batch', '100000', '--seq', '256'], ['--quick', '--steps', '3']]) {
+    for (const args of [['--model', 'gpt-5'], ['--model', 'smollm2-135m', '--seq', '9000'], ['--quick', '--batch', '100000', '--seq', '256'], ['--quick', '--steps', '3'],
+      ['--quick', '--base-dtype', 'fp8']]) {
       const r = await cli(['bench', '--dry-run', ...args]);
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.stdout).toBe('');
