@@ -1,7 +1,8 @@
 // How the base weights are stored on the GPU for each base dtype (src/model/gpu_weights.ts): which format
 // each weight gets, that the memory plan's zero weights (no data) take exactly the buffers the real upload
 // takes, that the per-tensor uploader refuses what does not belong, and that a fresh DoRA adapter over a
-// quantized base starts from the norms of the weights the model computes with (the dequantized ones).
+// quantized base starts from the norms of the weights the model computes with (the dequantized ones); and
+// generation over a bf16 checkpoint held as bf16 gives the logits of the same values held as float32.
 
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { storedFormat, uploadWeights, weightBuffers, weightUploader } from '../.
 import { initLora } from '../../src/model/lora';
 import { dequantizeNf4, quantizeNf4 } from '../../src/model/quant';
 import { loraMagnitudeKey, type AdapterConfig } from '../../src/io/peft';
+import { Generator } from '../../src/train/generate';
 import { relMaxDiff, testGpu } from '../gpu/test-gpu';
 
 const dir = fileURLToPath(new URL('../fixtures/llama_nf4/', import.meta.url));
@@ -67,5 +69,14 @@ describe('base weights on the GPU', () => {
       expect(relMaxDiff(out, norms), `${target} magnitude vs ‖dequantized W‖`).toBeLessThan(1e-6);
       expect(relMaxDiff(out, plain), `${target}: NF4 moves the norms, so the check above tells them apart`).toBeGreaterThan(1e-4);
     }
+  });
+
+  it('generation over a BF16 checkpoint held as bf16 gives the logits it gives held as float32, bit for bit', async () => {
+    const gpu = await testGpu();
+    const { config, weights } = await loadModelDir(fileURLToPath(new URL('../fixtures/llama_bf16/model', import.meta.url)));
+    const logits = async (baseDtype: 'f32' | 'bf16') => new Generator(createModel(gpu, config, weights, { baseDtype }), 8).nextLogits([1, 5, 9, 2, 7]);
+    const [f32, bf16] = [await logits('f32'), await logits('bf16')];
+    expect(bf16.length).toBe(config.vocab);
+    expect(Array.from(bf16)).toEqual(Array.from(f32));
   });
 });
