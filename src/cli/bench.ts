@@ -79,12 +79,14 @@ interface BenchOptions {
   subgroups: boolean;
   quick: boolean;
   profile: boolean;
+  /** Recompute each layer's activations in the backward (ModelOptions.recompute). */
+  recompute: boolean;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'quick', 'profile', 'dry-run'];
-const SWITCHES = ['quick', 'profile', 'dry-run'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'quick', 'profile', 'dry-run', 'recompute'];
+const SWITCHES = ['quick', 'profile', 'dry-run', 'recompute'];
 /** Flags that time something, which a dry run does not. */
 const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size', 'profile'];
 
@@ -100,7 +102,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   }
   const quick = flags.get('quick') === true, dryRun = flags.get('dry-run') === true;
   const timing = TIMING_FLAGS.find((f) => flags.has(f));
-  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --quick`);
+  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --recompute, --quick`);
   const base = quick ? benchConfig.quick : benchConfig.defaults;
   const int = (name: string, fallback: number, min: number) => {
     const raw = flags.get(name);
@@ -114,6 +116,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
     warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
     subgroups: subgroupsFlag(flags.get('subgroups')),
     profile: flags.get('profile') === true,
+    recompute: flags.get('recompute') === true,
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -196,7 +199,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   setGemmKernel(gpu, o.gemm);
   gpu.subgroups &&= o.subgroups;
   try {
-    const model = createModel(gpu, config, weights);
+    const model = createModel(gpu, config, weights, { recompute: o.recompute });
     weights.clear();
     model.setAdapter(adapter, initLora(config, adapter, 0));
     const { batch: B, seq: T } = o;

@@ -1,4 +1,4 @@
-// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off]`
+// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off] [--recompute]`
 //
 // What one training step of the engine asks of a GPU, counted without one: the real model (zero weights,
 // from bench/models.json's shapes alone), adapter and Trainer are built on a recording device
@@ -43,6 +43,7 @@ export interface DryRunResult {
   mode: 'dry-run';
   gemm: GemmKernel;
   subgroups: boolean;
+  recompute: boolean;
   batch: number;
   seq: number;
   dispatches_per_step: number;
@@ -92,6 +93,8 @@ export interface DryRunOptions {
   gemm: GemmKernel;
   /** false: the plain reduction kernels (default: the subgroup ones, as on a GPU that has them). */
   subgroups?: boolean;
+  /** Recompute each layer's activations in the backward (ModelOptions.recompute). */
+  recompute?: boolean;
 }
 
 /** Refuses a sequence longer than the model's positions, before anything is built. */
@@ -140,7 +143,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   const stats = gpu.device.stats;
   let weightsBytes = 0;
   const trainer = buildAtShape(name, B, T, () => {
-    const model = createModel(gpu, config, null);
+    const model = createModel(gpu, config, null, { recompute: o.recompute ?? false });
     weightsBytes = gpu.allocatedBytes;
     const lora = benchConfig.lora, opt = benchConfig.optimizer;
     const adapter: AdapterConfig = {
@@ -175,7 +178,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   }
   if (step.length !== delta('dispatches')) throw new Error(`bench --dry-run: ${step.length} dispatches encoded, the device counted ${delta('dispatches')}`);
   return {
-    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T,
+    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, recompute: o.recompute ?? false, batch: B, seq: T,
     dispatches_per_step: delta('dispatches'),
     command_buffers_per_step: delta('commandBuffers'),
     cpu_waits_per_step: delta('cpuWaits'),
