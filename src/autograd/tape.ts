@@ -4,8 +4,8 @@
 //
 // Tensors are virtual until compile(): a node names the tensors it reads and writes, and compile() gives
 // each virtual tensor a pooled GPU buffer from its first use to its last use (an interval allocation over
-// the node order). So an activation is freed as soon as the last backward node that needs it has been
-// encoded, and its memory is reused by later nodes of the same step. Persistent tensors (weights, LoRA
+// the node order, planned for the whole program at once, largest tensors first). So an activation's memory
+// is free again after the last backward node that needs it, and later tensors of the same step reuse it. Persistent tensors (weights, LoRA
 // parameters and their gradients, inputs, the loss) own their buffers and are never recycled.
 //
 // Gradient rule (micrograd's `+=`): the first node that produces a gradient for a tensor writes it, every
@@ -92,20 +92,6 @@ interface Segment {
   fns: [number, number];
 }
 
-/**
- * The idle buffer for a tensor of `size` bytes: the smallest one of at least that size and at most FIT_SLACK
- * times it. Exact sizes only would leave one size's idle buffers unused while another size allocates; any
- * larger buffer would let small tensors take the big ones. 1.25 was never worse than exact sizes on the four
- * bench models, with and without recompute (TinyLlama: 7.29 → 7.18 GiB; with recompute 5.03 → 4.92);
- * larger slacks helped some models and hurt others.
- */
-function takeFree(free: Map<number, GPUBuffer[]>, size: number): GPUBuffer | undefined {
-  let best = -1;
-  for (const [s, list] of free) if (list.length > 0 && s >= size && s <= size * FIT_SLACK && (best < 0 || s < best)) best = s;
-  return best < 0 ? undefined : free.get(best)!.pop();
-}
-const FIT_SLACK = 1.25;
-
 /** `n` reading and writing `swap`'s replacements instead of the tensors they replace. */
 function substituted(n: Node, swap: ReadonlyMap<Tensor, Tensor>): Node {
   const to = (t: Tensor) => swap.get(t) ?? t;
@@ -120,9 +106,13 @@ export interface GradSlot {
 
 export interface Program {
   dispatches: Dispatch[];
-  /** Bytes of pooled buffers the virtual tensors needed at once (the activation/gradient high-water mark). */
+  /**
+   * Bytes of the pooled buffers the program holds for its virtual tensors (activations and their gradients):
+   * at least the most tensor bytes live at once, and close to it, since the buffers are planned for the whole
+   * program (Tape.placeTensors).
+   */
   transientBytes: number;
-  /** The virtual tensors live at that high-water mark, and the node it was reached at: what makes the peak. */
+  /** The virtual tensors live together at the largest sum of tensor bytes, and the node it was reached at. */
   peakTensors: { label: string; bytes: number }[];
   peakNode: string;
 }
@@ -375,28 +365,20 @@ export class Tape {
     const byLast = new Map<number, Tensor[]>();
     for (const [t, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(t);
     for (const [t, i] of last) (byLast.get(i) ?? byLast.set(i, []).get(i)!).push(t);
+    const owned = this.placeTensors(first, last);
 
     let current = '';
     const resolve: Resolve = (t) => {
       if (!t.buffer) throw new Error(`tape: node ${current} uses tensor ${t.label}, which has no buffer (it is not among the node's reads and writes)`);
       return t.binding;
     };
-    const free = new Map<number, GPUBuffer[]>(); // size → idle buffers owned by this program
-    const owned: GPUBuffer[] = [];
     let live = 0, peak = 0;
     const liveSet = new Set<Tensor>();
     let peakTensors: Tensor[] = [], peakNode = '';
     const dispatches: Dispatch[] = [];
     this.nodes.forEach((n, i) => {
       for (const t of byFirst.get(i) ?? []) {
-        const size = Math.max(16, Math.ceil(t.bytes / 16) * 16);
-        let b = takeFree(free, size);
-        if (!b) {
-          b = this.gpu.buffer(`tape.${size}`, size);
-          owned.push(b);
-        }
-        t.buffer = b;
-        live += b.size;
+        live += t.bytes;
         liveSet.add(t);
         if (live > peak) {
           peak = live;
@@ -409,12 +391,40 @@ export class Tape {
       if (Array.isArray(d)) dispatches.push(...d);
       else dispatches.push(d);
       for (const t of byLast.get(i) ?? []) {
-        const b = t.buffer!;
-        (free.get(b.size) ?? free.set(b.size, []).get(b.size)!).push(b);
-        live -= b.size;
+        live -= t.bytes;
         liveSet.delete(t);
       }
     });
-    return { dispatches, transientBytes: peak, peakTensors: peakTensors.map((t) => ({ label: t.label, bytes: t.buffer!.size })), peakNode };
+    const transientBytes = owned.reduce((sum, b) => sum + b.size, 0);
+    return { dispatches, transientBytes, peakTensors: peakTensors.map((t) => ({ label: t.label, bytes: t.bytes })), peakNode };
+  }
+
+  /**
+   * Give every virtual tensor a pooled buffer for its interval of nodes [first, last], and return the buffers.
+   * Planned for the whole program at once, largest tensors first: each takes the smallest buffer already
+   * planned that is large enough and idle over its whole interval, or a new one of its own size. A tensor in a
+   * larger buffer binds a range of it. Two tensors one node uses are live together, so never share a buffer.
+   */
+  private placeTensors(first: ReadonlyMap<Tensor, number>, last: ReadonlyMap<Tensor, number>): GPUBuffer[] {
+    const padded = (t: Tensor) => Math.max(16, Math.ceil(t.bytes / 16) * 16);
+    const order = [...first.keys()].sort((a, b) => padded(b) - padded(a) || first.get(a)! - first.get(b)!);
+    const slots: { size: number; busy: [number, number][]; tensors: Tensor[] }[] = [];
+    for (const t of order) {
+      const [a, b] = [first.get(t)!, last.get(t)!];
+      const size = padded(t);
+      let slot: (typeof slots)[number] | undefined;
+      for (const s of slots) {
+        if (s.size < size || (slot && s.size >= slot.size)) continue;
+        if (s.busy.every(([x, y]) => y < a || x > b)) slot = s;
+      }
+      if (!slot) slots.push((slot = { size, busy: [], tensors: [] }));
+      slot.busy.push([a, b]);
+      slot.tensors.push(t);
+    }
+    return slots.map((s) => {
+      const buffer = this.gpu.buffer(`tape.${s.size}`, s.size);
+      for (const t of s.tensors) t.buffer = buffer;
+      return buffer;
+    });
   }
 }
