@@ -46,10 +46,11 @@ export function addRmsnorm(tape: Tape, labels: { add: string; norm: string }, a:
   const rstd = tape.tensor(`${labels.norm}.rstd`, [d.n]);
   tape.op(`${labels.norm}.add_forward`, [a, b_, w], [h, y, rstd], (b) =>
     addRmsnormForward(gpu, labels.norm, d, { a: b(a), b: b(b_), w: b(w), h: b(h), y: b(y), rstd: b(rstd) }));
-  // As rmsnorm's output: a backward that needs y recomputes it from h, which the norm's backward keeps.
+  // As rmsnorm's output: a backward that needs y recomputes it from h, which the norm's backward keeps, with the
+  // plain kernel, whose sums run in this op's order: the copy is y bit for bit (a recomputed layer relies on it).
   tape.recomputable(y, () => {
     const y2 = tape.tensor(`${labels.norm}.recomputed`, a.shape), rstd2 = tape.tensor(`${labels.norm}.recomputed_rstd`, [d.n]);
-    tape.op(`${labels.norm}.recompute`, [h, w], [y2, rstd2], (b) => rmsnormForward(gpu, `${labels.norm}.recompute`, d, { x: b(h), w: b(w), y: b(y2), rstd: b(rstd2) }));
+    tape.op(`${labels.norm}.recompute`, [h, w], [y2, rstd2], (b) => rmsnormForward(gpu, `${labels.norm}.recompute`, d, { x: b(h), w: b(w), y: b(y2), rstd: b(rstd2) }, true));
     return y2;
   });
   tape.onBackward(() => {

@@ -31,11 +31,14 @@ export interface RmsnormBuffers {
   rstd: Binding; // (N) written by the forward, read by the backward
 }
 
-/** y = x·rstd·w with rstd = 1/sqrt(mean(x²) + eps) per row. */
-export function rmsnormForward(gpu: Gpu, label: string, d: RmsnormDims, b: RmsnormBuffers): Dispatch {
+/**
+ * y = x·rstd·w with rstd = 1/sqrt(mean(x²) + eps) per row. `plain`: the plain kernel even where the device
+ * has subgroups (it sums in add_rmsnorm's order, so it recomputes that op's output bit for bit).
+ */
+export function rmsnormForward(gpu: Gpu, label: string, d: RmsnormDims, b: RmsnormBuffers, plain = false): Dispatch {
   checkDims(d);
   const params = gpu.uniform(`${label}.rmsnorm_forward.params`, RMSNORM_PARAMS, { N: d.n, C: d.c, eps: d.eps, accumulate: 0 });
-  const pipeline = gpu.pipeline(gpu.subgroups ? 'rmsnorm_subgroups' : 'rmsnorm', 'rmsnorm_forward');
+  const pipeline = gpu.pipeline(gpu.subgroups && !plain ? 'rmsnorm_subgroups' : 'rmsnorm', 'rmsnorm_forward');
   // x² summed, then ·rstd·w: 4 flops an element; x read, y written, w and rstd once.
   return gpu.dispatch(`${label}.rmsnorm_forward`, pipeline, [params, b.x, b.w, b.y, b.rstd], grid(gpu, d.n),
     { flops: 4 * d.n * d.c, bytes: 4 * (2 * d.n * d.c + d.c + d.n) });

@@ -4,13 +4,19 @@
 //
 // Tensors are virtual until compile(): a node names the tensors it reads and writes, and compile() gives
 // each virtual tensor a pooled GPU buffer from its first use to its last use (an interval allocation over
-// the node order). So an activation is freed as soon as the last backward node that needs it has been
-// encoded, and its memory is reused by later nodes of the same step. Persistent tensors (weights, LoRA
+// the node order, planned for the whole program at once, largest tensors first). So an activation's memory
+// is free again after the last backward node that needs it, and later tensors of the same step reuse it. Persistent tensors (weights, LoRA
 // parameters and their gradients, inputs, the loss) own their buffers and are never recycled.
 //
 // Gradient rule (micrograd's `+=`): the first node that produces a gradient for a tensor writes it, every
 // later one accumulates into it; `gradSlot()` tells an op which of the two it is. Parameter gradients are
 // persistent and always accumulated, so a step zeroes them explicitly first (see zeroGrads).
+//
+// Memory for compute (activation checkpointing), two ways, both invisible to the ops' backward rules: a
+// tensor with a recipe (recomputable) is read by every backward node as a copy recomputed at its first
+// backward use; and a checkpointed segment of the forward (checkpoint, one decoder layer) keeps only its
+// inputs: when the backward reaches it, its forward nodes are recorded again into fresh tensors, and the
+// segment's backward nodes read those. Same kernels on the same values, so the gradients are bit for bit.
 
 import type { Binding, Dispatch, Gpu } from '../gpu/gpu';
 
@@ -80,6 +86,18 @@ interface Node {
   build: (buf: Resolve) => Dispatch | Dispatch[];
 }
 
+/** A checkpointed part of the forward: nodes [from, to) and backward closures [from, to) it recorded. */
+interface Segment {
+  nodes: [number, number];
+  fns: [number, number];
+}
+
+/** `n` reading and writing `swap`'s replacements instead of the tensors they replace. */
+function substituted(n: Node, swap: ReadonlyMap<Tensor, Tensor>): Node {
+  const to = (t: Tensor) => swap.get(t) ?? t;
+  return { label: n.label, reads: n.reads.map(to), writes: n.writes.map(to), build: (b) => n.build((t) => b(to(t))) };
+}
+
 export interface GradSlot {
   grad: Tensor;
   /** false: this node is the first to produce the gradient and overwrites it; true: it adds (+=). */
@@ -88,9 +106,13 @@ export interface GradSlot {
 
 export interface Program {
   dispatches: Dispatch[];
-  /** Bytes of pooled buffers the virtual tensors needed at once (the activation/gradient high-water mark). */
+  /**
+   * Bytes of the pooled buffers the program holds for its virtual tensors (activations and their gradients):
+   * at least the most tensor bytes live at once, and close to it, since the buffers are planned for the whole
+   * program (Tape.placeTensors).
+   */
   transientBytes: number;
-  /** The virtual tensors live at that high-water mark, and the node it was reached at: what makes the peak. */
+  /** The virtual tensors live together at the largest sum of tensor bytes, and the node it was reached at. */
   peakTensors: { label: string; bytes: number }[];
   peakNode: string;
 }
@@ -106,6 +128,11 @@ export class Tape {
   private recomputed = new Map<Tensor, Tensor>();
   /** Nodes [0, forwardEnd) are the forward's (set when backward() starts). */
   private forwardEnd = Infinity;
+  /** The checkpointed segments of the forward: their nodes and their backward closures, in recording order. */
+  private segments: Segment[] = [];
+  private inSegment = false;
+  /** While the backward of a checkpointed segment is recorded: each forward value of it → its recomputed copy. */
+  private copies: Map<Tensor, Tensor> | undefined;
 
   constructor(readonly gpu: Gpu) {}
 
@@ -121,9 +148,39 @@ export class Tape {
     return t;
   }
 
-  /** Record one node. `build` runs at compile time, when every tensor has its buffer. */
+  /**
+   * Record one node. `build` runs at compile time, when every tensor has its buffer. In the backward, a read
+   * of a forward value that is recomputed (a recipe's, or a checkpointed segment's) becomes a read of its copy.
+   */
   op(label: string, reads: readonly Tensor[], writes: readonly Tensor[], build: Node['build']): void {
-    this.nodes.push({ label, reads, writes, build });
+    if (this.forwardEnd === Infinity) {
+      this.nodes.push({ label, reads, writes, build });
+      return;
+    }
+    const swap = new Map<Tensor, Tensor>();
+    for (const t of reads) {
+      const c = this.saved(t);
+      if (c !== t) swap.set(t, c);
+    }
+    this.nodes.push(swap.size === 0 ? { label, reads, writes, build } : substituted({ label, reads, writes, build }, swap));
+  }
+
+  /**
+   * Record `fn`'s forward as a checkpointed segment: its activations are not kept for the backward, which
+   * records the segment's forward again (into fresh tensors) just before the segment's own backward and reads
+   * those. What the segment reads from before it (its inputs) is kept as usual, or recomputed if it has a recipe.
+   */
+  checkpoint<T>(fn: () => T): T {
+    if (this.inSegment) throw new Error('tape.checkpoint: segments do not nest');
+    if (this.forwardEnd !== Infinity) throw new Error('tape.checkpoint: only the forward is checkpointed');
+    const n0 = this.nodes.length, f0 = this.backwardFns.length;
+    this.inSegment = true;
+    try {
+      return fn();
+    } finally {
+      this.inSegment = false;
+      this.segments.push({ nodes: [n0, this.nodes.length], fns: [f0, this.backwardFns.length] });
+    }
   }
 
   /** Register the backward of the op just recorded; closures run in reverse order in backward(). */
@@ -230,8 +287,13 @@ export class Tape {
     this.recipes.set(t, make);
   }
 
-  /** What a backward node reads for the forward value `t`: t, or its recomputed copy (recorded at the first ask). */
+  /**
+   * What a backward node reads for the forward value `t`: t, its checkpointed segment's copy, or the copy its
+   * recipe makes (recorded at the first ask).
+   */
   saved(t: Tensor): Tensor {
+    const fromSegment = this.copies?.get(t);
+    if (fromSegment) return fromSegment;
     const make = this.recipes.get(t);
     if (!make) return t;
     let copy = this.recomputed.get(t);
@@ -245,8 +307,37 @@ export class Tape {
   /** Record the backward pass from `loss` (whose gradient the loss op seeds itself). */
   backward(): void {
     this.forwardEnd = this.nodes.length;
-    for (let i = this.backwardFns.length - 1; i >= 0; i--) this.backwardFns[i]();
+    const segments = [...this.segments];
+    let seg = segments.pop();
+    for (let i = this.backwardFns.length - 1; i >= 0; i--) {
+      while (seg && i < seg.fns[0]) seg = segments.pop();
+      if (seg && i === seg.fns[1] - 1) this.copies = this.recordAgain(seg);
+      this.backwardFns[i]();
+      if (seg && i === seg.fns[0]) this.copies = undefined;
+    }
+    this.copies = undefined;
     this.backwardFns = [];
+  }
+
+  /**
+   * Record a checkpointed segment's forward nodes again, each tensor they write replaced by a fresh one, and
+   * return the map original → copy. The segment's inputs with recipes are read through their copies too, so
+   * neither they nor anything the segment made outlives the forward.
+   */
+  private recordAgain(seg: Segment): Map<Tensor, Tensor> {
+    const forward = this.nodes.slice(seg.nodes[0], seg.nodes[1]);
+    const copies = new Map<Tensor, Tensor>();
+    for (const n of forward) {
+      for (const t of n.writes) {
+        if (t.persistent) throw new Error(`tape.checkpoint: ${n.label} writes ${t.label}, a persistent tensor; a recomputed segment may only make activations`);
+        if (!copies.has(t)) copies.set(t, new Tensor(`${t.label}.recomputed`, t.shape, false));
+      }
+    }
+    for (const n of forward) {
+      for (const t of n.reads) if (!t.persistent && !copies.has(t) && this.recipes.has(t)) copies.set(t, this.saved(t));
+    }
+    for (const n of forward) this.nodes.push(substituted({ ...n, label: `${n.label}.recomputed` }, copies));
+    return copies;
   }
 
   /** Nodes recorded so far, for tests and profiling. */
@@ -274,28 +365,20 @@ export class Tape {
     const byLast = new Map<number, Tensor[]>();
     for (const [t, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(t);
     for (const [t, i] of last) (byLast.get(i) ?? byLast.set(i, []).get(i)!).push(t);
+    const owned = this.placeTensors(first, last);
 
     let current = '';
     const resolve: Resolve = (t) => {
       if (!t.buffer) throw new Error(`tape: node ${current} uses tensor ${t.label}, which has no buffer (it is not among the node's reads and writes)`);
       return t.binding;
     };
-    const free = new Map<number, GPUBuffer[]>(); // size → idle buffers owned by this program
-    const owned: GPUBuffer[] = [];
     let live = 0, peak = 0;
     const liveSet = new Set<Tensor>();
     let peakTensors: Tensor[] = [], peakNode = '';
     const dispatches: Dispatch[] = [];
     this.nodes.forEach((n, i) => {
       for (const t of byFirst.get(i) ?? []) {
-        const size = Math.max(16, Math.ceil(t.bytes / 16) * 16);
-        let b = free.get(size)?.pop();
-        if (!b) {
-          b = this.gpu.buffer(`tape.${size}`, size);
-          owned.push(b);
-        }
-        t.buffer = b;
-        live += size;
+        live += t.bytes;
         liveSet.add(t);
         if (live > peak) {
           peak = live;
@@ -308,12 +391,40 @@ export class Tape {
       if (Array.isArray(d)) dispatches.push(...d);
       else dispatches.push(d);
       for (const t of byLast.get(i) ?? []) {
-        const b = t.buffer!;
-        (free.get(b.size) ?? free.set(b.size, []).get(b.size)!).push(b);
-        live -= b.size;
+        live -= t.bytes;
         liveSet.delete(t);
       }
     });
-    return { dispatches, transientBytes: peak, peakTensors: peakTensors.map((t) => ({ label: t.label, bytes: t.buffer!.size })), peakNode };
+    const transientBytes = owned.reduce((sum, b) => sum + b.size, 0);
+    return { dispatches, transientBytes, peakTensors: peakTensors.map((t) => ({ label: t.label, bytes: t.bytes })), peakNode };
+  }
+
+  /**
+   * Give every virtual tensor a pooled buffer for its interval of nodes [first, last], and return the buffers.
+   * Planned for the whole program at once, largest tensors first: each takes the smallest buffer already
+   * planned that is large enough and idle over its whole interval, or a new one of its own size. A tensor in a
+   * larger buffer binds a range of it. Two tensors one node uses are live together, so never share a buffer.
+   */
+  private placeTensors(first: ReadonlyMap<Tensor, number>, last: ReadonlyMap<Tensor, number>): GPUBuffer[] {
+    const padded = (t: Tensor) => Math.max(16, Math.ceil(t.bytes / 16) * 16);
+    const order = [...first.keys()].sort((a, b) => padded(b) - padded(a) || first.get(a)! - first.get(b)!);
+    const slots: { size: number; busy: [number, number][]; tensors: Tensor[] }[] = [];
+    for (const t of order) {
+      const [a, b] = [first.get(t)!, last.get(t)!];
+      const size = padded(t);
+      let slot: (typeof slots)[number] | undefined;
+      for (const s of slots) {
+        if (s.size < size || (slot && s.size >= slot.size)) continue;
+        if (s.busy.every(([x, y]) => y < a || x > b)) slot = s;
+      }
+      if (!slot) slots.push((slot = { size, busy: [], tensors: [] }));
+      slot.busy.push([a, b]);
+      slot.tensors.push(t);
+    }
+    return slots.map((s) => {
+      const buffer = this.gpu.buffer(`tape.${s.size}`, s.size);
+      for (const t of s.tensors) t.buffer = buffer;
+      return buffer;
+    });
   }
 }

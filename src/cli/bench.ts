@@ -86,12 +86,14 @@ interface BenchOptions {
   quick: boolean;
   profile: boolean;
   baseDtype: BaseDtype;
+  /** Recompute each layer's activations in the backward (ModelOptions.recompute). */
+  recompute: boolean;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
 
-const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'base-dtype', 'quick', 'profile', 'dry-run'];
-const SWITCHES = ['quick', 'profile', 'dry-run'];
+const FLAGS = ['model', 'batch', 'seq', 'steps', 'warmup', 'matmul-size', 'gemm', 'subgroups', 'base-dtype', 'quick', 'profile', 'dry-run', 'recompute'];
+const SWITCHES = ['quick', 'profile', 'dry-run', 'recompute'];
 /** Flags that time something, which a dry run does not. */
 const TIMING_FLAGS = ['steps', 'warmup', 'matmul-size', 'profile'];
 
@@ -107,7 +109,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
   }
   const quick = flags.get('quick') === true, dryRun = flags.get('dry-run') === true;
   const timing = TIMING_FLAGS.find((f) => flags.has(f));
-  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --base-dtype, --quick`);
+  if (dryRun && timing) throw new LoraStudioError('bad-input', `bench: --${timing} times the step; --dry-run counts it without a GPU and takes only --model, --batch, --seq, --gemm, --subgroups, --base-dtype, --recompute, --quick`);
   const base = quick ? benchConfig.quick : benchConfig.defaults;
   const int = (name: string, fallback: number, min: number) => {
     const raw = flags.get(name);
@@ -122,6 +124,7 @@ export async function benchCommand(args: string[], print: (line: string) => void
     subgroups: subgroupsFlag(flags.get('subgroups')),
     profile: flags.get('profile') === true,
     baseDtype: baseDtypeFlag(flags.get('base-dtype'), 'bench: ') ?? 'f32',
+    recompute: flags.get('recompute') === true,
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -202,7 +205,7 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   setGemmKernel(gpu, o.gemm);
   gpu.subgroups &&= o.subgroups;
   try {
-    const model = createModel(gpu, config, weights, { baseDtype: o.baseDtype });
+    const model = createModel(gpu, config, weights, { baseDtype: o.baseDtype, recompute: o.recompute });
     weights.clear();
     const weightsBytes = weightBuffers(model.weights).reduce((n, b) => n + b.size, 0);
     model.setAdapter(adapter, initLora(config, adapter, 0));

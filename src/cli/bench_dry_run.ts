@@ -1,4 +1,4 @@
-// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off] [--base-dtype D]`
+// `npm run bench -- --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--subgroups on|off] [--base-dtype D] [--recompute]`
 //
 // What one training step of the engine asks of a GPU, counted without one: the real model (zero weights,
 // from bench/models.json's shapes alone), adapter and Trainer are built on a recording device
@@ -45,6 +45,7 @@ export interface DryRunResult {
   mode: 'dry-run';
   gemm: GemmKernel;
   subgroups: boolean;
+  recompute: boolean;
   batch: number;
   seq: number;
   /** How the frozen base weights were held (--base-dtype). */
@@ -99,6 +100,8 @@ export interface DryRunOptions {
   subgroups?: boolean;
   /** How the frozen base weights are held (default f32). */
   baseDtype?: BaseDtype;
+  /** Recompute each layer's activations in the backward (ModelOptions.recompute). */
+  recompute?: boolean;
 }
 
 /** Refuses a sequence longer than the model's positions, before anything is built. */
@@ -148,7 +151,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   let weightsBytes = 0;
   const baseDtype = o.baseDtype ?? 'f32';
   const trainer = buildAtShape(name, B, T, () => {
-    const model = createModel(gpu, config, null, { baseDtype });
+    const model = createModel(gpu, config, null, { baseDtype, recompute: o.recompute ?? false });
     weightsBytes = weightBuffers(model.weights).reduce((n, b) => n + b.size, 0);
     const lora = benchConfig.lora, opt = benchConfig.optimizer;
     const adapter: AdapterConfig = {
@@ -183,7 +186,7 @@ export async function dryRunModel(name: string, config: ModelConfig, o: DryRunOp
   }
   if (step.length !== delta('dispatches')) throw new Error(`bench --dry-run: ${step.length} dispatches encoded, the device counted ${delta('dispatches')}`);
   return {
-    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, batch: B, seq: T, base_dtype: baseDtype,
+    model: name, mode: 'dry-run', gemm: o.gemm, subgroups: gpu.subgroups, recompute: o.recompute ?? false, batch: B, seq: T, base_dtype: baseDtype,
     dispatches_per_step: delta('dispatches'),
     command_buffers_per_step: delta('commandBuffers'),
     cpu_waits_per_step: delta('cpuWaits'),

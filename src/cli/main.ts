@@ -21,7 +21,9 @@ commands:
         (FILE: JSONL {"input_ids"}, {"text"}, {"prompt","completion"}, {"messages"} rows, or plain text)
   train --model DIR|HUB_ID|HUB_URL --data FILE --out DIR [--adapter DIR] [--targets q_proj,v_proj] [--rank 8]
         [--alpha 16] [--dropout 0] [--rslora] [--dora] [--optimizer adamw|sgd] [--lr X] [--steps N] [--batch-size 8]
-        [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] [--base-dtype f32|bf16|f16|nf4|int8]
+        [--weight-decay 0] [--max-grad-norm 0] [--seed S] [--seq-len N] [--pack] [--recompute] [--base-dtype f32|bf16|f16|nf4|int8]
+        (--recompute: each layer's activations recomputed in the backward: less memory, about a third more compute,
+        the same gradients bit for bit)
         prints {"step": i, "loss": L} per step, writes adapter_model.safetensors + adapter_config.json to --out
         --base-dtype: how the frozen base weights are held on the GPU (default: the checkpoint's own, F32/BF16/F16;
         a smaller one than the checkpoint's, e.g. bf16 from F32, rounds at load; nf4 is QLoRA's 4-bit, int8 per
@@ -29,7 +31,7 @@ commands:
   bench [--model smollm2-135m|qwen2.5-0.5b|tinyllama-1.1b|qwen3-0.6b|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2]
         [--matmul-size 4096] [--gemm fast|v1] [--base-dtype f32|bf16|f16|nf4|int8] [--quick]
         training speed on random weights, one JSON line per model (bench/README.md)
-  bench --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--base-dtype D] [--quick]
+  bench --dry-run [--model NAME|all] [--batch 8] [--seq 256] [--gemm fast|v1] [--base-dtype D] [--recompute] [--quick]
         no GPU: dispatches, command buffers, CPU waits, uploads, peak memory, FLOPs and bytes of one step
   generate --model DIR|HUB_ID|HUB_URL [--adapter DIR[:WEIGHT]]... --prompt TEXT [--max-tokens 32] [--temperature 0]
         [--top-k 0] [--seed 0] [--base-dtype D]   continue TEXT (greedy at temperature 0; the same seed, the same text); several

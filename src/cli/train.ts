@@ -32,7 +32,7 @@ import { checkOutDir, loadAdapterDir, loadModelArg, loadTokenRows, readDataText,
 
 type Flags = Map<string, string | true>;
 
-const BOOLEAN_FLAGS = new Set(['rslora', 'dora', 'pack']);
+const BOOLEAN_FLAGS = new Set(['rslora', 'dora', 'pack', 'recompute']);
 
 /** --name value, --name=value, and the boolean --rslora / --dora / --pack; an option given twice is refused. */
 export function parseFlags(args: string[], allowed: string[]): Flags {
@@ -157,7 +157,7 @@ export async function evalCommand(args: string[]): Promise<string> {
 
 /** The flags `train` and `recipe` share. */
 export const TRAIN_FLAGS = ['model', 'data', 'adapter', 'targets', 'rank', 'alpha', 'dropout', 'rslora', 'dora', 'optimizer', 'lr', 'steps',
-  'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack'];
+  'batch-size', 'weight-decay', 'max-grad-norm', 'seed', 'out', 'seq-len', 'pack', 'recompute'];
 
 /** A run's settings from train's flags, every one checked (with train's defaults), before anything is read. */
 export function trainSettings(f: Flags) {
@@ -195,7 +195,8 @@ export function trainSettings(f: Flags) {
     };
     checkAdapterSettings(settings);
   }
-  return { modelDir, dataPath, out, seed, optimizer: optimizer as 'adamw' | 'sgd', steps, batchFlag, lr, weightDecay, maxGradNorm, seqLen, pack: f.get('pack') === true, from, settings };
+  return { modelDir, dataPath, out, seed, optimizer: optimizer as 'adamw' | 'sgd', steps, batchFlag, lr, weightDecay, maxGradNorm, seqLen, pack: f.get('pack') === true, from, settings,
+    recompute: f.get('recompute') === true };
 }
 
 export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
@@ -203,7 +204,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   const baseFlag = baseDtypeFlag(f.get('base-dtype'));
   // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
   // and a run refused for any reason writes nothing.
-  const { modelDir, dataPath, out, seed, optimizer, steps, batchFlag, lr, weightDecay, maxGradNorm, from, settings } = trainSettings(f);
+  const { modelDir, dataPath, out, seed, optimizer, steps, batchFlag, lr, weightDecay, maxGradNorm, from, settings, recompute } = trainSettings(f);
   await checkOutDir(out);
   const text = await readDataText(dataPath);
 
@@ -223,7 +224,7 @@ export async function trainCommand(args: string[], print: (line: string) => void
   parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
   const gpu = await createNodeGpu();
-  const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes) });
+  const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes), recompute });
   weights.clear(); // on the GPU now, as the base dtype holds them
   model.setAdapter(adapter, tensors);
   const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);

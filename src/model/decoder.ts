@@ -132,9 +132,14 @@ export class Decoder implements CausalLM {
       const ctx: LayerContext = { tape, layer, B, T, dropout, blend };
       const p = `model.layers.${layer}`;
       const norm = layer + 1 < c.layers ? `model.layers.${layer + 1}.input_layernorm` : 'model.norm';
-      const [h, hn] = addRmsnorm(tape, { add: `${p}.residual1`, norm: `${p}.post_attention_layernorm` }, x, this.attentionBlock(ctx, xn),
-        this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
-      [x, xn] = addRmsnorm(tape, { add: `${p}.residual2`, norm }, h, this.mlpBlock(ctx, hn), this.w(tape, `${norm}.weight`), c.rmsEps);
+      const block = (): [Tensor, Tensor] => {
+        const [h, hn] = addRmsnorm(tape, { add: `${p}.residual1`, norm: `${p}.post_attention_layernorm` }, x, this.attentionBlock(ctx, xn),
+          this.w(tape, `${p}.post_attention_layernorm.weight`), c.rmsEps);
+        return addRmsnorm(tape, { add: `${p}.residual2`, norm }, h, this.mlpBlock(ctx, hn), this.w(tape, `${norm}.weight`), c.rmsEps);
+      };
+      // Recompute (options.recompute): the layer keeps only its input x (its normed xn is recomputed from x,
+      // bit for bit); the backward records the layer's forward again just before the layer's own backward.
+      [x, xn] = this.options.recompute ? tape.checkpoint(block) : block();
     }
     return xn;
   }
@@ -160,7 +165,8 @@ export class Decoder implements CausalLM {
   private mlpBlock(ctx: LayerContext, hn: Tensor): Tensor {
     const p = `model.layers.${ctx.layer}.mlp`;
     const every = this.recomputeMlpEvery;
-    const recompute = every > 0 && ctx.layer % every === every - 1;
+    // A recomputed layer recomputes its MLP anyway.
+    const recompute = !this.options.recompute && every > 0 && ctx.layer % every === every - 1;
     const [g, u] = this.projGroup(ctx, `${p}.gate_up`, hn, [[`${p}.gate_proj`, 'gate_proj', false], [`${p}.up_proj`, 'up_proj', false]], recompute);
     return this.proj(ctx, `${p}.down_proj`, 'down_proj', swiglu(ctx.tape, `${p}.act`, g, u), false);
   }

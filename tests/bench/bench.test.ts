@@ -3,20 +3,9 @@
 // Also the pieces that do not need the GPU: the model shapes match the issue's, and the weight pattern.
 
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { cli } from '../cli/run_cli';
 import { benchModelConfig, patternWeights, BENCH_MODELS } from '../../src/cli/bench';
 import { weightShapes } from '../../src/model/config';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 300_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('bench', () => {
   it('--quick prints one JSON line with sane numbers', async () => {

@@ -4,11 +4,10 @@
 // line naming what to fix, no stack trace, and no output folder.
 
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { cli as runCli } from './run_cli';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TINY_CONFIG, writeTinyModel } from './tiny-model';
 import { saveAdapterDir } from '../../src/cli/files';
 import { loraKey, readAdapter, type AdapterConfig, type LoraTarget } from '../../src/io/peft';
@@ -16,15 +15,7 @@ import { writeSafetensors } from '../../src/io/safetensors';
 import { parseModelConfig, projectionDims } from '../../src/model/config';
 import { mulberry32, randn } from '../reference/rng';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args, 120_000);
 
 const model = writeTinyModel(1);
 const config = parseModelConfig(JSON.stringify(TINY_CONFIG));

@@ -5,26 +5,17 @@
 // tests/cli/merge.test.ts's.
 
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { cli as runCli } from './run_cli';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gguf } from '@huggingface/gguf';
 import { loraKey, readAdapter, writeAdapter, type LoraTarget } from '../../src/io/peft';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { randomAdapter } from '../io/random_adapter';
 import { TINY_CONFIG, writeTinyModel } from './tiny-model';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 600_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args, 600_000);
 
 // TINY_CONFIG: hidden 32, 4 heads and 2 KV heads of 8, MLP 64, 1 layer.
 const DIMS = {

@@ -2,21 +2,12 @@
 // and bad inputs refused with a message that names the offending field and a non-zero exit.
 
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { cli as runCli } from './run_cli';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args, 60_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'lora-cli-'));
 function file(name: string, content: unknown): string {

@@ -5,19 +5,16 @@
 // tests/model/merge.test.ts's. `recipe` writes the train flags' script.
 
 import { describe, expect, it, vi } from 'vitest';
-import { execFile } from 'node:child_process';
+import { cli } from './run_cli';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadModelDir } from '../../src/cli/files';
 import { writeMergedModel } from '../../src/cli/merge';
 import { LoraStudioError } from '../../src/io/errors';
 import { writeAdapter, type LoraTarget } from '../../src/io/peft';
 import { randomAdapter } from '../io/random_adapter';
 import { TINY_CONFIG, writeTinyModel } from './tiny-model';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
 
 // A full disk for this process's writes whose path matches `disk.full` (the CLI processes are not affected).
 const disk = vi.hoisted(() => ({ full: undefined as RegExp | undefined }));
@@ -27,14 +24,6 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     disk.full?.test(String(path)) ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) : real.writeFile(path, ...rest);
   return { ...real, writeFile };
 });
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 300_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 // TINY_CONFIG: hidden 32, 4 heads and 2 KV heads of 8, MLP 64, 1 layer.
 const DIMS = {

@@ -3,18 +3,15 @@
 // a data file that is an image or a Word document. And a failed adapter write leaves no half-written file.
 
 import { describe, expect, it, vi } from 'vitest';
-import { execFile } from 'node:child_process';
+import { cli } from './run_cli';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TINY_CONFIG, writeTinyModel } from './tiny-model';
 import { saveAdapterDir } from '../../src/cli/files';
 import { LoraStudioError } from '../../src/io/errors';
 import { parseModelConfig } from '../../src/model/config';
 import { initLora } from '../../src/model/lora';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
 
 // A full disk, for this process's writes whose path matches `disk.full` (the CLI processes are not affected).
 const disk = vi.hoisted(() => ({ full: undefined as RegExp | undefined }));
@@ -24,14 +21,6 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     disk.full?.test(String(path)) ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) : real.writeFile(path, ...rest);
   return { ...real, writeFile };
 });
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('node', ['scripts/cli.mjs', ...args], { cwd: root, timeout: 300_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** Exit 1 and exactly one line on stderr, "error: ..." matching `message`: no stack trace. */
 function expectOneLine(r: { code: number; stderr: string }, message: RegExp | string) {

@@ -6,7 +6,7 @@
 //                           channel by the float64 reference of src/model/quant.ts (tests/fixtures/quant), the
 //                           embedding and LM head rounded to bf16, from an F32 checkpoint the engine quantizes at
 //                           load (--base-dtype nf4|int8): the reference is given the same dequantized weights.
-// Loss, LoRA gradients, one SGD step with the embedding and head read in row chunks (each chunk dequantized on
+// Loss, LoRA gradients (also with every decoder layer recomputed in the backward, --recompute), one SGD step with the embedding and head read in row chunks (each chunk dequantized on
 // its own), and three AdamW steps. The adapter, its gradients and optimizer state and all arithmetic are
 // float32 whatever the base's dtype.
 //
@@ -23,14 +23,14 @@ import { Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
 
 const TOL = 1e-5;
 
-async function setup(name: string, baseDtype: BaseDtype, maxBindingBytes?: number) {
+async function setup(name: string, baseDtype: BaseDtype, maxBindingBytes?: number, recompute = false) {
   const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
   const gpu = await testGpu();
   const { config, weights } = await loadModelDir(`${dir}model`);
   const adapter = await loadAdapterDir(`${dir}adapter`, config);
   const rows = await loadTokenRows(`${dir}data.jsonl`, config.vocab);
   const expected = JSON.parse(readFileSync(`${dir}expected.json`, 'utf8'));
-  const model = createModel(gpu, config, weights, { baseDtype });
+  const model = createModel(gpu, config, weights, { baseDtype, recompute });
   if (maxBindingBytes) model.maxBindingBytes = maxBindingBytes;
   model.setAdapter(adapter.config, adapter.weights);
   const ids = Int32Array.from(rows.flat());
@@ -51,8 +51,8 @@ for (const [name, baseDtype] of CASES) {
       expect(JSON.parse(readFileSync(`${dir}expected.json`, 'utf8')).base_dtype).toBe(baseDtype);
     });
 
-    it('loss and LoRA gradients', async () => {
-      const { model, ids, B, T, expected } = await setup(name, baseDtype);
+    it.each([false, true])('loss and LoRA gradients (layers recomputed: %s)', async (recompute) => {
+      const { model, ids, B, T, expected } = await setup(name, baseDtype, undefined, recompute);
       const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: 0 });
       const loss = await trainer.lossAndGrads(ids);
       expectClose([loss], [expected.loss], 'loss');
