@@ -112,19 +112,19 @@ export class Decoder implements CausalLM {
   recordLoss(tape: Tape, io: StepTensors, B: number, T: number, dropout?: DropoutState): void {
     const c = this.config;
     const xf = this.recordHidden(tape, io.ids, B, T, dropout);
-    const chunk = Math.min(logitsChunkWidth(B * T, c.vocab, c.hidden, this.maxLogitsBytes), this.tableRows());
+    const chunk = Math.min(logitsChunkWidth(B * T, c.vocab, c.hidden, this.maxLogitsBytes), this.chunkRows());
     lmHeadLoss(tape, xf, this.head(tape), io, chunk);
   }
 
   recordLogits(tape: Tape, ids: Tensor, logits: Tensor, blend?: readonly BlendTerm[]): void {
     const xf = this.recordHidden(tape, ids, 1, ids.numel, undefined, blend && this.resolve(blend));
-    lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, this.tableRows());
+    lmHeadLogits(tape, 'generate.lm_head', xf, this.head(tape), logits, this.chunkRows());
   }
 
   /** The final-norm hidden states (N, C) of a (B, T) batch. */
   private recordHidden(tape: Tape, ids: Tensor, B: number, T: number, dropout?: DropoutState, blend?: readonly ResolvedTerm[]): Tensor {
     const c = this.config;
-    let x = embedding(tape, 'embed', ids, this.table(tape, 'model.embed_tokens.weight'), this.tableRows()); // the residual stream
+    let x = embedding(tape, 'embed', ids, this.table(tape, 'model.embed_tokens.weight'), this.chunkRows()); // the residual stream
     // Each residual add is fused with the norm that reads its sum (add_rmsnorm.ts): the attention block's with
     // post_attention_layernorm, the MLP's with the next layer's input_layernorm, the last with model.norm.
     let xn = rmsnorm(tape, 'model.layers.0.input_layernorm', x, this.w(tape, 'model.layers.0.input_layernorm.weight'), c.rmsEps);
@@ -236,7 +236,7 @@ export class Decoder implements CausalLM {
    * Rows of a (V, C) table per chunk: what one binding holds, and for a stored table, dequantized a chunk at
    * a time, no more than a logits chunk (maxLogitsBytes), so the float32 copy of a chunk stays small.
    */
-  private tableRows(): number {
+  private chunkRows(): number {
     const stored = this.weights.get('model.embed_tokens.weight')!.format !== 'f32';
     return tableChunkRows(this.config.hidden, stored ? Math.min(this.maxBindingBytes, this.maxLogitsBytes) : this.maxBindingBytes);
   }

@@ -141,6 +141,14 @@ describe('bench --dry-run', () => {
     expect(nf4.peak_gpu_bytes, summary).toBeLessThan(bf16.peak_gpu_bytes - (bf16.weights_bytes - nf4.weights_bytes) / 2);
   });
 
+  it('issue 15\'s memory targets with --recompute: TinyLlama bf16 ≤ 3.0 GiB, nf4 ≤ 2.0 GiB; Qwen2.5-0.5B nf4 ≤ 1.2 GiB', async () => {
+    const targets: [string, 'bf16' | 'nf4', number][] = [['tinyllama-1.1b', 'bf16', 3.0], ['tinyllama-1.1b', 'nf4', 2.0], ['qwen2.5-0.5b', 'nf4', 1.2]];
+    for (const [name, baseDtype, gib] of targets) {
+      const r = await dryRunModel(name, benchModelConfig(name), { batch: 8, seq: 256, gemm: 'fast', baseDtype, recompute: true });
+      expect(r.peak_gpu_bytes, `${name} ${baseDtype} --recompute: ${(r.peak_gpu_bytes / 2 ** 30).toFixed(3)} GiB`).toBeLessThanOrEqual(gib * 2 ** 30);
+    }
+  });
+
   it('runs through the bench command without asking for a WebGPU device', async () => {
     const lines: string[] = [];
     await benchCommand(['--dry-run', '--quick'], (l) => lines.push(l));
