@@ -81,8 +81,8 @@ export function linearGroup(
     const y = tape.propagate(tape.tensor(p.label, [n, outF]), p.lora ? [x, p.lora.A, p.lora.B] : [x]);
     const i = adapted.indexOf(p);
     const reads = [x, p.W, ...(p.bias ? [p.bias] : []), ...(p.lora ? [u!, p.lora.B] : [])];
-    const forward = (xi: Tensor, yi: Tensor, l: string, W = p.W) => tape.op(l, reads.map((t) => (t === x ? xi : t === p.W ? W : t)), [yi], (b) => matmul(gpu, l, {
-      M: n, N: outF, K1: inF, p1: b(xi), q1: b(W), transQ: true, bias: p.bias && b(p.bias), c: b(yi),
+    const forward = (xi: Tensor, yi: Tensor, l: string) => tape.op(l, reads.map((t) => (t === x ? xi : t)), [yi], (b) => matmul(gpu, l, {
+      M: n, N: outF, K1: inF, p1: b(xi), q1: b(p.W), transQ: true, bias: p.bias && b(p.bias), c: b(yi),
       ...(p.lora && { K2: r, p2: slice(b(u!), i), q2: b(p.lora.B), alpha2: p.lora.scale }),
     }));
     forward(x, y, `${p.label}.forward`);
@@ -90,7 +90,7 @@ export function linearGroup(
     if (options.recompute && !p.lora) {
       tape.recomputable(y, () => {
         const y2 = tape.tensor(`${p.label}.recomputed`, [n, outF]);
-        forward(tape.saved(x), y2, `${p.label}.recompute`, tape.saved(p.W));
+        forward(tape.saved(x), y2, `${p.label}.recompute`);
         return y2;
       });
     }
@@ -137,8 +137,7 @@ export function linearGroup(
     const terms: Term[] = [];
     for (const { p } of live) {
       const dy = dys.get(p)!;
-      const W = tape.saved(p.W); // a dequantized W is made again rather than kept (decoder.ts)
-      terms.push({ p: (b) => b(dy), q: W, K: p.W.shape[0], alpha: 1, reads: [dy, W] });
+      terms.push({ p: (b) => b(dy), q: p.W, K: p.W.shape[0], alpha: 1, reads: [dy, p.W] });
       if (p.lora) {
         const i = adapted.indexOf(p);
         terms.push({ p: (b) => slice(b(du!), i), q: p.lora.A, K: r, alpha: 1, reads: [du!, p.lora.A] });

@@ -162,9 +162,8 @@ export function linear(
       matmul(gpu, `${label}.forward`, { M: n, N: outF, K1: inF, p1: b(x), q1: b(W), transQ: true, bias: bias && b(bias), c: b(y) }));
     tape.onGradient(y, [x], (dy) => {
       const dx = tape.gradSlot(x);
-      const Wb = tape.saved(W); // a dequantized W is made again rather than kept (decoder.ts)
-      tape.op(`${label}.backward_dx`, [dy, Wb], [dx.grad], (b) =>
-        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(Wb), c: b(dx.grad), accumulate: dx.accumulate }));
+      tape.op(`${label}.backward_dx`, [dy, W], [dx.grad], (b) =>
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(dx.grad), accumulate: dx.accumulate }));
     });
     return y;
   }
@@ -188,16 +187,14 @@ export function linear(
     const dA = tape.gradSlot(A).grad, dB = tape.gradSlot(B).grad;
     const slot = x.requiresGrad ? tape.gradSlot(x) : undefined;
     const fusedDx = slot && !xd ? slot : undefined;
-    // W is read only for dx: then as tape.saved gives it (a dequantized W is made again rather than kept).
-    const Wb = slot ? tape.saved(W) : W;
-    tape.op(`${label}.backward`, [x, adapterIn, ...(fusedDx ? [Wb] : []), A, B, u, dy], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
-      loraLinearBackward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(Wb), A: b(A), B: b(B), u: b(u), y: b(y) },
+    tape.op(`${label}.backward`, [x, adapterIn, W, A, B, u, dy], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
+      loraLinearBackward(gpu, label, d, { x: b(x), xLora: xd && b(xd), W: b(W), A: b(A), B: b(B), u: b(u), y: b(y) },
         { dy: b(dy), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate, matmul));
     if (slot && xd) {
       // dx = dy·W + dropout_backward(du·A): the dropout mask splits the fused dx GEMM in two.
       const duA = tape.tensor(`${label}.duA`, [n, inF]);
-      tape.op(`${label}.backward_dx`, [dy, Wb, du, A], [slot.grad, duA], (b) => [
-        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(Wb), c: b(slot.grad), accumulate: slot.accumulate }),
+      tape.op(`${label}.backward_dx`, [dy, W, du, A], [slot.grad, duA], (b) => [
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
         matmul(gpu, `${label}.backward_duA`, { M: n, N: inF, K1: r, p1: b(du), q1: b(A), c: b(duA) }),
         dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(duA), b(slot.grad)),
       ]);
@@ -246,16 +243,15 @@ function dora(
     const dA = tape.gradSlot(A).grad, dB = tape.gradSlot(B).grad;
     const slot = x.requiresGrad ? tape.gradSlot(x) : undefined;
     const fusedDx = slot && !xd ? slot : undefined;
-    const Wb = slot ? tape.saved(W) : W; // read only for dx, as in linear
-    tape.op(`${label}.backward`, [xIn, ...(fusedDx ? [Wb] : []), A, B, u, dz], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
-      loraLinearBackward(gpu, label, d, { x: b(xIn), W: b(Wb), A: b(A), B: b(B), u: b(u), y: b(z) },
+    tape.op(`${label}.backward`, [xIn, W, A, B, u, dz], [du, dA, dB, ...(fusedDx ? [fusedDx.grad] : [])], (b) =>
+      loraLinearBackward(gpu, label, d, { x: b(xIn), W: b(W), A: b(A), B: b(B), u: b(u), y: b(z) },
         { dy: b(dz), du: b(du), dx: fusedDx && b(fusedDx.grad), dA: b(dA), dB: b(dB) }, fusedDx?.accumulate, matmul));
     if (slot && xd) {
       const dxd = tape.tensor(`${label}.dora_dxd`, [n, inF]);
-      tape.op(`${label}.backward_dx`, [dy, dz, Wb, du, A], [slot.grad, dxd], (b) => [
-        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(Wb), c: b(slot.grad), accumulate: slot.accumulate }),
-        matmul(gpu, `${label}.backward_dxd`, { M: n, N: inF, K1: outF, p1: b(dz), q1: b(Wb), K2: r, p2: b(du), q2: b(A), c: b(dxd) }),
-        matmul(gpu, `${label}.backward_dxd_base`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(Wb), alpha1: -1, c: b(dxd), accumulate: true }),
+      tape.op(`${label}.backward_dx`, [dy, dz, W, du, A], [slot.grad, dxd], (b) => [
+        matmul(gpu, `${label}.backward_dx`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), c: b(slot.grad), accumulate: slot.accumulate }),
+        matmul(gpu, `${label}.backward_dxd`, { M: n, N: inF, K1: outF, p1: b(dz), q1: b(W), K2: r, p2: b(du), q2: b(A), c: b(dxd) }),
+        matmul(gpu, `${label}.backward_dxd_base`, { M: n, N: inF, K1: outF, p1: b(dy), q1: b(W), alpha1: -1, c: b(dxd), accumulate: true }),
         dropoutBackward(gpu, label, x.numel, p, seed, b(dropout!.counter), b(dxd), b(slot.grad)),
       ]);
     }
