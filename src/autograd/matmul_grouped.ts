@@ -134,8 +134,6 @@ function jobCost(j: GroupedJob): { flops: number; bytes: number } {
   return { flops: 2 * j.M * j.N * K, bytes: 4 * elements };
 }
 
-const unused = new WeakMap<Gpu, GPUBuffer>();
-
 /** One dispatch of `jobs`, which fit (pack). */
 function groupedDispatch(gpu: Gpu, label: string, jobs: readonly GroupedJob[], kernel: GroupedKernel): Dispatch {
   // One binding per buffer, spanning every range the jobs use of it, from a 256-byte-aligned offset.
@@ -151,11 +149,13 @@ function groupedDispatch(gpu: Gpu, label: string, jobs: readonly GroupedJob[], k
     if (j.bias) note(j.bias);
     for (const s of j.segs) { note(s.p); note(s.q); }
   }
+  // Written buffers take the read-write slots; read ones the read-only slots, and a free read-write slot too
+  // (every buffer is bound once: a buffer bound writable and read-only in one dispatch would be invalid).
+  const writes = [...written], reads = [...all].filter((b) => !written.has(b));
+  const spill = Math.max(0, reads.length - READ_SLOTS, Math.min(SLOTS - READ_SLOTS - writes.length, reads.length - 1));
   const slots: GPUBuffer[] = [];
-  const reads = [...all].filter((b) => !written.has(b));
-  reads.slice(0, READ_SLOTS).forEach((b, i) => (slots[i] = b));
-  const rw = [...written, ...reads.slice(READ_SLOTS)];
-  rw.forEach((b, i) => (slots[READ_SLOTS + i] = b));
+  reads.slice(0, reads.length - spill).forEach((b, i) => (slots[i] = b));
+  [...writes, ...reads.slice(reads.length - spill)].forEach((b, i) => (slots[READ_SLOTS + i] = b));
   const slotOf = new Map<GPUBuffer, number>();
   slots.forEach((b, i) => slotOf.set(b, i));
   const bindings: Binding[] = [];
@@ -168,16 +168,8 @@ function groupedDispatch(gpu: Gpu, label: string, jobs: readonly GroupedJob[], k
     base.set(b, offset);
     bindings[i] = { buffer: b, offset, size: Math.min(Math.ceil((hi - offset) / 16) * 16, b.size - offset) };
   }
-  // Unused read slots repeat a read-only buffer (reads may alias); an unused read-write slot gets a spare.
-  for (let i = 0; i < SLOTS; i++) {
-    if (bindings[i]) continue;
-    if (i < READ_SLOTS && reads.length > 0) bindings[i] = bindings[0];
-    else {
-      let spare = unused.get(gpu);
-      if (!spare) unused.set(gpu, (spare = gpu.buffer('matmul_grouped.unused', 16)));
-      bindings[i] = spare;
-    }
-  }
+  // Unused read slots repeat a read-only buffer (reads may alias); every read-write slot is filled (pack).
+  for (let i = 0; i < READ_SLOTS; i++) bindings[i] ??= bindings[0];
   const at = (b: Binding) => {
     const r = start(b);
     const off = r.offset - base.get(r.buffer)!;
@@ -231,5 +223,12 @@ function groupedDispatch(gpu: Gpu, label: string, jobs: readonly GroupedJob[], k
 export function matmulGrouped(gpu: Gpu, label: string, jobs: readonly GroupedJob[], kernel: GroupedKernel): Dispatch[] {
   if (gemmKernel(gpu) === 'v1') return jobs.flatMap((j, i) => jobGemms(j).map((s, k) => gemm(gpu, `${label}.job${i}_${k}`, s)));
   const runs = pack(jobs);
-  return runs.map((run, i) => groupedDispatch(gpu, runs.length > 1 ? `${label}${i}` : label, run, kernel));
+  return runs.flatMap((run, i) => {
+    const l = runs.length > 1 ? `${label}${i}` : label;
+    // Both read-write slots need a buffer of their own (writable bindings must not overlap), and a read-only
+    // one must stay for the read slots: a run that writes one buffer and reads one runs on version 1.
+    const { written, all } = buffersOf(run);
+    if (written.size + (all.size - written.size - 1) < SLOTS - READ_SLOTS) return run.flatMap((j, k) => jobGemms(j).map((s, m) => gemm(gpu, `${l}.job${k}_${m}`, s)));
+    return [groupedDispatch(gpu, l, run, kernel)];
+  });
 }
