@@ -30,7 +30,7 @@ const KNOWN = new Set(['A', 'B', 'scale', 'dropout']);
 
 /**
  * Tape rule: y_i (N, OUT_i) = x·W_iᵀ + bias_i (+ s_i·(x·A_iᵀ)·B_iᵀ) for every projection of `projs`, x (N, IN).
- * `label` names what the group shares (its batched GEMMs).
+ * `label` names what the group shares: its grouped dispatches (`${label}.forward0`, `.backward_du`, …).
  */
 export function linearGroup(
   tape: Tape, label: string, x: Tensor, projs: readonly Projection[], dropout?: DropoutState, options: { recompute?: boolean } = {},
