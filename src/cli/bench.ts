@@ -30,10 +30,10 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import { parseModelConfig, weightShapes, type ModelConfig } from '../model/config';
-import { createModel } from '../model/factory';
 import { logitsChunkWidth } from '../autograd/lm_head';
 import { initLora, mulberry32 } from '../model/lora';
-import type { Weights } from '../model/weights';
+import { modelBuilder } from '../model/streamed_model';
+import type { TensorSink, Weights } from '../model/weights';
 import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fast';
 import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
@@ -153,15 +153,15 @@ export function benchModelConfig(name: string): ModelConfig {
 /**
  * Weights for timing only, without a checkpoint: each tensor repeats a table of P uniform values (std 0.02,
  * transformers' initializer_range) from its own offset, so tensors differ but filling 4 GB takes a second of
- * memcpy instead of a minute of PRNG. Norm weights are 1, as at initialisation.
+ * memcpy instead of a minute of PRNG. Norm weights are 1, as at initialisation. Each tensor goes to `put` as it
+ * is made, as a checkpoint's do when it loads (src/model/streamed_model.ts), so only one is ever held here.
  */
-export function patternWeights(config: ModelConfig, seed = 0): Weights {
+export function patternTensors(config: ModelConfig, put: TensorSink, seed = 0): void {
   const P = 65521; // prime, so rows of any width start at different phases
   const rand = mulberry32(seed);
   const a = 0.02 * Math.sqrt(3);
   const table = new Float32Array(2 * P);
   for (let i = 0; i < P; i++) table[i] = table[P + i] = (2 * rand() - 1) * a;
-  const out: Weights = new Map();
   let t = 0;
   for (const [name, shape] of weightShapes(config)) {
     const n = shape.reduce((x, y) => x * y, 1);
@@ -173,8 +173,14 @@ export function patternWeights(config: ModelConfig, seed = 0): Weights {
       // w[i] = w[i mod P]: double the filled prefix, which stays a whole number of periods.
       for (let filled = P; filled < n; filled *= 2) w.copyWithin(filled, 0, Math.min(filled, n - filled));
     }
-    out.set(name, w);
+    put(name, w);
   }
+}
+
+/** patternTensors all at once. */
+export function patternWeights(config: ModelConfig, seed = 0): Weights {
+  const out: Weights = new Map();
+  patternTensors(config, (name, w) => void out.set(name, w), seed);
   return out;
 }
 
@@ -187,9 +193,7 @@ function quantile(xs: number[], q: number): number {
 
 export async function benchModel(name: string, o: BenchOptions): Promise<BenchResult> {
   const config = benchModelConfig(name);
-  const weights = patternWeights(config);
   let weightsBytes = 0;
-  for (const w of weights.values()) weightsBytes += w.byteLength;
   const lora = benchConfig.lora, opt = benchConfig.optimizer;
   const adapter: AdapterConfig = {
     r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules as LoraTarget[],
@@ -199,8 +203,12 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   setGemmKernel(gpu, o.gemm);
   gpu.subgroups &&= o.subgroups;
   try {
-    const model = createModel(gpu, config, weights, { recompute: o.recompute });
-    weights.clear();
+    const builder = modelBuilder(gpu, config, { recompute: o.recompute });
+    patternTensors(config, (tensor, w) => {
+      weightsBytes += w.byteLength;
+      builder.put(tensor, w);
+    });
+    const model = builder.done();
     model.setAdapter(adapter, initLora(config, adapter, 0));
     const { batch: B, seq: T } = o;
     const rand = mulberry32(1);

@@ -1,0 +1,81 @@
+// A model built as its checkpoint is read: loadModel's sink (load.ts) hands each checked base weight to the
+// device as soon as its shard is parsed, so a caller that loads a real checkpoint (the worker, the CLI) never
+// has the whole model in the JavaScript heap, only about one shard. loadStreamed opens the device once the
+// config is known and destroys it when the load fails at any point, so a failed load leaves nothing behind.
+//
+// modelBuilder is a stand-in until gpu_weights.ts's weightUploader (each tensor converted to its stored dtype,
+// or quantized, and uploaded as it comes) and a createModel that takes uploaded weights land: here the model is
+// built first, with zero float32 buffers of every weight's shape (the memory plan's path), and each tensor is
+// written into its buffer. At merge its body becomes
+//   const up = weightUploader(gpu, config, options.baseDtype ?? 'f32');
+//   return { put: (name, data) => up.put(name, data), done: () => createModel(gpu, config, up.done(), options) };
+// and no caller changes. This file checks no tensor (weights.ts does) and owns no buffer (gpu_weights.ts does).
+
+import type { Gpu } from '../gpu/gpu';
+import type { CausalLM, ModelOptions } from './causal_lm';
+import { weightShapes, type ModelConfig } from './config';
+import { createModel } from './factory';
+import type { TensorSink } from './weights';
+
+export interface ModelBuilder {
+  /** One checked base weight (loadModel's sink): on the device once this returns; `data` may then be dropped. */
+  put: TensorSink;
+  /** The model, once every weight has been put. */
+  done(): CausalLM;
+}
+
+/** A model of `config` on `gpu` whose weights come through `put`. */
+export function modelBuilder(gpu: Gpu, config: ModelConfig, options: ModelOptions = {}): ModelBuilder {
+  const shapes = weightShapes(config);
+  const model = createModel(gpu, config, null, options);
+  const put = new Set<string>();
+  return {
+    put(name, data) {
+      const n = shapes.get(name)?.reduce((a, b) => a * b, 1);
+      if (n !== data.length || put.has(name)) throw new Error(`modelBuilder: ${name} is not a weight of this config, is not ${n} values, or came twice (loadModel checks this)`);
+      gpu.write(model.weights.get(name)!, data);
+      put.add(name);
+    },
+    done() {
+      if (put.size !== shapes.size) throw new Error(`modelBuilder: ${shapes.size - put.size} weight(s) never came (loadModel checks this)`);
+      return model;
+    },
+  };
+}
+
+/** Opens loadModel's sink: called with the config (and the source's label, for messages) before the first weight is read. */
+export type SinkOpener = (config: ModelConfig, label?: string) => Promise<TensorSink>;
+
+export interface StreamedOptions {
+  /** How the model is built (createModel's options). */
+  model?: ModelOptions;
+  /** What a failed load does with the device: destroy it (default), or leave a device the caller keeps (a test's). */
+  discard?: (gpu: Gpu) => void;
+}
+
+/**
+ * Runs `load` (loadModel, or a caller's wrapper of it, with `open` as its sink) onto a device that `openDevice`
+ * opens once the config is known, and returns what `load` returned with the device and the model built there.
+ * An out-of-memory or validation error while the model is built is refused with its message.
+ */
+export async function loadStreamed<T>(
+  load: (open: SinkOpener) => Promise<T>, openDevice: () => Promise<Gpu>, options: StreamedOptions = {},
+): Promise<T & { gpu: Gpu; model: CausalLM }> {
+  let gpu: Gpu | undefined;
+  let builder: ModelBuilder | undefined;
+  let what = 'Loading the model';
+  try {
+    const loaded = await load(async (config, label) => {
+      if (label !== undefined) what = `Loading ${label}`;
+      const device = (gpu = await openDevice());
+      builder = await device.checked(what, () => modelBuilder(device, config, options.model));
+      return builder.put;
+    });
+    const [device, built] = [gpu, builder];
+    if (device === undefined || built === undefined) throw new Error('loadStreamed: the load finished without opening its sink');
+    return { ...loaded, gpu: device, model: await device.checked(what, () => built.done()) };
+  } catch (e) {
+    if (gpu !== undefined) (options.discard ?? ((g) => g.destroy()))(gpu);
+    throw e;
+  }
+}
