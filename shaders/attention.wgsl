@@ -4,7 +4,7 @@
 // (H % KV == 0; query head h reads kv head h / (H/KV)), D head dimension (≤ MAX_D), G = H/KV heads per group.
 //   q    (N, H·D)    k, v (N, KV·D)     (q and k already rotated)
 //   out  (N, H·D)    lse (B, H, T): logsumexp of each query row's scaled scores, kept for the backward
-//   dout (N, H·D)    delta (B, H, T) = rowsum(dout ∘ out)
+//   dout (N, H·D)    delta (B, H, T) = rowsum(dout ∘ out): written by the dq entry, read by dkdv
 //   dq   (N, H·D)    dk, dv (N, KV·D)   overwritten, never accumulated
 //
 // Math, for one (b, h) with scale = 1/√D and keys j ≤ i (causal):
@@ -47,8 +47,7 @@ var<workgroup> tile_b: array<f32, BK * MAX_D>; // (BK, MAX_D): v rows (forward, 
 //
 //             0       1        2         3       4      5       6         7    8
 //   forward   params  q        k         v       out    lse
-//   preproc   params  out_in   dout_pre  delta
-//   dq        params  q        k         v       dout   lse_in  delta_in  dq
+//   dq        params  q        k         v       dout   lse_in  delta_dq  dq   out_dq
 //   dkdv      params  q        k         v       dout   lse_in  delta_in  dk   dv
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -137,35 +136,20 @@ fn attention_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
   }
 }
 
-// ---- backward: delta = rowsum(dout ∘ out) -----------------------------------------------------------------
-
-@group(0) @binding(1) var<storage, read> out_in: array<f32>;         // (N, H·D)
-@group(0) @binding(2) var<storage, read> dout_pre: array<f32>;       // (N, H·D)
-@group(0) @binding(3) var<storage, read_write> delta: array<f32>;    // (B, H, T)
-
-// grid (⌈T/BQ⌉, H, B): one thread per (b, h, t)
-@compute @workgroup_size(BQ, 1, 1)
-fn attention_backward_preprocess(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let b = wg.z;
-  let h = wg.y;
-  let t = wg.x * BQ + tid;
-  if (t >= params.T) { return; }
-  let o = row_offset(b, t, params.H, h);
-  var s = 0.0;
-  for (var d = 0u; d < params.D; d++) { s += dout_pre[o + d] * out_in[o + d]; }
-  delta[bht(b, h, t)] = s;
-}
-
 // ---- backward: dq and dk, dv -------------------------------------------------------------------------------
 
 @group(0) @binding(4) var<storage, read> dout: array<f32>;           // (N, H·D)
 @group(0) @binding(5) var<storage, read> lse_in: array<f32>;         // (B, H, T)
-@group(0) @binding(6) var<storage, read> delta_in: array<f32>;       // (B, H, T)
+@group(0) @binding(6) var<storage, read> delta_in: array<f32>;       // (B, H, T)  (dkdv entry)
+@group(0) @binding(6) var<storage, read_write> delta_dq: array<f32>; // (B, H, T)  (dq entry)
 @group(0) @binding(7) var<storage, read_write> dq: array<f32>;       // (N, H·D)   (dq entry)
+@group(0) @binding(8) var<storage, read> out_dq: array<f32>;         // (N, H·D)   (dq entry)
 @group(0) @binding(7) var<storage, read_write> dk: array<f32>;       // (N, KV·D)  (dkdv entry)
 @group(0) @binding(8) var<storage, read_write> dv: array<f32>;       // (N, KV·D)  (dkdv entry)
 
-// grid (⌈T/BQ⌉, H, B): thread i of the block owns query row i and sums over keys j ≤ i.
+// grid (⌈T/BQ⌉, H, B): thread i of the block owns query row i and sums over keys j ≤ i. It also computes
+// delta_i = dout_i·out_i, which it needs first, and writes it for attention_backward_dkdv, dispatched after:
+// one dispatch fewer than a separate pass for delta (issue 14).
 @compute @workgroup_size(BQ, 1, 1)
 fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let D = params.D;
@@ -186,9 +170,10 @@ fn attention_backward_dq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
     for (var d = 0u; d < D; d++) {
       qi[d] = q[o + d];
       doi[d] = dout[o + d];
+      delta_i += doi[d] * out_dq[o + d];
     }
     L = lse_in[bht(b, h, i)];
-    delta_i = delta_in[bht(b, h, i)];
+    delta_dq[bht(b, h, i)] = delta_i;
   }
 
   let j_end = min(params.T, q0 + BQ);

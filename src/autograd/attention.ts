@@ -48,7 +48,7 @@ export interface AttentionBuffers {
 
 export interface AttentionGradBuffers {
   dout: Binding; //  (N, H·D)
-  delta: Binding; // (B, H, T) scratch: rowsum(dout ∘ out)
+  delta: Binding; // (B, H, T) scratch: rowsum(dout ∘ out), written by the dq dispatch for the dk/dv one
   dq: Binding; //    (N, H·D) overwritten
   dk: Binding; //    (N, KV·D) overwritten
   dv: Binding; //    (N, KV·D) overwritten
@@ -63,6 +63,11 @@ function attentionCost(d: AttentionDims, flopsPerPairPerD: number, tensors: { hd
   const N = d.B * d.T;
   const pairs = (d.B * d.H * d.T * (d.T + 1)) / 2;
   return { flops: flopsPerPairPerD * d.D * pairs, bytes: 4 * (N * (tensors.hd * d.H + tensors.kvd * d.KV) * d.D + tensors.rows * d.B * d.H * d.T) };
+}
+
+/** A cost plus delta = rowsum(dout ∘ out): 2·D flops per (b, h, t) row. */
+function withDelta(d: AttentionDims, c: DispatchCost): DispatchCost {
+  return { flops: c.flops + 2 * d.B * d.T * d.H * d.D, bytes: c.bytes };
 }
 
 function params(gpu: Gpu, label: string, d: AttentionDims): GPUBuffer {
@@ -80,21 +85,20 @@ export function attentionForward(gpu: Gpu, label: string, d: AttentionDims, b: A
 }
 
 /**
- * delta = rowsum(dout ∘ out); dq, dk, dv overwritten (dk, dv summed over the H/KV query heads of each kv
- * head). Deterministic: every output element is one thread's sum in a fixed order.
+ * dq, dk, dv overwritten (dk, dv summed over the H/KV query heads of each kv head), in two dispatches: dq's
+ * also computes delta = rowsum(dout ∘ out), which dk/dv's reads. Deterministic: every output element is one
+ * thread's sum in a fixed order.
  */
 export function attentionBackward(gpu: Gpu, label: string, d: AttentionDims, b: AttentionBuffers, g: AttentionGradBuffers): Dispatch[] {
   checkAttentionDims(d);
-  const pre = `${label}.attention_backward_preprocess`;
   const lq = `${label}.attention_backward_dq`;
   const lkv = `${label}.attention_backward_dkdv`;
-  const p = params(gpu, `${label}.attention_backward`, d); // shared by the three dispatches
+  const p = params(gpu, `${label}.attention_backward`, d); // shared by the two dispatches
   const grid = (heads: number) => [Math.ceil(d.T / BQ), heads, d.B] as const;
   return [
-    gpu.dispatch(pre, gpu.pipeline('attention', 'attention_backward_preprocess'), [p, b.out, g.dout, g.delta], grid(d.H),
-      { flops: 2 * d.B * d.T * d.H * d.D, bytes: 4 * d.B * d.T * d.H * (2 * d.D + 1) }),
-    gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq], grid(d.H),
-      attentionCost(d, 6, { hd: 3, kvd: 2, rows: 2 })),
+    // delta's row dot adds 2·D flops per row and one read of out.
+    gpu.dispatch(lq, gpu.pipeline('attention', 'attention_backward_dq'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dq, b.out], grid(d.H),
+      withDelta(d, attentionCost(d, 6, { hd: 4, kvd: 2, rows: 2 }))),
     gpu.dispatch(lkv, gpu.pipeline('attention', 'attention_backward_dkdv'), [p, b.q, b.k, b.v, g.dout, b.lse, g.delta, g.dk, g.dv], grid(d.KV),
       attentionCost(d, 8, { hd: 2, kvd: 4, rows: 2 })),
   ];

@@ -1,4 +1,4 @@
-// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--subgroups on|off] [--base-dtype D] [--quick] [--profile] [--dry-run]`
+// `npm run bench -- [--model NAME|all] [--batch 8] [--seq 256] [--steps 10] [--warmup 2] [--matmul-size 4096] [--gemm fast|v1] [--subgroups on|off] [--quick] [--profile] [--dry-run]`
 //
 // Training speed of the engine on random weights at the shapes of real models (bench/models.json, shared with
 // bench/torch_peft.py so both benches run the same settings): LoRA r = 8 on q_proj and v_proj, AdamW, fp32.
@@ -32,12 +32,12 @@ import type { Dispatch, Gpu } from '../gpu/gpu';
 import { LoraStudioError } from '../io/errors';
 import type { AdapterConfig, LoraTarget } from '../io/peft';
 import { parseModelConfig, weightShapes, type ModelConfig } from '../model/config';
-import type { BaseDtype } from '../model/causal_lm';
-import { createModel } from '../model/factory';
-import { weightBuffers } from '../model/gpu_weights';
 import { logitsChunkWidth } from '../autograd/lm_head';
 import { initLora, mulberry32 } from '../model/lora';
-import type { Weights } from '../model/weights';
+import type { BaseDtype } from '../model/causal_lm';
+import { weightBuffers } from '../model/gpu_weights';
+import { modelBuilder } from '../model/streamed_model';
+import type { TensorSink, Weights } from '../model/weights';
 import { gemmFast, setGemmKernel, type GemmKernel } from '../autograd/matmul_fast';
 import { gemm, type GemmSpec } from '../autograd/matmul';
 import { Trainer } from '../train/trainer';
@@ -85,9 +85,9 @@ interface BenchOptions {
   subgroups: boolean;
   quick: boolean;
   profile: boolean;
-  baseDtype: BaseDtype;
   /** Recompute each layer's activations in the backward (ModelOptions.recompute). */
   recompute: boolean;
+  baseDtype: BaseDtype;
 }
 
 // ---- command line ------------------------------------------------------------------------------------
@@ -123,8 +123,8 @@ export async function benchCommand(args: string[], print: (line: string) => void
     warmup: int('warmup', base.warmup, 0), matmulSize: int('matmul-size', base.matmul_size, 1), gemm: gemmFlag(flags.get('gemm')), quick,
     subgroups: subgroupsFlag(flags.get('subgroups')),
     profile: flags.get('profile') === true,
-    baseDtype: baseDtypeFlag(flags.get('base-dtype'), 'bench: ') ?? 'f32',
     recompute: flags.get('recompute') === true,
+    baseDtype: baseDtypeFlag(flags.get('base-dtype'), 'bench: ') ?? 'f32',
   };
   const which = String(flags.get('model') ?? (quick ? 'quick' : 'all'));
   const names = which === 'all' ? BENCH_MODELS : [which];
@@ -161,15 +161,15 @@ export function benchModelConfig(name: string): ModelConfig {
 /**
  * Weights for timing only, without a checkpoint: each tensor repeats a table of P uniform values (std 0.02,
  * transformers' initializer_range) from its own offset, so tensors differ but filling 4 GB takes a second of
- * memcpy instead of a minute of PRNG. Norm weights are 1, as at initialisation.
+ * memcpy instead of a minute of PRNG. Norm weights are 1, as at initialisation. Each tensor goes to `put` as it
+ * is made, as a checkpoint's do when it loads (src/model/streamed_model.ts), so only one is ever held here.
  */
-export function patternWeights(config: ModelConfig, seed = 0): Weights {
+export function patternTensors(config: ModelConfig, put: TensorSink, seed = 0): void {
   const P = 65521; // prime, so rows of any width start at different phases
   const rand = mulberry32(seed);
   const a = 0.02 * Math.sqrt(3);
   const table = new Float32Array(2 * P);
   for (let i = 0; i < P; i++) table[i] = table[P + i] = (2 * rand() - 1) * a;
-  const out: Weights = new Map();
   let t = 0;
   for (const [name, shape] of weightShapes(config)) {
     const n = shape.reduce((x, y) => x * y, 1);
@@ -181,8 +181,14 @@ export function patternWeights(config: ModelConfig, seed = 0): Weights {
       // w[i] = w[i mod P]: double the filled prefix, which stays a whole number of periods.
       for (let filled = P; filled < n; filled *= 2) w.copyWithin(filled, 0, Math.min(filled, n - filled));
     }
-    out.set(name, w);
+    put(name, w);
   }
+}
+
+/** patternTensors all at once. */
+export function patternWeights(config: ModelConfig, seed = 0): Weights {
+  const out: Weights = new Map();
+  patternTensors(config, (name, w) => void out.set(name, w), seed);
   return out;
 }
 
@@ -195,7 +201,6 @@ function quantile(xs: number[], q: number): number {
 
 export async function benchModel(name: string, o: BenchOptions): Promise<BenchResult> {
   const config = benchModelConfig(name);
-  const weights = patternWeights(config);
   const lora = benchConfig.lora, opt = benchConfig.optimizer;
   const adapter: AdapterConfig = {
     r: lora.r, loraAlpha: lora.lora_alpha, loraDropout: lora.lora_dropout, targetModules: lora.target_modules as LoraTarget[],
@@ -205,8 +210,9 @@ export async function benchModel(name: string, o: BenchOptions): Promise<BenchRe
   setGemmKernel(gpu, o.gemm);
   gpu.subgroups &&= o.subgroups;
   try {
-    const model = createModel(gpu, config, weights, { baseDtype: o.baseDtype, recompute: o.recompute });
-    weights.clear();
+    const builder = modelBuilder(gpu, config, { recompute: o.recompute, baseDtype: o.baseDtype });
+    patternTensors(config, builder.put);
+    const model = builder.done();
     const weightsBytes = weightBuffers(model.weights).reduce((n, b) => n + b.size, 0);
     model.setAdapter(adapter, initLora(config, adapter, 0));
     const { batch: B, seq: T } = o;

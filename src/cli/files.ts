@@ -9,11 +9,12 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { refuseBinary } from '../io/binary';
 import { LoraStudioError } from '../io/errors';
 import { hubSource, isHubId } from '../io/hub';
-import type { ModelFiles } from '../io/model_source';
+import type { ModelFiles, OnProgress } from '../io/model_source';
 import { readAdapter, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { ModelConfig } from '../model/config';
-import { loadModel, type LoadedModel } from '../model/load';
+import { loadModel, type LoadedModel, type StreamedModel } from '../model/load';
 import { adapterExpectation } from '../model/lora';
+import type { TensorSink } from '../model/weights';
 
 const REASONS: Record<string, string> = {
   ENOENT: 'no such file or folder',
@@ -91,15 +92,27 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
  * no cache of its own), with download progress on stderr.
  */
 export async function loadModelArg(arg: string, log: (line: string) => void = () => {}): Promise<LoadedModel> {
-  if (existsSync(arg) || !isHubId(arg)) return loadModelDir(arg);
+  const { source, onProgress } = await modelArgSource(arg, log);
+  return loadModel(source, { onProgress });
+}
+
+/** loadModelArg with each weight handed to the sink `open` returns as its shard is read (src/model/streamed_model.ts). */
+export async function streamModelArg(arg: string, log: (line: string) => void, open: (config: ModelConfig) => Promise<TensorSink>): Promise<StreamedModel> {
+  const { source, onProgress } = await modelArgSource(arg, log);
+  return loadModel(source, { onProgress, sink: open });
+}
+
+async function modelArgSource(arg: string, log: (line: string) => void): Promise<{ source: ModelFiles; onProgress?: OnProgress }> {
+  if (existsSync(arg) || !isHubId(arg)) return { source: nodeFolderSource(arg) };
   let last = '';
-  return loadModel(await hubSource(arg), {
+  return {
+    source: await hubSource(arg),
     onProgress: (p) => {
       const pct = p.percent === undefined ? `${(p.loaded / 2 ** 20).toFixed(1)} MB` : `${Math.floor(p.percent / 10) * 10}%`;
       const line = `${arg}/${p.file}: ${pct}`;
       if (line !== last) log((last = line));
     },
-  });
+  };
 }
 
 export async function loadAdapterDir(dir: string, config: ModelConfig): Promise<{ config: AdapterConfig; weights: Map<string, Float32Array> }> {

@@ -20,12 +20,12 @@ import { parseSafetensors } from '../io/safetensors';
 import type { Gpu } from '../gpu/gpu';
 import { createNodeGpu } from '../gpu/node';
 import type { BlendTerm } from '../model/causal_lm';
-import { createModel } from '../model/factory';
 import { adapterExpectation } from '../model/lora';
+import { loadStreamed } from '../model/streamed_model';
 import { Generator } from '../train/generate';
 import { parseAdapterArg } from './blend';
-import { loadModelArg, readText, readBytes } from './files';
-import { baseDtypeFlag, checkpointBaseDtype, parseFlags } from './train';
+import { readText, readBytes, streamModelArg } from './files';
+import { baseDtypeFlag, parseFlags } from './train';
 
 const FLAGS = ['model', 'prompt', 'max-tokens', 'temperature', 'top-k', 'seed', 'base-dtype'];
 
@@ -81,30 +81,29 @@ export async function generateCommand(args: string[], options: GenerateOptions =
   const temperature = number(f.get('temperature'), 'temperature', 0, (v) => v >= 0, 'a number ≥ 0 (0: greedy)');
   const topK = number(f.get('top-k'), 'top-k', 0, (v) => int(v) && v >= 0, 'an integer ≥ 0 (0: no cut)');
   const seed = number(f.get('seed'), 'seed', 0, int, 'an integer');
-  const baseFlag = baseDtypeFlag(f.get('base-dtype'));
+  const baseDtype = baseDtypeFlag(f.get('base-dtype'));
 
-  const loaded = await loadModelArg(modelArg, log);
-  const { config, weights, tokenizer } = loaded;
-  if (!tokenizer) throw badInput(`${modelArg} has no tokenizer.json, so --prompt cannot be read; use a model folder with its tokenizer.`);
-  const ids = tokenizer.encode(prompt, { addSpecialTokens: true });
-  if (ids.length === 0) throw badInput('--prompt is empty: give some text to continue');
-  if (ids.length >= config.maxPositions) throw badInput(`--prompt is ${ids.length} tokens; the model's context is ${config.maxPositions}: shorten it`);
-  const identity = baseIdentity(config, modelArg);
-  const read = [];
-  for (const { dir, weight } of adapters) {
-    const names = { config: join(dir, 'adapter_config.json'), weights: join(dir, 'adapter_model.safetensors') };
-    const text = await readText(names.config), bytes = await readBytes(names.weights);
-    // The base decision is the studio's (io/base_identity.ts): the shapes decide, a differing name is a note.
-    const verdict = judgeAdapterBase(readAdapterConfig(text, names.config).config, parseSafetensors(bytes, names.weights).tensors, identity, names);
-    if (!verdict.fits) throw new LoraStudioError('bad-shape', `--adapter ${dir} does not fit ${modelArg}: ${verdict.reason}`, { file: dir });
-    const adapter = readAdapter(text, bytes, adapterExpectation(config), names);
-    for (const note of [...adapter.notes, ...(verdict.note ? [verdict.note] : [])]) log(`note: ${dir}: ${note}`);
-    read.push({ dir, weight, adapter });
-  }
-
-  const gpu = options.gpu ?? (await createNodeGpu());
+  // The weights stream onto the device as they are read (src/model/streamed_model.ts); a test's device is kept.
+  const { config, tokenizer, gpu, model } = await loadStreamed((open) => streamModelArg(modelArg, log, open),
+    async () => options.gpu ?? (await createNodeGpu()), { model: { baseDtype }, ...(options.gpu && { discard: () => {} }) });
   try {
-    const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes) });
+    if (!tokenizer) throw badInput(`${modelArg} has no tokenizer.json, so --prompt cannot be read; use a model folder with its tokenizer.`);
+    const ids = tokenizer.encode(prompt, { addSpecialTokens: true });
+    if (ids.length === 0) throw badInput('--prompt is empty: give some text to continue');
+    if (ids.length >= config.maxPositions) throw badInput(`--prompt is ${ids.length} tokens; the model's context is ${config.maxPositions}: shorten it`);
+    const identity = baseIdentity(config, modelArg);
+    const read = [];
+    for (const { dir, weight } of adapters) {
+      const names = { config: join(dir, 'adapter_config.json'), weights: join(dir, 'adapter_model.safetensors') };
+      const text = await readText(names.config), bytes = await readBytes(names.weights);
+      // The base decision is the studio's (io/base_identity.ts): the shapes decide, a differing name is a note.
+      const verdict = judgeAdapterBase(readAdapterConfig(text, names.config).config, parseSafetensors(bytes, names.weights).tensors, identity, names);
+      if (!verdict.fits) throw new LoraStudioError('bad-shape', `--adapter ${dir} does not fit ${modelArg}: ${verdict.reason}`, { file: dir });
+      const adapter = readAdapter(text, bytes, adapterExpectation(config), names);
+      for (const note of [...adapter.notes, ...(verdict.note ? [verdict.note] : [])]) log(`note: ${dir}: ${note}`);
+      read.push({ dir, weight, adapter });
+    }
+
     const blend: BlendTerm[] = read.map(({ adapter, weight }, i) => {
       model.attach(String(i), adapter.config, adapter.weights);
       return { id: String(i), weight };

@@ -15,20 +15,20 @@
 // of --seq-len tokens (default min(256, the model's context)), packed with --pack, padded otherwise.
 // Defaults keep runs comparable with PyTorch: constant learning rate, no warmup, no clipping, no dropout.
 // --base-dtype f32|bf16|f16|nf4|int8 (train and generate): how the frozen base weights are held on the GPU;
-// default the checkpoint's own dtype (checkpointBaseDtype). The adapter, its gradients and optimizer state are
-// float32 whatever it is.
+// default each weight as the checkpoint stores it (F32, BF16, F16). The adapter, its gradients and optimizer
+// state are float32 whatever it is.
 
 import { parseDataset } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { LORA_TARGETS, parseAdapterConfig, type AdapterConfig, type LoraTarget } from '../io/peft';
 import { createNodeGpu } from '../gpu/node';
-import { BASE_DTYPES, type BaseDtype } from '../model/causal_lm';
-import { createModel } from '../model/factory';
-import type { LoadedModel } from '../model/load';
+import type { StreamedModel } from '../model/load';
 import { initLora, checkAdapterSettings } from '../model/lora';
+import { BASE_DTYPES, type BaseDtype } from '../model/causal_lm';
+import { loadStreamed } from '../model/streamed_model';
 import { batchAt, type DataRow } from '../train/batches';
 import { Evaluator, Trainer } from '../train/trainer';
-import { checkOutDir, loadAdapterDir, loadModelArg, loadTokenRows, readDataText, saveAdapterDir } from './files';
+import { checkOutDir, loadAdapterDir, loadTokenRows, readDataText, saveAdapterDir, streamModelArg } from './files';
 
 type Flags = Map<string, string | true>;
 
@@ -73,25 +73,18 @@ function num(f: Flags, name: string, fallback: number, check: (v: number) => boo
 
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
 
-/** --base-dtype, checked before anything loads; undefined when not given (then: checkpointBaseDtype). */
+/**
+ * --base-dtype, checked before anything loads; undefined when not given: then each weight is held as the
+ * checkpoint stores it (gpu_weights.ts weightUploader).
+ */
 export function baseDtypeFlag(raw: string | true | undefined, command = ''): BaseDtype | undefined {
   if (raw === undefined) return undefined;
   if (typeof raw === 'string' && (BASE_DTYPES as readonly string[]).includes(raw)) return raw as BaseDtype;
   throw new LoraStudioError('bad-input', `${command}--base-dtype must be one of ${BASE_DTYPES.join(', ')} (got ${raw})`);
 }
 
-/**
- * How a checkpoint holds its weights, as a base dtype: its own dtype when every weight shares it (F32 → f32,
- * BF16 → bf16, F16 → f16), f32 when they are mixed (nothing is rounded that the checkpoint kept in float32).
- */
-export function checkpointBaseDtype(dtypes: ReadonlyMap<string, string>): BaseDtype {
-  const kinds = new Set(dtypes.values());
-  const only = kinds.size === 1 ? [...kinds][0] : undefined;
-  return only === 'BF16' ? 'bf16' : only === 'F16' ? 'f16' : 'f32';
-}
-
 /** Rows of the data file (its text already read and checked by readDataText), all of length T. */
-async function loadRows(f: Flags, path: string, text: string, model: LoadedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
+async function loadRows(f: Flags, path: string, text: string, model: StreamedModel, seed: number): Promise<{ rows: DataRow[]; T: number }> {
   const { config, tokenizer } = model;
   const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
   let tokenRows = false;
@@ -121,38 +114,39 @@ export async function evalCommand(args: string[]): Promise<string> {
   if (f.has('seq-len')) num(f, 'seq-len', 0, posInt, 'a positive integer');
   const modelArg = str(f, 'model', true)!, dataPath = str(f, 'data', true)!;
   const text = await readDataText(dataPath);
-  const loaded = await loadModelArg(modelArg, progressLog);
-  const { config, weights } = loaded;
-  // --limit keeps the first N rows of T tokens, after tokenizing (and packing): a cheap, fixed held-out slice.
-  // A file with fewer rows is evaluated whole; "tokens" in the output says how much was read.
-  const all = await loadRows(f, dataPath, text, loaded, 0);
-  const rows = all.rows.slice(0, limit), T = all.T;
-  const gpu = await createNodeGpu();
-  const model = createModel(gpu, config, weights);
-  const adapterDir = str(f, 'adapter');
-  if (adapterDir) {
-    const a = await loadAdapterDir(adapterDir, config);
-    // --alpha rescales the adapter (scale α/r): 0 switches B·A off and gives back the base model exactly, except
-    // with DoRA, whose magnitudes still rescale each row of W (as PEFT's scaling does).
-    const alpha = num(f, 'alpha', a.config.loraAlpha, () => true, 'a number');
-    model.setAdapter({ ...a.config, loraAlpha: alpha }, a.weights);
-  } else if (f.has('alpha')) {
-    throw new LoraStudioError('bad-input', '--alpha rescales an adapter: give --adapter DIR too');
+  const loaded = await loadStreamed((open) => streamModelArg(modelArg, progressLog, open), createNodeGpu);
+  const { config, gpu, model } = loaded;
+  try {
+    // --limit keeps the first N rows of T tokens, after tokenizing (and packing): a cheap, fixed held-out slice.
+    // A file with fewer rows is evaluated whole; "tokens" in the output says how much was read.
+    const all = await loadRows(f, dataPath, text, loaded, 0);
+    const rows = all.rows.slice(0, limit), T = all.T;
+    const adapterDir = str(f, 'adapter');
+    if (adapterDir) {
+      const a = await loadAdapterDir(adapterDir, config);
+      // --alpha rescales the adapter (scale α/r): 0 switches B·A off and gives back the base model exactly, except
+      // with DoRA, whose magnitudes still rescale each row of W (as PEFT's scaling does).
+      const alpha = num(f, 'alpha', a.config.loraAlpha, () => true, 'a number');
+      model.setAdapter({ ...a.config, loraAlpha: alpha }, a.weights);
+    } else if (f.has('alpha')) {
+      throw new LoraStudioError('bad-input', '--alpha rescales an adapter: give --adapter DIR too');
+    }
+    const evaluators = new Map<number, Evaluator>();
+    let sum = 0, tokens = 0;
+    // Consecutive batches; the last one may be smaller.
+    for (let i = 0; i < rows.length; i += batchSize) {
+      const size = Math.min(batchSize, rows.length - i);
+      let ev = evaluators.get(size);
+      if (!ev) evaluators.set(size, (ev = new Evaluator(model, size, T)));
+      const { ids, targets } = batchAt(rows, i, size, T);
+      const r = await ev.loss(ids, targets);
+      sum += r.loss * r.tokens;
+      tokens += r.tokens;
+    }
+    return JSON.stringify({ loss: tokens ? sum / tokens : 0, tokens });
+  } finally {
+    gpu.destroy();
   }
-  const evaluators = new Map<number, Evaluator>();
-  let sum = 0, tokens = 0;
-  // Consecutive batches; the last one may be smaller.
-  for (let i = 0; i < rows.length; i += batchSize) {
-    const size = Math.min(batchSize, rows.length - i);
-    let ev = evaluators.get(size);
-    if (!ev) evaluators.set(size, (ev = new Evaluator(model, size, T)));
-    const { ids, targets } = batchAt(rows, i, size, T);
-    const r = await ev.loss(ids, targets);
-    sum += r.loss * r.tokens;
-    tokens += r.tokens;
-  }
-  gpu.destroy();
-  return JSON.stringify({ loss: tokens ? sum / tokens : 0, tokens });
 }
 
 /** The flags `train` and `recipe` share. */
@@ -201,41 +195,41 @@ export function trainSettings(f: Flags) {
 
 export async function trainCommand(args: string[], print: (line: string) => void): Promise<string> {
   const f = parseFlags(args, [...TRAIN_FLAGS, 'base-dtype']);
-  const baseFlag = baseDtypeFlag(f.get('base-dtype'));
+  const baseDtype = baseDtypeFlag(f.get('base-dtype'));
   // Every flag, --out and the data file are checked before the model loads: a typo costs no loading time,
   // and a run refused for any reason writes nothing.
   const { modelDir, dataPath, out, seed, optimizer, steps, batchFlag, lr, weightDecay, maxGradNorm, from, settings, recompute } = trainSettings(f);
   await checkOutDir(out);
   const text = await readDataText(dataPath);
 
-  const loaded = await loadModelArg(modelDir, progressLog);
-  const { config, weights } = loaded;
-  const { rows, T } = await loadRows(f, dataPath, text, loaded, seed);
-  const batchSize = Math.min(batchFlag, rows.length);
+  const loaded = await loadStreamed((open) => streamModelArg(modelDir, progressLog, open), createNodeGpu, { model: { recompute, baseDtype } });
+  const { config, gpu, model } = loaded;
+  try {
+    const { rows, T } = await loadRows(f, dataPath, text, loaded, seed);
+    const batchSize = Math.min(batchFlag, rows.length);
 
-  let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
-  if (settings) {
-    adapter = settings;
-    tensors = initLora(config, adapter, seed);
-  } else {
-    ({ config: adapter, weights: tensors } = await loadAdapterDir(from!, config));
-  }
-  // Round-trip through PEFT's own config format now, so a bad setting fails before any training.
-  parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
+    let adapter: AdapterConfig, tensors: Map<string, Float32Array>;
+    if (settings) {
+      adapter = settings;
+      tensors = initLora(config, adapter, seed);
+    } else {
+      ({ config: adapter, weights: tensors } = await loadAdapterDir(from!, config));
+    }
+    // Round-trip through PEFT's own config format now, so a bad setting fails before any training.
+    parseAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: adapter.r, lora_alpha: adapter.loraAlpha, target_modules: adapter.targetModules }));
 
-  const gpu = await createNodeGpu();
-  const model = createModel(gpu, config, weights, { baseDtype: baseFlag ?? checkpointBaseDtype(loaded.dtypes), recompute });
-  weights.clear(); // on the GPU now, as the base dtype holds them
-  model.setAdapter(adapter, tensors);
-  const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
-  // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
-  for (let s = 0; s < steps; s++) {
-    const { ids, targets } = batchAt(rows, s * batchSize, batchSize, T);
-    const loss = await trainer.step(ids, targets);
-    print(JSON.stringify({ step: s, loss }));
-    if (!Number.isFinite(loss)) throw new LoraStudioError('bad-input', `the loss became ${loss} at step ${s}: lower --lr (the adapter was not saved).`);
+    model.setAdapter(adapter, tensors);
+    const trainer = new Trainer(model, batchSize, T, { kind: optimizer, lr, weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, maxGradNorm }, seed);
+    // Batches walk the rows in order, wrapping around: step i uses rows [i·B, (i+1)·B) mod rows.
+    for (let s = 0; s < steps; s++) {
+      const { ids, targets } = batchAt(rows, s * batchSize, batchSize, T);
+      const loss = await trainer.step(ids, targets);
+      print(JSON.stringify({ step: s, loss }));
+      if (!Number.isFinite(loss)) throw new LoraStudioError('bad-input', `the loss became ${loss} at step ${s}: lower --lr (the adapter was not saved).`);
+    }
+    await saveAdapterDir(out, adapter, await model.readAdapter(), config);
+    return '';
+  } finally {
+    gpu.destroy();
   }
-  await saveAdapterDir(out, adapter, await model.readAdapter(), config);
-  gpu.destroy();
-  return '';
 }

@@ -13,6 +13,7 @@ import elementwise from '../../shaders/elementwise.wgsl?raw';
 import dropout from '../../shaders/dropout.wgsl?raw';
 import matmulFast from '../../shaders/matmul_fast.wgsl?raw';
 import matmulSplitK from '../../shaders/matmul_splitk.wgsl?raw';
+import matmulGrouped from '../../shaders/matmul_grouped.wgsl?raw';
 import rmsnormSubgroups from '../../shaders/rmsnorm_subgroups.wgsl?raw';
 import crossEntropySubgroups from '../../shaders/cross_entropy_subgroups.wgsl?raw';
 import attentionSubgroups from '../../shaders/attention_subgroups.wgsl?raw';
@@ -33,6 +34,7 @@ export const SHADERS = {
   dropout,
   matmul_fast: matmulFast,
   matmul_splitk: matmulSplitK,
+  matmul_grouped: matmulGrouped,
   // `enable subgroups;` variants of an op's reducing entries, compiled only on a device with the feature
   // (Gpu.subgroups); the op's own .ts picks them, and the plain file stays the reference.
   rmsnorm_subgroups: rmsnormSubgroups,

@@ -5,7 +5,8 @@
 // uses only the file pickers (filesFromFileList, filesFromDirectory).
 //
 // The weights are read one file at a time (forEachWeightFile), each handed on parsed and then let go, so a
-// sharded checkpoint never has more than one shard's bytes in the loader's hands.
+// sharded checkpoint never has more than one shard's bytes in the loader's hands; what the reader converts out
+// of a file counts too, for as long as it holds it (WeightReadStats.peakHeldBytes).
 //
 // This file does not fetch (hub.ts), does not touch the GPU, and does not make a model out of the files:
 // src/model/load.ts does, in an order that reads the small files first. A source with a cache writes it
@@ -256,41 +257,62 @@ export async function findWeightFiles(source: ModelFiles, onProgress?: OnProgres
   );
 }
 
-/** What reading the weights held: how many files, their bytes together, and the most raw bytes held at once. */
+/**
+ * What reading the weights held: how many files, their bytes together, the most raw file bytes held at once, and
+ * the most bytes held at once all told: a file's raw bytes with what its reader converted and had not yet handed
+ * on (HeldBytes). Streaming each converted tensor on to the GPU keeps that near one shard; keeping every converted
+ * tensor until the end (a loader without a sink) makes it the whole model in float32.
+ */
 export interface WeightReadStats {
   files: number;
   totalBytes: number;
   peakBytes: number;
+  peakHeldBytes: number;
+}
+
+/** The reader's part of the count: what it converts out of a file and still holds, and when it lets go of it. */
+export interface HeldBytes {
+  hold(bytes: number): void;
+  release(bytes: number): void;
 }
 
 /**
  * Reads the weight files one at a time, in order, and hands each to `use` parsed (named by its path) before the
- * next is read; a file's bytes are let go once `use` returns, so `use` must copy what it keeps (readF32 does).
- * A tensor in two files is refused as soon as the second is read, before `use` sees it; once every file has been
- * read, the index's placement of each tensor is checked against where it was found.
+ * next is read; a file's bytes are let go once `use` returns, so `use` must copy what it keeps (readF32 does) and
+ * count what it holds in `held`. A tensor in two files is refused as soon as the second is read, before `use`
+ * sees it; once every file has been read, the index's placement of each tensor is checked against where it was
+ * found.
  */
 export async function forEachWeightFile(
   source: ModelFiles,
   { shards, placement }: WeightFiles,
-  use: (file: SafetensorsFile, bytes: Uint8Array) => void | Promise<void>,
+  use: (file: SafetensorsFile, bytes: Uint8Array, held: HeldBytes) => void | Promise<void>,
   onProgress?: OnProgress,
 ): Promise<WeightReadStats> {
-  const stats: WeightReadStats = { files: 0, totalBytes: 0, peakBytes: 0 };
+  const stats: WeightReadStats = { files: 0, totalBytes: 0, peakBytes: 0, peakHeldBytes: 0 };
   const foundIn = new Map<string, string>();
-  let held = 0;
+  let raw = 0, converted = 0;
+  const count = () => {
+    stats.peakBytes = Math.max(stats.peakBytes, raw);
+    stats.peakHeldBytes = Math.max(stats.peakHeldBytes, raw + converted);
+  };
+  const held: HeldBytes = {
+    hold: (bytes) => void ((converted += bytes), count()),
+    release: (bytes) => void (converted -= bytes),
+  };
   for (const shard of shards) {
     const name = source.path(shard);
     const bytes = await source.read(shard, onProgress);
-    held += bytes.byteLength;
-    stats.peakBytes = Math.max(stats.peakBytes, held);
+    raw += bytes.byteLength;
+    count();
     const file = parseSafetensors(bytes, name);
     for (const tensor of file.tensors.keys()) {
       const earlier = foundIn.get(tensor);
       if (earlier !== undefined) throw new FormatError(name, `${name}: has ${tensor}, which ${earlier} also has; a tensor must be in exactly one shard.`);
       foundIn.set(tensor, shard);
     }
-    await use(file, bytes);
-    held -= bytes.byteLength;
+    await use(file, bytes, held);
+    raw -= bytes.byteLength;
     stats.files += 1;
     stats.totalBytes += bytes.byteLength;
   }
@@ -304,7 +326,10 @@ export async function forEachWeightFile(
  */
 export async function readWeightFiles(source: ModelFiles, weightFiles: WeightFiles, onProgress?: OnProgress): Promise<{ name: string; bytes: Uint8Array }[]> {
   const files: { name: string; bytes: Uint8Array }[] = [];
-  await forEachWeightFile(source, weightFiles, (file, bytes) => void files.push({ name: file.fileName, bytes }), onProgress);
+  await forEachWeightFile(source, weightFiles, (file, bytes, held) => {
+    held.hold(bytes.byteLength); // kept to the end
+    files.push({ name: file.fileName, bytes });
+  }, onProgress);
   return files;
 }
 

@@ -76,13 +76,19 @@ export class Decoder implements CausalLM {
    */
   maxBindingBytes: number;
 
-  /** `weights` null: every weight zero, from the config's shapes alone (the memory plan, src/model/memory.ts). */
+  /**
+   * `weights` null: every weight zero, from the config's shapes alone (the memory plan, src/model/memory.ts);
+   * already uploaded (GpuWeights, a streaming load's weightUploader): taken as they are.
+   */
   readonly options: Required<ModelOptions>;
 
-  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | null, options: ModelOptions = {}) {
-    this.options = { baseDtype: options.baseDtype ?? 'f32', recompute: options.recompute ?? false };
+  constructor(readonly gpu: Gpu, readonly config: ModelConfig, weights: Weights | GpuWeights | null, options: ModelOptions = {}) {
     this.maxBindingBytes = gpu.limits.maxStorageBufferBindingSize;
-    this.weights = uploadWeights(gpu, config, weights, this.options.baseDtype);
+    const uploaded = weights !== null && !(weights.values().next().value instanceof Float32Array);
+    this.weights = uploaded ? (weights as GpuWeights) : uploadWeights(gpu, config, weights as Weights | null, options.baseDtype ?? 'f32');
+    // Weights uploaded as the checkpoint stored them have the base dtype of their projections.
+    const held = this.weights.get('model.layers.0.self_attn.q_proj.weight')!.format;
+    this.options = { baseDtype: options.baseDtype ?? held, recompute: options.recompute ?? false };
   }
 
   setAdapter(adapter: AdapterConfig, tensors: Map<string, Float32Array> | null): void {

@@ -117,23 +117,36 @@ export function storeWeight(gpu: Gpu, name: string, format: StoredFormat, shape:
 
 /** Uploads base weights one at a time (a streaming loader puts each as it is read), then hands them over. */
 export interface WeightUploader {
-  /** Store weight `name` (float32 values in the config's shape) in the format baseDtype gives it. */
-  put(name: string, data: Float32Array): void;
+  /**
+   * Store weight `name` (float32 values in the config's shape) in the format the base dtype gives it; `dtype`,
+   * how the checkpoint stored it (F32, BF16, F16), is the base dtype of this weight when the uploader has none.
+   */
+  put(name: string, data: Float32Array, dtype?: string): void;
   /** Every weight, once each has been put. */
   done(): GpuWeights;
 }
 
-export function weightUploader(gpu: Gpu, config: ModelConfig, baseDtype: StoredFormat = 'f32'): WeightUploader {
+/** A checkpoint's stored dtype as a base dtype: BF16 → bf16, F16 → f16, anything else (F32) → f32. */
+export function checkpointFormat(dtype: string | undefined): StoredFormat {
+  return dtype === 'BF16' ? 'bf16' : dtype === 'F16' ? 'f16' : 'f32';
+}
+
+/**
+ * An uploader of `config`'s weights held as `baseDtype`; undefined: each weight as the checkpoint stored it
+ * (a BF16 checkpoint stays bf16, an F32 one float32; in a mixed one each tensor keeps its own dtype, so
+ * nothing is rounded).
+ */
+export function weightUploader(gpu: Gpu, config: ModelConfig, baseDtype?: StoredFormat): WeightUploader {
   const shapes = weightShapes(config);
   const out: GpuWeights = new Map();
   return {
-    put(name, data) {
+    put(name, data, dtype) {
       const shape = shapes.get(name);
       if (!shape) throw new Error(`uploadWeights: ${name} is not a weight of this config`);
       const n = shape.reduce((a, b) => a * b, 1);
       if (data.length !== n) throw new Error(`uploadWeights: ${name} has ${data.length} values, not [${shape}] (loadWeights checks this)`);
       if (out.has(name)) throw new Error(`uploadWeights: ${name} is put twice`);
-      out.set(name, storeWeight(gpu, name, storedFormat(name, baseDtype), shape, data));
+      out.set(name, storeWeight(gpu, name, storedFormat(name, baseDtype ?? checkpointFormat(dtype)), shape, data));
     },
     done() {
       const missing = [...shapes.keys()].filter((k) => !out.has(k));
@@ -161,6 +174,19 @@ export function uploadWeights(gpu: Gpu, config: ModelConfig, weights: Weights | 
     uploader.put(name, w);
   }
   return uploader.done();
+}
+
+/** A base weight's float32 values (dequantized on the GPU when stored in fewer bits), read back. */
+export async function readWeight(gpu: Gpu, w: StoredWeight): Promise<Float32Array> {
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  if (w.format === 'f32') return gpu.read(w.data, n);
+  const out = gpu.buffer(`${w.label}.read`, 4 * n);
+  const d = dequantForward(gpu, `${w.label}.read`, w, n, out);
+  gpu.run([d]);
+  const values = await gpu.read(out, n);
+  gpu.releaseDispatches([d]);
+  gpu.release(out);
+  return values;
 }
 
 /** Every GPU buffer the base weights hold. */

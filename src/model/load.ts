@@ -2,35 +2,55 @@
 // model.safetensors.index.json lists) checked against the shapes the config implies, and the tokenizer
 // checked against the config's vocabulary. The small files go first, so a bad index, tokenizer or a quantized
 // checkpoint fails before gigabytes of weights are read; the weights are then read shard by shard, each
-// converted and let go before the next (the loader's own count of what it held comes back as `weightStats`);
-// the source's cache is committed only once everything has parsed.
+// converted and let go before the next, and with a sink each converted tensor goes on (to the GPU) as soon as
+// its shard is parsed, so the loader never holds more than about one shard (its own count comes back as
+// `weightStats`: peakHeldBytes). Without a sink every weight comes back in `weights`, the whole model in
+// float32 at once: for tests and small models. The source's cache is committed only once everything has parsed.
 //
 // This file does not read files itself: where they come from, and each kind's reader, are src/io's
-// (model_source.ts, hub.ts). No GPU here.
+// (model_source.ts, hub.ts). No GPU here: the sink is the caller's.
 
 import { FormatError, ShapeError } from '../io/errors';
-import { findWeightFiles, forEachWeightFile, readConfigText, readTokenizer, type ModelFiles, type OnProgress, type WeightReadStats } from '../io/model_source';
+import { findWeightFiles, forEachWeightFile, readConfigText, readTokenizer, type ModelFiles, type HeldBytes, type OnProgress, type WeightReadStats } from '../io/model_source';
+import type { SafetensorsFile } from '../io/safetensors';
 import type { LoraTokenizer } from '../io/tokenizer';
 import { parseModelConfig, type ModelConfig } from './config';
-import { weightCollector, type Weights } from './weights';
+import { weightCollector, weightStream, type TensorSink, type Weights } from './weights';
 
-export interface LoadedModel {
+/** A model read with a sink: its weights went to the sink, one tensor at a time. */
+export interface StreamedModel {
   config: ModelConfig;
-  weights: Weights;
   tokenizer?: LoraTokenizer;
   files: string[];
-  /** The weight files read, their bytes together, and the most raw file bytes the loader held at once (about one shard). */
+  /** The weight files read, their bytes together, and the most bytes the loader held at once (about one shard). */
   weightStats: WeightReadStats;
-  /** The dtype each weight was stored in (F32, F16, BF16), by tensor name. */
-  dtypes: Map<string, string>;
 }
 
-/**
- * Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way.
- * `requireTokenizer`: refuse a model without tokenizer.json before its weights are read (the studio reads
- * text and prompts; the CLI, with token-id data, can do without one).
- */
-export async function loadModel(source: ModelFiles, options: { onProgress?: OnProgress; requireTokenizer?: boolean } = {}): Promise<LoadedModel> {
+/** A model read without a sink: every weight, in float32, at once. */
+export interface LoadedModel extends StreamedModel {
+  weights: Weights;
+}
+
+export interface LoadOptions {
+  onProgress?: OnProgress;
+  /**
+   * Refuse a model without tokenizer.json before its weights are read (the studio reads text and prompts; the
+   * CLI, with token-id data, can do without one).
+   */
+  requireTokenizer?: boolean;
+  /**
+   * Where the weights go: called with the config once config.json, the shard index and the tokenizer have been
+   * checked and before the first weight file is read (an uploader needs the config's shapes), it returns the sink
+   * that gets each checked tensor as soon as its shard is parsed. A load that fails after this leaves the sink's
+   * target half filled: the caller discards it.
+   */
+  sink?: (config: ModelConfig) => TensorSink | Promise<TensorSink>;
+}
+
+/** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
+export function loadModel(source: ModelFiles, options: LoadOptions & { sink: NonNullable<LoadOptions['sink']> }): Promise<StreamedModel>;
+export function loadModel(source: ModelFiles, options?: Omit<LoadOptions, 'sink'>): Promise<LoadedModel>;
+export async function loadModel(source: ModelFiles, options: LoadOptions = {}): Promise<StreamedModel | LoadedModel> {
   try {
     return await readModel(source, options);
   } catch (e) {
@@ -39,7 +59,7 @@ export async function loadModel(source: ModelFiles, options: { onProgress?: OnPr
   }
 }
 
-async function readModel(source: ModelFiles, options: { onProgress?: OnProgress; requireTokenizer?: boolean }): Promise<LoadedModel> {
+async function readModel(source: ModelFiles, options: LoadOptions): Promise<StreamedModel | LoadedModel> {
   const { onProgress } = options;
   const config = parseModelConfig(await readConfigText(source, onProgress), source.path('config.json'));
   const weightFiles = await findWeightFiles(source, onProgress);
@@ -57,9 +77,19 @@ async function readModel(source: ModelFiles, options: { onProgress?: OnProgress;
         'the tokenizer belongs to another model.',
     );
   }
-  const collector = weightCollector(config);
-  const weightStats = await forEachWeightFile(source, weightFiles, (file) => collector.take(file), onProgress);
-  const weights = collector.done(weightFiles.shards.map((s) => source.path(s)).join(', '));
+  const fileNames = weightFiles.shards.map((s) => source.path(s)).join(', ');
+  const read = (take: (file: SafetensorsFile, held: HeldBytes) => void) => forEachWeightFile(source, weightFiles, (file, _bytes, held) => take(file, held), onProgress);
+  let model: StreamedModel | LoadedModel;
+  if (options.sink) {
+    const stream = weightStream(config, await options.sink(config));
+    const weightStats = await read(stream.take);
+    stream.done(fileNames);
+    model = { config, tokenizer, files: source.list(), weightStats };
+  } else {
+    const collector = weightCollector(config);
+    const weightStats = await read(collector.take);
+    model = { config, weights: collector.done(fileNames), tokenizer, files: source.list(), weightStats };
+  }
   await source.commit?.();
-  return { config, weights, tokenizer, files: source.list(), weightStats, dtypes: collector.dtypes };
+  return model;
 }

@@ -1,15 +1,21 @@
-// The studio's model sources (protocol.ts ModelSourceSpec) read into memory: the embedded model from the
-// studio's server, a Hub repository or a picked folder, every file checked by loadModel, with progress at
-// most every PROGRESS_MS per file and the weights' stored dtype noted as the files go by; and the facts the
-// studio shows about a model. Nothing here touches the GPU (the session uploads what this returns).
+// The studio's model sources (protocol.ts ModelSourceSpec) read onto a GPU device of their own: the embedded
+// model from the studio's server, a Hub repository or a picked folder, every file checked by loadModel, with
+// progress at most every PROGRESS_MS per file and the weights' stored dtype noted as the files go by; and the
+// facts the studio shows about a model. The weights stream to the device one tensor at a time as each shard is
+// parsed (load.ts, streamed_model.ts), so the worker's heap holds about one shard, never the model. The session
+// keeps the model; this file only reads and builds it, and destroys its device when it fails to load.
 
 import { hubSource } from '../io/hub';
 import { badInput } from '../io/errors';
 import { folderSource, type ModelFiles, type ReadProgress } from '../io/model_source';
 import { parseSafetensors } from '../io/safetensors';
 import { urlSource } from '../io/url_source';
+import type { Gpu } from '../gpu/gpu';
+import type { ModelOptions } from '../model/causal_lm';
 import type { ModelConfig } from '../model/config';
-import { loadModel, type LoadedModel } from '../model/load';
+import { loadModel, type StreamedModel } from '../model/load';
+import { loadStreamed } from '../model/streamed_model';
+import type { TensorSink } from '../model/weights';
 import { modelParams } from '../model/params';
 import { DEFAULT_MODEL } from './identity';
 import type { ModelFacts, ModelSourceSpec } from './protocol';
@@ -32,10 +38,14 @@ export function modelSource(spec: ModelSourceSpec): Promise<ModelFiles> | ModelF
 }
 
 /**
- * The model of `spec`, read and checked; `dtype`: how its weights were stored ("BF16", "F32, F16"); `source`:
- * where its files are, to read them again (a merged export) without keeping a copy in memory.
+ * The model of `spec`, read and checked, its weights handed to the sink `open` returns (called with the config
+ * and the source's label once the small files are checked, before the first weight file is read); `dtype`: how
+ * its weights were stored ("BF16", "F32, F16"); `source`: where its files are, to read them again (a merged
+ * export) without keeping a copy in memory.
  */
-export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void): Promise<LoadedModel & { label: string; dtype: string; source: ModelFiles }> {
+export async function readModel(
+  spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void, open: (config: ModelConfig, label: string) => Promise<TensorSink>,
+): Promise<StreamedModel & { label: string; dtype: string; source: ModelFiles }> {
   const source = await modelSource(spec);
   const dtypes = new Set<string>();
   const read = source.read;
@@ -55,8 +65,16 @@ export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgr
     onProgress(p);
   };
   // The studio tokenizes text and prompts, so unlike the CLI (token-id data) it needs tokenizer.json.
-  const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true });
+  const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true, sink: (config) => open(config, source.label) });
   return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown', source };
+}
+
+/**
+ * readModel onto a device `openDevice` opens once config.json is known: the weights go to the model's buffers
+ * as they are read, and a model that fails to load, at any point, has its device destroyed (streamed_model.ts).
+ */
+export function openModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void, openDevice: () => Promise<Gpu>, options: ModelOptions = {}) {
+  return loadStreamed((open) => readModel(spec, onProgress, open), openDevice, { model: options });
 }
 
 export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean): ModelFacts {

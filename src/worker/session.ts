@@ -7,7 +7,7 @@
 // generators (try_adapters.ts, generators.ts), library entries (adapter_entries.ts), model identities
 // (identity.ts), exports for other tools (exports.ts).
 //
-// One model at a time, on a GPU device of its own: loading a model destroys the previous device, which frees
+// One model at a time, on a GPU device of its own: a model once loaded destroys the previous device, which frees
 // everything the old model, trainer and generators held. Within a model, the trainer and generators record
 // their buffers as they are built (Gpu.track) and give them back to the pool when replaced, so repeated runs
 // reuse memory instead of growing it. Generation and training share the GPU, so generation waits for a pause.
@@ -29,7 +29,6 @@ import { type AdapterEntry, type AdapterLibrary, type LossPoint, type TrainingCh
 import { LORA_TARGETS, writeAdapter, type AdapterConfig } from '../io/peft';
 import type { LoraTokenizer } from '../io/tokenizer';
 import type { CausalLM } from '../model/causal_lm';
-import { createModel } from '../model/factory';
 import { adapterExpectation, initLora } from '../model/lora';
 import { trainableParams } from '../model/params';
 import { buildCheckpoint, dataDifferences, dataIdentity, parseRunSettings, readCheckpointMoments, type Moments, type RunPlan } from '../train/checkpoint';
@@ -40,7 +39,7 @@ import { adapterLoaded, entryConfig, fittingWeights, runName } from './adapter_e
 import { exportEntry, type ExportModel } from './exports';
 import { EntryDeletedError, RunEntry } from './run_entry';
 import { TryIt, type HeldAdapter } from './try_adapters';
-import { modelFacts, readModel } from './model_files';
+import { modelFacts, openModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
 import { DEFAULT_MODEL, describeModel, modelIdentity, sameModel } from './identity';
 
@@ -111,18 +110,13 @@ export class Session {
   async loadModel(req: Req<'loadModel'>, emit: Emit<'loadModel'>): Promise<ResponseBody<'loadModel'>> {
     this.refuseWhileBusy('load another model');
     const t0 = performance.now();
-    // Everything is read and checked before the old model goes: a model that fails to load changes nothing.
-    const { config, weights, tokenizer, label, dtype, source } = await readModel(req.source, (p) =>
-      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }));
+    // The new model streams onto a device of its own while the old one stays loaded, and replaces it only once
+    // complete: a model that fails to load changes nothing (openModel destroys its device). The price is both
+    // models on the GPU while the new one loads; unloading first would lose the old model and its unsaved
+    // adapter to any load that fails (a typo in a Hub id, a cut download), which is worse than a refusal for memory.
+    const { gpu, model, config, tokenizer, label, dtype, source } = await openModel(req.source, (p) =>
+      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }), this.openDevice);
     this.unload();
-    const gpu = await this.openDevice();
-    let model: CausalLM;
-    try {
-      model = await gpu.checked(`Loading ${label}`, () => createModel(gpu, config, weights));
-    } catch (e) {
-      gpu.destroy();
-      throw e;
-    }
     const facts = modelFacts(label, config, dtype, tokenizer !== undefined);
     this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
     return { type: 'modelLoaded', model: facts, trainable: req.lora ? this.trainable(req.lora) : null, seconds: (performance.now() - t0) / 1000 };

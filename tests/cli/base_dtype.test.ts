@@ -1,7 +1,7 @@
 // --base-dtype (issue 15, points 1, 2 and 6) through the CLI's own functions: an adapter trained over an NF4
 // base is written exactly as over a float32 one (adapter_config.json byte for byte, the same F32 tensors: PEFT's
 // format says nothing of the base's quantization) and loads over a bf16 base, where it lowers the loss as it
-// did where it was trained; the default is the checkpoint's own dtype; an unknown value is refused in one line
+// did where it was trained; the default keeps each weight as the checkpoint stores it; an unknown value is refused in one line
 // naming the choices, before anything loads.
 
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -11,9 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadAdapterDir, loadModelDir, loadTokenRows } from '../../src/cli/files';
 import { generateCommand } from '../../src/cli/generate';
-import { checkpointBaseDtype, trainCommand } from '../../src/cli/train';
+import { trainCommand } from '../../src/cli/train';
 import { parseSafetensors } from '../../src/io/safetensors';
 import { createModel } from '../../src/model/factory';
+import { weightUploader } from '../../src/model/gpu_weights';
+import { loadModel } from '../../src/model/load';
+import { loadStreamed } from '../../src/model/streamed_model';
+import { nodeFolderSource } from '../../src/cli/files';
 import { Evaluator } from '../../src/train/trainer';
 import { testGpu } from '../gpu/test-gpu';
 
@@ -59,11 +63,23 @@ describe('--base-dtype', () => {
     expect(after).toBeLessThan(before);
   });
 
-  it('defaults to the checkpoint\'s own dtype: F32 → f32, BF16 → bf16, F16 → f16, mixed → f32', async () => {
-    expect(checkpointBaseDtype((await loadModelDir(`${fixture('llama_gqa')}model`)).dtypes)).toBe('f32');
-    expect(checkpointBaseDtype((await loadModelDir(`${fixture('llama_bf16')}model`)).dtypes)).toBe('bf16');
-    expect(checkpointBaseDtype((await loadModelDir(`${fixture('qwen2_f16')}model`)).dtypes)).toBe('f16');
-    expect(checkpointBaseDtype(new Map([['a', 'BF16'], ['b', 'F32']]))).toBe('f32');
+  it('defaults to each weight as the checkpoint stores it: F32 → f32, BF16 → bf16, F16 → f16; in a mixed one, each its own', async () => {
+    const gpu = await testGpu();
+    const formats = async (name: string) => {
+      const { model } = await loadStreamed((sink) => loadModel(nodeFolderSource(`${fixture(name)}model`), { sink }), async () => gpu, { discard: () => {} });
+      const q = model.weights.get('model.layers.0.self_attn.q_proj.weight')!.format, e = model.weights.get('model.embed_tokens.weight')!.format;
+      return [model.options.baseDtype, q, e, model.weights.get('model.norm.weight')!.format];
+    };
+    expect(await formats('llama_gqa')).toEqual(['f32', 'f32', 'f32', 'f32']);
+    expect(await formats('llama_bf16')).toEqual(['bf16', 'bf16', 'bf16', 'f32']);
+    expect(await formats('qwen2_f16')).toEqual(['f16', 'f16', 'f16', 'f32']);
+    // Mixed: nothing is rounded that the checkpoint kept in float32.
+    const { config, weights } = await loadModelDir(`${fixture('llama_gqa')}model`);
+    const up = weightUploader(gpu, config);
+    for (const [name, w] of weights) up.put(name, w, name.includes('layers.0.') ? 'BF16' : 'F32');
+    const mixed = up.done();
+    expect(mixed.get('model.layers.0.self_attn.q_proj.weight')!.format).toBe('bf16');
+    expect(mixed.get('model.layers.1.self_attn.q_proj.weight')!.format).toBe('f32');
   });
 
   it('refuses an unknown value in one line naming the choices, before the model loads', async () => {

@@ -3,6 +3,9 @@
 // raw bytes held at once is one shard, not the checkpoint; each shard is converted before the next is read (the
 // reads and the conversions interleave, and a bad second shard stops the load before the third is read); the
 // weights equal those of the same model in one file; tensors the model does not use may be in any dtype.
+// With a sink (a four-shard bf16 checkpoint), each tensor goes on as soon as its shard is parsed, once, with its
+// bf16 value, and the loader's own count of what it held at once is one shard and one converted tensor; a
+// missing tensor and a truncated shard are refused as without a sink.
 
 import { describe, expect, it } from 'vitest';
 import { folderSource, forEachWeightFile, findWeightFiles, readWeightFiles, type ModelFiles } from '../../src/io/model_source';
@@ -10,6 +13,7 @@ import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../../sr
 import { parseModelConfig, weightShapes } from '../../src/model/config';
 import { loadModel } from '../../src/model/load';
 import { TINY_CONFIG } from '../cli/tiny-model';
+import { BF16_SHARDS, bf16Checkpoint } from './bf16_shards';
 import { mulberry32, randn } from '../reference/rng';
 
 const CONFIG = { ...TINY_CONFIG, num_hidden_layers: 3 };
@@ -51,8 +55,10 @@ describe('streaming a sharded checkpoint', () => {
     const files = shardedFiles();
     const sizes = SHARDS.map((s) => files.get(s)!.byteLength);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const { weightStats } = await loadModel(folderSource(files, 'm'));
-    expect(weightStats).toEqual({ files: 3, totalBytes: total, peakBytes: Math.max(...sizes) });
+    const { weightStats, weights } = await loadModel(folderSource(files, 'm'));
+    // Without a sink every converted tensor is kept to the end, so all of them count with the last shard's bytes.
+    const f32 = [...weights.values()].reduce((n, w) => n + w.byteLength, 0);
+    expect(weightStats).toEqual({ files: 3, totalBytes: total, peakBytes: Math.max(...sizes), peakHeldBytes: sizes[2] + f32 });
     expect(weightStats.peakBytes, `peak ${weightStats.peakBytes} of ${total} bytes`).toBeLessThan(total / 2);
   });
 
@@ -89,7 +95,8 @@ describe('streaming a sharded checkpoint', () => {
     const [sharded, whole] = [await loadModel(folderSource(shardedFiles(all), 'm')), await loadModel(folderSource(single, 'm'))];
     expect([...sharded.weights.keys()].sort()).toEqual([...whole.weights.keys()].sort());
     for (const [name, w] of whole.weights) expect(sharded.weights.get(name), name).toEqual(w);
-    expect(whole.weightStats).toEqual({ files: 1, totalBytes: single.get('model.safetensors')!.byteLength, peakBytes: single.get('model.safetensors')!.byteLength });
+    const raw = single.get('model.safetensors')!.byteLength, f32 = all.reduce((n, t) => n + t.data.byteLength, 0);
+    expect(whole.weightStats).toEqual({ files: 1, totalBytes: raw, peakBytes: raw, peakHeldBytes: raw + f32 });
   });
 
   it('ignores a tensor the model does not use, whatever its dtype', async () => {
@@ -111,5 +118,72 @@ describe('streaming a sharded checkpoint', () => {
     const loaded = await loadModel(folderSource(files, 'm'));
     expect(loaded.weights.has('model.rotary_emb.inv_freq')).toBe(false);
     expect(loaded.weights.size).toBe(weightShapes(loaded.config).size);
+  });
+});
+
+describe('streaming a bf16 checkpoint to a sink', () => {
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+  it('hands each tensor on once, with its bf16 value, as its shard is parsed, holding about one shard', async () => {
+    const { files, values, shards } = bf16Checkpoint();
+    const events: string[] = [];
+    const got = new Map<string, Float32Array>();
+    const { weightStats } = await loadModel(recorded(files, events), {
+      sink: async (config) => {
+        events.push(`open ${config.layers} layers`);
+        return (name, data) => {
+          events.push(`put ${name}`);
+          expect(got.has(name), `${name} twice`).toBe(false);
+          got.set(name, data);
+        };
+      },
+    });
+    // The sink opens once config, index and tokenizer are checked; a shard's tensors go on before the next is read.
+    expect(events).toEqual(['open 4 layers', ...BF16_SHARDS.flatMap((s, i) => [`read ${s}`, ...[...shards[i]].sort().map((n) => `put ${n}`)])]);
+    expect([...got.keys()].sort()).toEqual([...values.keys()].sort());
+    for (const [name, v] of values) expect(got.get(name), name).toEqual(v);
+
+    const raw = BF16_SHARDS.map((s) => files.get(s)!.byteLength);
+    const f32 = (name: string) => values.get(name)!.byteLength;
+    const whole = sum([...values.keys()].map(f32));
+    // At most one shard's bytes and the one tensor converted out of it that the sink has not yet taken.
+    const oneTensor = Math.max(...raw.map((r, i) => r + Math.max(...shards[i].map(f32))));
+    const oneShard = Math.max(...raw.map((r, i) => r + sum(shards[i].map(f32))));
+    console.log(`peak held ${weightStats.peakHeldBytes} B (raw shards ${raw.join(', ')} B; largest shard + its float32 tensors ${oneShard} B; whole model in float32 ${whole} B)`);
+    expect(weightStats).toEqual({ files: 4, totalBytes: sum(raw), peakBytes: Math.max(...raw), peakHeldBytes: oneTensor });
+    expect(weightStats.peakHeldBytes).toBeLessThanOrEqual(oneShard);
+    expect(weightStats.peakHeldBytes).toBeLessThan(whole / 3);
+
+    // Without a sink the loader keeps every converted tensor: the whole model in float32 and the last shard.
+    const kept = await loadModel(folderSource(files, 'm'));
+    console.log(`without a sink: peak held ${kept.weightStats.peakHeldBytes} B`);
+    expect(kept.weightStats.peakHeldBytes).toBe(raw[3] + whole);
+  });
+
+  it('refuses a missing tensor and a truncated shard as without a sink, and discards the source', async () => {
+    const sinkless = async (files: Map<string, Uint8Array>) => loadModel(folderSource(files, 'm')).then(() => 'loaded', (e: Error) => e.message);
+    const streamed = async (files: Map<string, Uint8Array>, put: string[], discarded: string[]) => {
+      const source: ModelFiles = { ...folderSource(files, 'm'), discard: async () => void discarded.push('discard') };
+      return loadModel(source, { sink: async () => (name) => void put.push(name) }).then(() => 'loaded', (e: Error) => e.message);
+    };
+
+    const missing = 'model.layers.2.mlp.down_proj.weight';
+    const incomplete = bf16Checkpoint(15, missing);
+    const [put, discarded]: string[][] = [[], []];
+    const message = await streamed(incomplete.files, put, discarded);
+    expect(message).toMatch(/^m\/model-00001-of-00004\.safetensors, .*: 1 tensor\(s\) the config needs are missing, e\.g\. model\.layers\.2\.mlp\.down_proj\.weight\. Is the checkpoint complete \(all shards\)\?$/);
+    expect(message).toBe(await sinkless(incomplete.files));
+    expect(discarded).toEqual(['discard']);
+    expect(put).toHaveLength(incomplete.values.size - 1); // what came went on: the caller discards its target
+
+    const { files, shards } = bf16Checkpoint();
+    const cut = files.get(BF16_SHARDS[1])!;
+    files.set(BF16_SHARDS[1], cut.subarray(0, cut.byteLength - 10));
+    const [put2, discarded2]: string[][] = [[], []];
+    const truncated = await streamed(files, put2, discarded2);
+    expect(truncated).toMatch(/^m\/model-00002-of-00004\.safetensors: .*download it again\.$/);
+    expect(truncated).toBe(await sinkless(files));
+    expect(discarded2).toEqual(['discard']);
+    expect(put2.sort()).toEqual([...shards[0]].sort()); // stopped at the cut shard
   });
 });

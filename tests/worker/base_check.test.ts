@@ -76,11 +76,16 @@ describe('a model folder without tokenizer.json', () => {
 
   it('is refused where the studio loads it, saying why', async () => {
     const spec = { kind: 'files' as const, label: 'whaler', files: files(['tokenizer.json']) };
-    await expect(readModel(spec, () => {})).rejects.toThrow(
+    // The weights go nowhere here: counted, then dropped.
+    const opened: string[] = [];
+    const open = async (_: unknown, label?: string) => (opened.push(label!), () => {});
+    await expect(readModel(spec, () => {}, open)).rejects.toThrow(
       /^whaler\/tokenizer\.json: missing\. The studio needs the model's tokenizer\.json to turn training text and prompts into tokens/,
     );
-    const ok = await readModel({ ...spec, files: files([]) }, () => {});
+    expect(opened, 'refused before any weight is read').toEqual([]);
+    const ok = await readModel({ ...spec, files: files([]) }, () => {}, open);
     expect(ok.tokenizer).toBeDefined();
+    expect(opened).toEqual(['whaler']);
   });
 
   it('still loads in the CLI, which trains on token ids', async () => {
