@@ -12,7 +12,7 @@ import type { ModelConfig } from '../model/config';
 import { loadModel, type LoadedModel } from '../model/load';
 import { modelParams } from '../model/params';
 import { DEFAULT_MODEL } from './identity';
-import type { ModelFacts, ModelSourceSpec } from './protocol';
+import type { BaseDtype, ModelFacts, ModelSourceSpec } from './protocol';
 
 /** Progress events per file at most this often (plus each file's last one). */
 const PROGRESS_MS = 100;
@@ -59,7 +59,7 @@ export async function readModel(spec: ModelSourceSpec, onProgress: (p: ReadProgr
   return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown', source };
 }
 
-export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean): ModelFacts {
+export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean, baseDtype: BaseDtype): ModelFacts {
   return {
     name,
     architecture: config.architecture,
@@ -73,6 +73,7 @@ export function modelFacts(name: string, config: ModelConfig, dtype: string, has
     intermediate: config.intermediate,
     contextLength: config.maxPositions,
     dtype,
+    baseDtype,
     tiedEmbeddings: config.tied,
     hasTokenizer,
   };

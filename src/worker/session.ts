@@ -42,6 +42,7 @@ import { EntryDeletedError, RunEntry } from './run_entry';
 import { TryIt, type HeldAdapter } from './try_adapters';
 import { modelFacts, readModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
+import { askedBaseDtype, storedBaseDtype } from './base_dtype';
 import { DEFAULT_MODEL, describeModel, modelIdentity, sameModel } from './identity';
 
 type Req<T extends EngineRequest['type']> = Extract<EngineRequest, { type: T }>;
@@ -110,21 +111,23 @@ export class Session {
 
   async loadModel(req: Req<'loadModel'>, emit: Emit<'loadModel'>): Promise<ResponseBody<'loadModel'>> {
     this.refuseWhileBusy('load another model');
+    const asked = askedBaseDtype(req.baseDtype);
     const t0 = performance.now();
     // Everything is read and checked before the old model goes: a model that fails to load changes nothing.
     const { config, weights, tokenizer, label, dtype, source } = await readModel(req.source, (p) =>
       emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }));
+    const baseDtype = asked ?? storedBaseDtype(dtype);
     this.unload();
     const gpu = await this.openDevice();
     let model: CausalLM;
     try {
-      model = await gpu.checked(`Loading ${label}`, () => createModel(gpu, config, weights));
+      model = await gpu.checked(`Loading ${label}`, () => createModel(gpu, config, weights, { baseDtype }));
     } catch (e) {
       gpu.destroy();
       throw e;
     }
-    const facts = modelFacts(label, config, dtype, tokenizer !== undefined);
-    this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
+    const facts = modelFacts(label, config, dtype, tokenizer !== undefined, baseDtype);
+    this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits, baseDtype) };
     return { type: 'modelLoaded', model: facts, trainable: req.lora ? this.trainable(req.lora) : null, seconds: (performance.now() - t0) / 1000 };
   }
 
@@ -201,14 +204,7 @@ export class Session {
 
   private estimate(lora: LoraSettings, optim: OptimSettings, seqLen: number): MemoryEstimate {
     const { facts, memory } = this.need();
-    let refusal: string | null = null;
-    let adapter: AdapterConfig | null = null;
-    try {
-      adapter = adapterConfig(lora, facts.name);
-    } catch (e) {
-      refusal = (e as Error).message;
-    }
-    return memory.estimate({ adapter, optim, seqLen, validationRows: this.data?.validation.length }, this.trainable(lora), refusal);
+    return memory.estimateSettings({ lora, optim, seqLen, validationRows: this.data?.validation.length }, facts.name, this.trainable(lora));
   }
 
   // ---- training ---------------------------------------------------------------------------------------
@@ -297,8 +293,9 @@ export class Session {
       this.steps = startSteps;
       this.snapshot = null;
       this.plan = { lora: start.lora, optim: o, origin, data: data.identity };
-      this.runRecord = { version: 1, ...this.plan, model: identity, format: data.format };
+      this.runRecord = { version: 1, ...this.plan, model: identity, format: data.format, baseDtype: model.options.baseDtype };
       const B = o.batchSize, T = data.seqLen;
+      model.options.recompute = o.recompute === true; // a run setting: the decoder reads it as the trainer records its step
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
         gpu.track(() => new Trainer(model, B, T, studioOptimizer(o), o.seed, { gradAccum: o.gradAccum, keepLastGood: true })))).value;
       if (start.kind === 'resume') trainer.restoreState(start.steps - origin, start.moments);

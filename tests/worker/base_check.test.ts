@@ -22,7 +22,7 @@ import { modelFacts, readModel } from '../../src/worker/model_files';
 
 const modelDir = join(__dirname, '../../public', DEFAULT_MODEL.dir);
 const config = parseModelConfig(readFileSync(join(modelDir, 'config.json'), 'utf8'));
-const facts = modelFacts(DEFAULT_MODEL.name, config, 'F32', true);
+const facts = modelFacts(DEFAULT_MODEL.name, config, 'F32', true, 'f32');
 
 /** A q/v adapter at r = 4 named for `baseModel`, shaped for moby-llama unless `vOut` says otherwise. */
 function adapter(baseModel: string, vOut = config.kvHeads * config.headDim) {
