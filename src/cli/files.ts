@@ -97,7 +97,9 @@ export async function loadModelArg(arg: string, log: (line: string) => void = ()
 }
 
 /** loadModelArg with each weight handed to the sink `open` returns as its shard is read (src/model/streamed_model.ts). */
-export async function streamModelArg(arg: string, log: (line: string) => void, open: (config: ModelConfig) => Promise<TensorSink>): Promise<StreamedModel> {
+export async function streamModelArg(
+  arg: string, log: (line: string) => void, open: (config: ModelConfig, stored: ReadonlySet<string>) => Promise<TensorSink>,
+): Promise<StreamedModel> {
   const { source, onProgress } = await modelArgSource(arg, log);
   return loadModel(source, { onProgress, sink: open });
 }

@@ -15,7 +15,7 @@
 // of --seq-len tokens (default min(256, the model's context)), packed with --pack, padded otherwise.
 // Defaults keep runs comparable with PyTorch: constant learning rate, no warmup, no clipping, no dropout.
 // --base-dtype f32|bf16|f16|nf4|int8 (train and generate): how the frozen base weights are held on the GPU;
-// default each weight as the checkpoint stores it (F32, BF16, F16). The adapter, its gradients and optimizer
+// default the checkpoint's stored dtype (F32, BF16, F16; a mix: f32). The adapter, its gradients and optimizer
 // state are float32 whatever it is.
 
 import { parseDataset } from '../io/dataset';
@@ -74,8 +74,8 @@ function num(f: Flags, name: string, fallback: number, check: (v: number) => boo
 const posInt = (v: number) => Number.isInteger(v) && v >= 1;
 
 /**
- * --base-dtype, checked before anything loads; undefined when not given: then each weight is held as the
- * checkpoint stores it (gpu_weights.ts weightUploader).
+ * --base-dtype, checked before anything loads; undefined when not given: then the checkpoint's stored dtype
+ * (streamed_model.ts storedBaseDtype).
  */
 export function baseDtypeFlag(raw: string | true | undefined, command = ''): BaseDtype | undefined {
   if (raw === undefined) return undefined;

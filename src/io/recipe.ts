@@ -12,6 +12,8 @@
 //   seed, sequence length, packing             seed / data_seed, max_length, packing (+ packing_strategy "wrapped": one stream cut into blocks)
 //   prompt masking                             completion_only_loss for {"prompt","completion"} rows, assistant_only_loss for {"messages"}
 //   data file, held-out share                  load_dataset(...), train_test_split(test_size, seed)
+//   recompute activations                      gradient_checkpointing=True
+//   NF4 / int8 base                            the model loaded with BitsAndBytesConfig (QLoRA's load_in_4bit, nf4; load_in_8bit)
 
 import { LoraStudioError } from './errors.ts';
 import type { DatasetFormat } from './dataset.ts';
@@ -43,6 +45,8 @@ export interface RecipeSettings {
     beta2?: number;
     eps?: number;
     seed: number;
+    /** Recompute activations in the backward (transformers' gradient checkpointing). */
+    recompute?: boolean;
   };
   data: {
     /** The training file, as the script should open it (relative to where it runs). */
@@ -56,7 +60,21 @@ export interface RecipeSettings {
   };
   /** Where the script saves the adapter; default "lora-studio-adapter". */
   outputDir?: string;
+  /**
+   * How the studio held the frozen base ("f32", "bf16", "f16", "nf4", "int8"): a quantized base is loaded
+   * quantized by bitsandbytes (QLoRA); the others load in bf16 as usual.
+   */
+  baseDtype?: string;
 }
+
+/** The studio's base dtypes (src/model/causal_lm.ts BASE_DTYPES; io sits beside the model, so it names them itself). */
+const BASE_DTYPES = ['f32', 'bf16', 'f16', 'nf4', 'int8'];
+
+/** bitsandbytes' nearest equivalent of the studio's quantized bases: NF4 is QLoRA's type; int8 is LLM.int8 (absmax per row, plus outliers). */
+const QUANTIZED: Record<string, string> = {
+  nf4: 'BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)',
+  int8: 'BitsAndBytesConfig(load_in_8bit=True)',
+};
 
 /** A Python literal for a string, number or boolean (JSON's string escapes are Python's too). */
 function py(v: string | number | boolean | readonly string[]): string {
@@ -90,6 +108,7 @@ function check(s: RecipeSettings): void {
   num('seed', s.optim.seed, (x) => Number.isSafeInteger(x) && x >= 0, 'a whole number ≥ 0');
   num('seqLen', s.data.seqLen, posInt, 'a positive integer');
   num('validationShare', s.data.validationShare ?? 0, (x) => x >= 0 && x < 1, 'in [0, 1)');
+  if (s.baseDtype !== undefined && !BASE_DTYPES.includes(s.baseDtype)) bad(`the base dtype must be one of ${BASE_DTYPES.join(', ')} (got ${JSON.stringify(s.baseDtype)}).`);
 }
 
 function schedulerType(schedule: RecipeSettings['optim']['schedule'], warmup: number): string {
@@ -104,6 +123,7 @@ export function writeTrainingRecipe(s: RecipeSettings): string {
   const optimizer = optim.optimizer ?? 'adamw';
   const share = data.validationShare ?? 0;
   const rowsPerStep = optim.batchSize * optim.gradAccum;
+  const quantized = s.baseDtype !== undefined ? QUANTIZED[s.baseDtype] : undefined;
   // The studio streams plain text into blocks always; TRL's "wrapped" packing is that stream cut every max_length tokens.
   const packing = data.pack || data.format === 'text';
   const load =
@@ -124,7 +144,7 @@ export function writeTrainingRecipe(s: RecipeSettings): string {
   const lines = [
     '# Training recipe exported by LoRA Studio: the same LoRA job, rerun with Hugging Face PEFT + TRL on GPUs.',
     '#',
-    '#   pip install "trl>=0.20" "peft>=0.10" accelerate datasets',
+    `#   pip install "trl>=0.20" "peft>=0.10" accelerate datasets${quantized ? ' bitsandbytes' : ''}`,
     `#   python ${RECIPE_FILE}                                                 # one GPU`,
     `#   accelerate launch --multi_gpu --num_processes 8 ${RECIPE_FILE}        # 8 GPUs on this machine`,
     '#',
@@ -134,9 +154,10 @@ export function writeTrainingRecipe(s: RecipeSettings): string {
     '# random stream (LoRA init, dropout masks and row order come from PyTorch here) and the precision (bf16 on',
     '# GPU, float32 in the studio).',
     '',
+    ...(quantized ? ['import torch'] : []),
     'from datasets import load_dataset',
     'from peft import LoraConfig',
-    'from transformers import set_seed',
+    `from transformers import ${quantized ? 'AutoModelForCausalLM, BitsAndBytesConfig, ' : ''}set_seed`,
     'from trl import SFTConfig, SFTTrainer',
     '',
     `BASE_MODEL = ${py(s.baseModel)}`,
@@ -188,14 +209,26 @@ export function writeTrainingRecipe(s: RecipeSettings): string {
     `    packing=${py(packing)},`,
     ...(packing ? ['    packing_strategy="wrapped",'] : []),
     ...masking[data.format].map((l) => `    ${l}`),
+    ...(optim.recompute ? ['    gradient_checkpointing=True,  # the studio recomputed activations in the backward'] : []),
     '    bf16=True,',
     '    logging_steps=1,',
     '    save_strategy="no",',
     '    report_to="none",',
     ')',
     '',
+    ...(quantized
+      ? [
+          `# The studio trained over ${s.baseDtype === 'nf4' ? 'a 4-bit NF4' : 'an 8-bit'} base: the frozen weights load quantized (QLoRA), the adapter trains over them.`,
+          'model = AutoModelForCausalLM.from_pretrained(',
+          '    BASE_MODEL,',
+          `    quantization_config=${quantized},`,
+          '    torch_dtype=torch.bfloat16,',
+          ')',
+          '',
+        ]
+      : []),
     'trainer = SFTTrainer(',
-    '    model=BASE_MODEL,',
+    `    model=${quantized ? 'model' : 'BASE_MODEL'},`,
     '    args=training_args,',
     '    train_dataset=train_dataset,',
     '    eval_dataset=eval_dataset,',

@@ -14,8 +14,8 @@ import { FormatError, ShapeError } from '../io/errors';
 import { findWeightFiles, forEachWeightFile, readConfigText, readTokenizer, type ModelFiles, type HeldBytes, type OnProgress, type WeightReadStats } from '../io/model_source';
 import type { SafetensorsFile } from '../io/safetensors';
 import type { LoraTokenizer } from '../io/tokenizer';
-import { parseModelConfig, type ModelConfig } from './config';
-import { weightCollector, weightStream, type TensorSink, type Weights } from './weights';
+import { parseModelConfig, weightShapes, type ModelConfig } from './config';
+import { weightCollector, weightStream, type TensorSink, type WeightStream, type Weights } from './weights';
 
 /** A model read with a sink: its weights went to the sink, one tensor at a time. */
 export interface StreamedModel {
@@ -39,12 +39,14 @@ export interface LoadOptions {
    */
   requireTokenizer?: boolean;
   /**
-   * Where the weights go: called with the config once config.json, the shard index and the tokenizer have been
-   * checked and before the first weight file is read (an uploader needs the config's shapes), it returns the sink
-   * that gets each checked tensor as soon as its shard is parsed. A load that fails after this leaves the sink's
-   * target half filled: the caller discards it.
+   * Where the weights go: called once config.json, the shard index and the tokenizer have been checked and the
+   * first weight file has been parsed, before any tensor is handed on, with the config (an uploader needs its
+   * shapes) and the stored dtypes of the config's tensors in that first file (how the checkpoint is stored,
+   * which decides how the base is held by default); it returns the sink that gets each checked tensor as soon
+   * as its shard is parsed. A load that fails after this leaves the sink's target half filled: the caller
+   * discards it.
    */
-  sink?: (config: ModelConfig) => TensorSink | Promise<TensorSink>;
+  sink?: (config: ModelConfig, stored: ReadonlySet<string>) => TensorSink | Promise<TensorSink>;
 }
 
 /** Loads config, tokenizer (when tokenizer.json is present) and weights; F16/BF16 become F32 on the way. */
@@ -78,11 +80,17 @@ async function readModel(source: ModelFiles, options: LoadOptions): Promise<Stre
     );
   }
   const fileNames = weightFiles.shards.map((s) => source.path(s)).join(', ');
-  const read = (take: (file: SafetensorsFile, held: HeldBytes) => void) => forEachWeightFile(source, weightFiles, (file, _bytes, held) => take(file, held), onProgress);
+  const read = (take: (file: SafetensorsFile, held: HeldBytes) => void | Promise<void>) => forEachWeightFile(source, weightFiles, (file, _bytes, held) => take(file, held), onProgress);
   let model: StreamedModel | LoadedModel;
   if (options.sink) {
-    const stream = weightStream(config, await options.sink(config));
-    const weightStats = await read(stream.take);
+    const open = options.sink;
+    let stream: WeightStream | undefined;
+    const weightStats = await read(async (file, held) => {
+      const want = weightShapes(config);
+      stream ??= weightStream(config, await open(config, new Set([...file.tensors].filter(([n]) => want.has(n)).map(([, t]) => t.dtype))));
+      stream.take(file, held);
+    });
+    if (stream === undefined) throw new Error(`loadModel: ${fileNames} gave no weight file`);
     stream.done(fileNames);
     model = { config, tokenizer, files: source.list(), weightStats };
   } else {

@@ -9,7 +9,7 @@
 // (gpu_weights.ts does).
 
 import type { Gpu } from '../gpu/gpu';
-import type { CausalLM, ModelOptions } from './causal_lm';
+import type { BaseDtype, CausalLM, ModelOptions } from './causal_lm';
 import type { ModelConfig } from './config';
 import { createModel } from './factory';
 import { weightUploader } from './gpu_weights';
@@ -28,8 +28,21 @@ export function modelBuilder(gpu: Gpu, config: ModelConfig, options: ModelOption
   return { put: (name, data, dtype) => up.put(name, data, dtype), done: () => createModel(gpu, config, up.done(), options) };
 }
 
-/** Opens loadModel's sink: called with the config (and the source's label, for messages) before the first weight is read. */
-export type SinkOpener = (config: ModelConfig, label?: string) => Promise<TensorSink>;
+/**
+ * Opens loadModel's sink: called with the config, the stored dtypes of the first weight file's tensors (load.ts)
+ * and the source's label (for messages), before the first weight is handed on.
+ */
+export type SinkOpener = (config: ModelConfig, stored: ReadonlySet<string>, label?: string) => Promise<TensorSink>;
+
+/**
+ * How a checkpoint stored as `stored` (its tensors' safetensors dtypes) holds its base by default: BF16 → bf16,
+ * F16 → f16, as they come; F32, a mix, or anything else → f32, which every dtype converts to without loss.
+ */
+export function storedBaseDtype(stored: ReadonlySet<string>): BaseDtype {
+  if (stored.size === 1 && stored.has('BF16')) return 'bf16';
+  if (stored.size === 1 && stored.has('F16')) return 'f16';
+  return 'f32';
+}
 
 export interface StreamedOptions {
   /** How the model is built (createModel's options). */
@@ -50,10 +63,11 @@ export async function loadStreamed<T>(
   let builder: ModelBuilder | undefined;
   let what = 'Loading the model';
   try {
-    const loaded = await load(async (config, label) => {
+    const loaded = await load(async (config, stored, label) => {
       if (label !== undefined) what = `Loading ${label}`;
       const device = (gpu = await openDevice());
-      builder = await device.checked(what, () => modelBuilder(device, config, options.model));
+      const model = { ...options.model, baseDtype: options.model?.baseDtype ?? storedBaseDtype(stored) };
+      builder = await device.checked(what, () => modelBuilder(device, config, model));
       return builder.put;
     });
     const [device, built] = [gpu, builder];

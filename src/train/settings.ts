@@ -4,6 +4,7 @@
 // the UI) share one definition.
 
 import type { LoraTarget } from '../io/peft';
+import type { BaseDtype } from '../model/causal_lm';
 import type { ScheduleKind } from './schedule';
 
 /**
@@ -40,6 +41,12 @@ export interface RunSettings {
   origin: number;
   model: ModelIdentity;
   data: DataIdentity;
+  /**
+   * How the frozen base weights were held while it trained (causal_lm.ts BaseDtype); absent in runs from
+   * before the choice existed (float32). Written by the studio with the run's record; a resume does not
+   * require it (the adapter is float32 whatever the base), the recipe names a 4-bit base.
+   */
+  baseDtype?: BaseDtype;
 }
 
 /** PEFT's LoRA settings (src/io/peft.ts AdapterConfig, in the studio's words). */
@@ -67,4 +74,9 @@ export interface OptimSettings {
   /** Global gradient-norm clipping; 0: off. */
   maxGradNorm: number;
   seed: number;
+  /**
+   * Drop each decoder layer's activations after the forward and recompute them in the backward
+   * (ModelOptions.recompute): less memory, more compute, the same numbers. Absent in older runs: off.
+   */
+  recompute?: boolean;
 }

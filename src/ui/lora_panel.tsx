@@ -1,11 +1,12 @@
 // "3. LoRA and training": which projections get an adapter (q_proj and v_proj by default, all seven offered),
 // rank, α, dropout, rsLoRA, DoRA; the optimizer run (learning rate and schedule, warm-up, steps, batch, sequence
 // length, gradient accumulation, clipping, seed), each box kept as typed with what is wrong beside it
-// (settings_check.ts); and the engine's memory estimate for these settings, which the Train panel's Start
-// button obeys as it obeys the checks.
+// (settings_check.ts); the run's memory switch (recompute activations); and the engine's memory estimate for
+// these settings, part by part (weights, adapter, optimizer state, activations), which the Train panel's Start
+// button obeys as it obeys the checks: a refusal names the settings that would fit, each one click away.
 
 import { useId } from 'react';
-import { LORA_TARGETS, SCHEDULES, type LoraTarget, type ScheduleKind } from '../worker/protocol';
+import { LORA_TARGETS, SCHEDULES, type LoraTarget, type MemoryAlternative, type MemoryEstimate, type ScheduleKind } from '../worker/protocol';
 import { count, megabytes } from './model_panel';
 import { NumberField, useSettingsCheck } from './number_field';
 import { DEFAULT_CONTEXT, settingRules, type SettingField } from './settings_check';
@@ -96,31 +97,93 @@ export function LoraPanel() {
             Effective batch {count.format(optim.batchSize * optim.gradAccum)} rows × {seqLen} tokens per step.
           </p>
         </fieldset>
+
+        <fieldset className="settings-group" disabled={busy}>
+          <legend>GPU memory</legend>
+          <div className="field-row">
+            <label className="check">
+              <input type="checkbox" checked={optim.recompute === true} onChange={(e) => setOptim({ recompute: e.target.checked })}
+                aria-describedby={`${id}-recompute`} data-testid="recompute" />
+              <span>Recompute activations</span>
+            </label>
+          </div>
+          <p className="note" id={`${id}-recompute`}>
+            Keeps only each layer's input and recomputes the rest in the backward: far less activation memory for about ⅓ more
+            compute a step, and the same numbers bit for bit.
+          </p>
+        </fieldset>
       </div>
       <MemoryLine />
     </section>
   );
 }
 
-/** "Needs about X MB of GPU memory; this GPU allows Y", or why these settings cannot run. */
+/** The parts of the estimate, as the bar draws them and the list names them. */
+const PARTS: { key: keyof MemoryEstimate['breakdown']; name: string; what: (recompute: boolean) => string }[] = [
+  { key: 'weights', name: 'Weights', what: () => 'the frozen base' },
+  { key: 'adapter', name: 'Adapter', what: () => 'LoRA A and B, and their gradients' },
+  { key: 'optimizer', name: 'Optimizer state', what: () => 'AdamW’s two moments and a last good copy' },
+  { key: 'activations', name: 'Activations', what: (recompute) => (recompute ? 'each layer’s input, the rest recomputed' : 'kept for the backward') },
+  { key: 'other', name: 'Other', what: () => 'token ids, uniforms, the loss' },
+];
+
+/** An alternative as its button says it: its own words, or for a new base dtype, the choice it makes in the Model panel. */
+function alternativeButton(a: MemoryAlternative): string {
+  if (!a.baseDtype) return `${a.label[0].toUpperCase()}${a.label.slice(1)}`;
+  return `Choose the ${a.baseDtype.toUpperCase()} base${Object.keys(a.optim).length > 0 ? ' and the rest' : ''}`;
+}
+
+/**
+ * "Needs about X MB of GPU memory; this GPU allows Y", drawn as a bar of its parts against that budget and
+ * listed part by part; or why these settings cannot run, with a button for each setting that would fit.
+ */
 function MemoryLine() {
   const { estimate, error } = useStudio((s) => s.memory);
   const ready = useStudio((s) => s.model.status === 'ready');
+  const recompute = useStudio((s) => s.settings.optim.recompute === true);
+  const base = useStudio((s) => s.model.facts?.baseDtype);
+  const busy = useStudio((s) => ['starting', 'running', 'paused', 'stopping'].includes(s.train.status));
+  const apply = useStudio((s) => s.applyMemoryAlternative);
   if (!ready) return null;
   if (error) return <p className="inline-error" role="alert">{error.message}</p>;
   if (!estimate) return <p className="muted memory-line">Estimating GPU memory…</p>;
-  const share = Math.min(1, estimate.bytes / estimate.limitBytes);
+  const scale = Math.max(estimate.bytes, estimate.limitBytes);
+  const parts = PARTS.map((p) => `${p.name.toLowerCase()} ${megabytes(estimate.breakdown[p.key])}`).join(', ');
+  const reload = estimate.alternatives.some((a) => a.baseDtype);
   return (
     <div className="memory-line" data-testid="memory-estimate" data-fits={estimate.refusal === null}>
-      <meter min={0} max={1} low={0.7} high={0.9} optimum={0.2} value={share} aria-label="GPU memory needed, as a share of what the studio allows" />
+      <div className="memory-bar" role="img" aria-label={`GPU memory needed: ${parts}; the studio allows ${megabytes(estimate.limitBytes)}`}>
+        {PARTS.map((p) => (
+          <span key={p.key} className={`memory-part memory-${p.key}`} style={{ width: `${(100 * estimate.breakdown[p.key]) / scale}%` }} />
+        ))}
+        <span className="memory-limit" style={{ left: `${(100 * estimate.limitBytes) / scale}%` }} title="What the studio allows itself" />
+      </div>
       <span>
         Needs about <strong>{megabytes(estimate.bytes)}</strong> of GPU memory; this GPU allows {megabytes(estimate.limitBytes)}
-        <span className="muted">
-          {' '}(weights {megabytes(estimate.breakdown.weights)}, adapter and optimizer {megabytes(estimate.breakdown.adapter + estimate.breakdown.optimizer)},
-          activations {megabytes(estimate.breakdown.activations)}{estimate.measured ? ', measured' : ', estimated'})
-        </span>
+        <span className="muted">{estimate.measured ? ' (measured)' : ' (estimated)'}</span>
       </span>
-      {estimate.refusal && <p className="inline-error" role="alert">{estimate.refusal}</p>}
+      <dl className="memory-parts" data-testid="memory-breakdown">
+        {PARTS.map((p) => (
+          <div key={p.key} data-part={p.key}>
+            <dt>
+              <span className={`swatch memory-${p.key}`} aria-hidden="true" />
+              {p.name}{p.key === 'weights' && base ? ` (${base})` : ''} <span className="muted">{p.what(recompute)}</span>
+            </dt>
+            <dd>{megabytes(estimate.breakdown[p.key])}</dd>
+          </div>
+        ))}
+      </dl>
+      {estimate.refusal && <p className="inline-error" role="alert" data-testid="memory-refusal">{estimate.refusal}</p>}
+      {estimate.alternatives.length > 0 && (
+        <div className="memory-alternatives" role="group" aria-label="Settings that would fit">
+          {estimate.alternatives.map((a) => (
+            <button type="button" key={a.label} onClick={() => apply(a)} disabled={busy} data-testid="memory-alternative">
+              {alternativeButton(a)}
+            </button>
+          ))}
+          {reload && <span className="muted">A new base dtype takes effect when the model is reloaded (Model panel).</span>}
+        </div>
+      )}
     </div>
   );
 }

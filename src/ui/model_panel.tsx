@@ -1,11 +1,14 @@
 // "1. Model": the embedded moby-llama (loaded as soon as the GPU is ready), a Hugging Face Hub id, or a local
-// folder (picked with <input webkitdirectory> or dropped); a progress bar while files are read; the loaded
-// model's facts and the adapter's trainable parameters for the current LoRA settings.
+// folder (picked with <input webkitdirectory> or dropped); how its frozen base weights are held on the GPU
+// (the checkpoint's own dtype by default; f32, bf16, f16, NF4 or int8), applied at load, so a change after it
+// offers a reload; a progress bar while files are read; the loaded model's facts and the adapter's trainable
+// parameters for the current LoRA settings.
 // A Hub access token (for gated or private repositories) lives in the store's memory only: a password field,
 // never in the URL, IndexedDB or a checkpoint, gone on reload; the engine sends it as `Authorization: Bearer`.
 
 import { useEffect, useId, useState, type DragEvent, type FormEvent } from 'react';
 import { filesFromDirectory, filesFromFileList, type DirectoryHandleLike } from '../io/model_source';
+import { BASE_DTYPES, type BaseDtype } from '../worker/protocol';
 import { useStudio } from './store';
 import type { ModelChoice } from './state/studio_state';
 
@@ -25,6 +28,15 @@ export function megabytes(bytes: number): string {
 }
 
 type Kind = ModelChoice['kind'];
+
+/** What each way of holding the base costs, in memory and in precision (the adapter and all arithmetic stay float32). */
+const BASE_HELP: Record<BaseDtype, string> = {
+  f32: '4 bytes a weight: exact for any checkpoint, twice the memory of bf16 or f16.',
+  bf16: '2 bytes a weight with float32’s range and an 8-bit mantissa: exact for a BF16 checkpoint; F32 weights are rounded.',
+  f16: '2 bytes a weight with an 11-bit mantissa, but nothing beyond ±65,504: exact for an F16 checkpoint; F32 and BF16 weights are rounded.',
+  nf4: 'About ½ byte a weight (QLoRA’s 4-bit NormalFloat, one scale per 64 weights): the least memory and the most rounding.',
+  int8: 'About 1 byte a weight (8 bits, one scale per output row): a quarter of float32, less rounding than NF4.',
+};
 
 export function ModelPanel() {
   const gpuStatus = useStudio((s) => s.gpu.status);
@@ -144,6 +156,7 @@ export function ModelPanel() {
               <span className="muted">or drop it here (config.json, model.safetensors, tokenizer.json)</span>
             </div>
           )}
+          <BaseDtypeField />
         </fieldset>
         {kind !== 'files' && (
           <button type="submit" disabled={disabled}>
@@ -179,7 +192,7 @@ export function ModelPanel() {
           <div><dt>heads / kv</dt><dd>{facts.heads} / {facts.kvHeads}</dd></div>
           <div><dt>vocabulary</dt><dd>{count.format(facts.vocab)}</dd></div>
           <div><dt>context</dt><dd>{facts.contextLength}</dd></div>
-          <div><dt>weights</dt><dd>{facts.dtype} (F32 on the GPU)</dd></div>
+          <div><dt>weights</dt><dd data-testid="model-base-dtype">{facts.dtype} stored, {facts.baseDtype} on the GPU</dd></div>
           {seconds !== null && <div><dt>loaded in</dt><dd>{seconds.toFixed(1)} s</dd></div>}
           {trainable && (
             <div className="facts-wide" data-testid="trainable">
@@ -190,5 +203,46 @@ export function ModelPanel() {
         </dl>
       )}
     </section>
+  );
+}
+
+/** "Base weights": how the next load holds the frozen base, what that costs, and a reload when the loaded model holds it otherwise. */
+function BaseDtypeField() {
+  const { baseDtype, loadedBaseDtype, facts, status } = useStudio((s) => s.model);
+  const setBaseDtype = useStudio((s) => s.setBaseDtype);
+  const reloadModel = useStudio((s) => s.reloadModel);
+  // An adapter only the model holds (not a run's entry, nor loaded from one still in the library) goes with a reload.
+  const unsaved = useStudio((s) => s.train.adapterSteps !== null && s.train.runEntryId === null && !(s.train.adapter?.from && !s.train.adapter.from.deleted));
+  const id = useId();
+  const stale = facts !== null && status === 'ready' && baseDtype !== loadedBaseDtype;
+  const help = baseDtype
+    ? BASE_HELP[baseDtype]
+    : `As the checkpoint stores them${facts ? ` (${facts.dtype}, so ${facts.baseDtype})` : ''}: nothing is rounded.`;
+  return (
+    <div className="base-dtype">
+      <div className="field-row">
+        <label className="field">
+          <span>Base weights</span>
+          <select value={baseDtype ?? ''} onChange={(e) => setBaseDtype((e.target.value || null) as BaseDtype | null)} aria-describedby={`${id}-help`} data-testid="base-dtype">
+            <option value="">Default (as stored{facts ? `: ${facts.dtype}` : ''})</option>
+            {BASE_DTYPES.map((d) => <option key={d} value={d}>{d}</option>)}
+          </select>
+        </label>
+        {stale && (
+          <button type="button" onClick={() => void reloadModel()} aria-describedby={`${id}-reload`} data-testid="base-dtype-reload">
+            Reload with {baseDtype ?? 'the stored dtype'}
+          </button>
+        )}
+      </div>
+      <p className="note" id={`${id}-help`}>
+        {help} Only the frozen base changes: the adapter, its gradients, AdamW and every sum stay float32.
+      </p>
+      {stale && (
+        <p className="note" id={`${id}-reload`}>
+          The loaded model holds its base as {facts.baseDtype}; the choice applies when it loads again.
+          {unsaved && ' Reloading drops the adapter it holds, as any load does: save it to the library first.'}
+        </p>
+      )}
+    </div>
   );
 }

@@ -16,7 +16,7 @@ export interface StudioSettings {
 /** The demo's defaults: q and v at r = 8 as PEFT's examples, a short cosine run the default model finishes in seconds. */
 export const DEFAULT_SETTINGS: StudioSettings = {
   lora: { targets: ['q_proj', 'v_proj'], r: 8, alpha: 16, dropout: 0, rslora: false, dora: false },
-  optim: { lr: 1e-3, schedule: 'cosine', warmupSteps: 10, steps: 200, batchSize: 8, gradAccum: 1, maxGradNorm: 1, seed: 0 },
+  optim: { lr: 1e-3, schedule: 'cosine', warmupSteps: 10, steps: 200, batchSize: 8, gradAccum: 1, maxGradNorm: 1, seed: 0, recompute: false },
   seqLen: 128,
   validationShare: 0.1,
   pack: true,

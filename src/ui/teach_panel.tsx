@@ -42,7 +42,9 @@ export function TeachPanel() {
       <p className="lede">
         LoRA keeps the pretrained weight <var>W</var> frozen and learns a rank-<var>r</var> update{' '}
         <span className="formula">ΔW = (α/r)·B·A</span>. The layer never builds ΔW; it computes{' '}
-        <span className="formula">y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ</span>.
+        <span className="formula">y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ</span>. Since <var>W</var> only ever multiplies, it can be
+        stored in fewer bits: QLoRA (Dettmers et al., 2023) holds it as 4-bit NormalFloat (NF4) and trains <var>A</var> and{' '}
+        <var>B</var> in full precision over it, as the Model panel's “Base weights: nf4” does.
       </p>
 
       <div className="toolbar" role="group" aria-label="Playground and worked examples">

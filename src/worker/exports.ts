@@ -96,6 +96,7 @@ function recipeOf(entry: AdapterEntry): { script: string; notes: string[] } {
     lora: { ...run.lora, dora: (run.lora as { dora?: boolean }).dora },
     optim: { ...run.optim, optimizer: 'adamw', weightDecay: 0 },
     data: { file: run.data.name, format, seqLen: run.data.seqLen, pack: run.data.pack, validationShare: run.data.validationShare },
+    baseDtype: run.baseDtype,
   });
   return { script, notes };
 }

@@ -18,7 +18,7 @@ import { loadStreamed } from '../model/streamed_model';
 import type { TensorSink } from '../model/weights';
 import { modelParams } from '../model/params';
 import { DEFAULT_MODEL } from './identity';
-import type { ModelFacts, ModelSourceSpec } from './protocol';
+import type { BaseDtype, ModelFacts, ModelSourceSpec } from './protocol';
 
 /** Progress events per file at most this often (plus each file's last one). */
 const PROGRESS_MS = 100;
@@ -44,7 +44,7 @@ export function modelSource(spec: ModelSourceSpec): Promise<ModelFiles> | ModelF
  * export) without keeping a copy in memory.
  */
 export async function readModel(
-  spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void, open: (config: ModelConfig, label: string) => Promise<TensorSink>,
+  spec: ModelSourceSpec, onProgress: (p: ReadProgress) => void, open: (config: ModelConfig, stored: ReadonlySet<string>, label: string) => Promise<TensorSink>,
 ): Promise<StreamedModel & { label: string; dtype: string; source: ModelFiles }> {
   const source = await modelSource(spec);
   const dtypes = new Set<string>();
@@ -65,7 +65,7 @@ export async function readModel(
     onProgress(p);
   };
   // The studio tokenizes text and prompts, so unlike the CLI (token-id data) it needs tokenizer.json.
-  const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true, sink: (config) => open(config, source.label) });
+  const loaded = await loadModel(watched, { onProgress: throttled, requireTokenizer: true, sink: (config, stored) => open(config, stored, source.label) });
   return { ...loaded, label: source.label, dtype: [...dtypes].sort().join(', ') || 'unknown', source };
 }
 
@@ -77,7 +77,7 @@ export function openModel(spec: ModelSourceSpec, onProgress: (p: ReadProgress) =
   return loadStreamed((open) => readModel(spec, onProgress, open), openDevice, { model: options });
 }
 
-export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean): ModelFacts {
+export function modelFacts(name: string, config: ModelConfig, dtype: string, hasTokenizer: boolean, baseDtype: BaseDtype): ModelFacts {
   return {
     name,
     architecture: config.architecture,
@@ -91,6 +91,7 @@ export function modelFacts(name: string, config: ModelConfig, dtype: string, has
     intermediate: config.intermediate,
     contextLength: config.maxPositions,
     dtype,
+    baseDtype,
     tiedEmbeddings: config.tied,
     hasTokenizer,
   };

@@ -17,13 +17,15 @@ import type { DatasetFormat, DatasetStats, PreviewRow } from '../io/dataset';
 import type { ErrorCode } from '../io/errors';
 import type { LossPoint } from '../io/library';
 import type { LoraTarget } from '../io/peft';
+import type { BaseDtype } from '../model/causal_lm';
 import type { PauseReport, StepReport } from '../train/run';
 import type { ScheduleKind } from '../train/schedule';
 import type { DataIdentity, LoraSettings, ModelIdentity, OptimSettings, RunSettings } from '../train/settings';
 
-export type { DataIdentity, GpuInfo, LoraSettings, LossPoint, LoraTarget, ModelIdentity, OptimSettings, RunSettings, ScheduleKind };
+export type { BaseDtype, DataIdentity, GpuInfo, LoraSettings, LossPoint, LoraTarget, ModelIdentity, OptimSettings, RunSettings, ScheduleKind };
 export { WEBGPU_MISSING_MESSAGE } from '../gpu/errors';
 export { LORA_TARGETS } from '../io/peft';
+export { BASE_DTYPES } from '../model/causal_lm';
 export { SCHEDULES } from '../train/schedule';
 
 /** Rows of a matrix: m[i][j] is row i, column j. */
@@ -62,8 +64,10 @@ export interface ModelFacts {
   headDim: number;
   intermediate: number;
   contextLength: number;
-  /** How the weights were stored (they are F32 on the GPU). */
+  /** How the weights were stored ("BF16", "F16, F32"). */
   dtype: string;
+  /** How the frozen base is held on the GPU: as loadModel asked, else the checkpoint's own dtype. */
+  baseDtype: BaseDtype;
   tiedEmbeddings: boolean;
   hasTokenizer: boolean;
 }
@@ -92,8 +96,23 @@ export interface MemoryEstimate {
   /** Whether a trainer of these shapes has already been built on this GPU (the figures are the plan's either way). */
   measured: boolean;
   trainable: TrainableFacts;
-  /** null when it fits; else what to change, for the disabled Start button. */
+  /** null when it fits; else what to change, for the disabled Start button (it names `alternatives`). */
   refusal: string | null;
+  /** When the memory refuses: settings that would fit, the cheapest first (none when nothing near does). */
+  alternatives: MemoryAlternative[];
+}
+
+/** A change of settings that would fit where the asked ones do not, with the memory it needs. */
+export interface MemoryAlternative {
+  /** The run's settings to change: recompute on, a smaller batch (with more accumulation to keep the rows a step). */
+  optim: Partial<OptimSettings>;
+  /** Reload the model with this base (NF4), when that is part of it. */
+  baseDtype?: BaseDtype;
+  bytes: number;
+  /** As the refusal says it: "turn on “Recompute activations”", "use batch 2 with accumulation 4". */
+  label: string;
+  /** What else to know ("the same 8 rows a step"). */
+  note?: string;
 }
 
 /** What the Library panel exports through the worker (PEFT files are the page's own: io/library.ts exportPeft). */
@@ -135,11 +154,15 @@ export type EngineRequest = { id: number } & (
    *   W (OUT, IN) frozen, A (R, IN), B (OUT, R), x (N, IN), bias (OUT); r is A's row count.
    */
   | { type: 'loraLinear'; W: Matrix; A: Matrix; B: Matrix; x: Matrix; alpha: number; bias?: number[] }
-  /** Load a model (replacing the loaded one, its data and adapter). Streams `progress`; answered by `modelLoaded`. */
-  | { type: 'loadModel'; source: ModelSourceSpec; lora?: LoraSettings }
+  /**
+   * Load a model (replacing the loaded one, its data and adapter), its frozen base held as `baseDtype`
+   * (absent: the checkpoint's own dtype: BF16 → bf16, F16 → f16, F32 or mixed → f32). Streams `progress`;
+   * answered by `modelLoaded`.
+   */
+  | { type: 'loadModel'; source: ModelSourceSpec; lora?: LoraSettings; baseDtype?: BaseDtype }
   /** Tokenize training data with the loaded model's tokenizer. Answered by `datasetLoaded`. */
   | { type: 'loadDataset'; text: string; fileName: string; seqLen: number; validationShare: number; pack: boolean; seed?: number }
-  /** GPU memory a run with these settings needs. Answered by `memoryEstimate`. */
+  /** GPU memory a run with these settings (optim.recompute included) needs on the loaded model. Answered by `memoryEstimate`. */
   | { type: 'estimateMemory'; lora: LoraSettings; optim: OptimSettings; seqLen: number }
   /**
    * Train on the loaded data: a fresh adapter, or with `continue` the adapter the engine holds (loaded from

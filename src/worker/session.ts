@@ -41,6 +41,7 @@ import { EntryDeletedError, RunEntry } from './run_entry';
 import { TryIt, type HeldAdapter } from './try_adapters';
 import { modelFacts, openModel } from './model_files';
 import { MemoryEstimator } from './memory_estimate';
+import { askedBaseDtype } from './base_dtype';
 import { DEFAULT_MODEL, describeModel, modelIdentity, sameModel } from './identity';
 
 type Req<T extends EngineRequest['type']> = Extract<EngineRequest, { type: T }>;
@@ -109,16 +110,18 @@ export class Session {
 
   async loadModel(req: Req<'loadModel'>, emit: Emit<'loadModel'>): Promise<ResponseBody<'loadModel'>> {
     this.refuseWhileBusy('load another model');
+    const asked = askedBaseDtype(req.baseDtype);
     const t0 = performance.now();
     // The new model streams onto a device of its own while the old one stays loaded, and replaces it only once
     // complete: a model that fails to load changes nothing (openModel destroys its device). The price is both
     // models on the GPU while the new one loads; unloading first would lose the old model and its unsaved
     // adapter to any load that fails (a typo in a Hub id, a cut download), which is worse than a refusal for memory.
     const { gpu, model, config, tokenizer, label, dtype, source } = await openModel(req.source, (p) =>
-      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }), this.openDevice);
+      emit({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total, percent: p.percent }), this.openDevice, { baseDtype: asked });
     this.unload();
-    const facts = modelFacts(label, config, dtype, tokenizer !== undefined);
-    this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits) };
+    const baseDtype = model.options.baseDtype; // the one asked, or the checkpoint's own (streamed_model.ts)
+    const facts = modelFacts(label, config, dtype, tokenizer !== undefined, baseDtype);
+    this.loaded = { gpu, model, config, tokenizer, facts, source, identity: modelIdentity(req.source), memory: new MemoryEstimator(config, gpu.limits, baseDtype) };
     return { type: 'modelLoaded', model: facts, trainable: req.lora ? this.trainable(req.lora) : null, seconds: (performance.now() - t0) / 1000 };
   }
 
@@ -195,14 +198,7 @@ export class Session {
 
   private estimate(lora: LoraSettings, optim: OptimSettings, seqLen: number): MemoryEstimate {
     const { facts, memory } = this.need();
-    let refusal: string | null = null;
-    let adapter: AdapterConfig | null = null;
-    try {
-      adapter = adapterConfig(lora, facts.name);
-    } catch (e) {
-      refusal = (e as Error).message;
-    }
-    return memory.estimate({ adapter, optim, seqLen, validationRows: this.data?.validation.length }, this.trainable(lora), refusal);
+    return memory.estimateSettings({ lora, optim, seqLen, validationRows: this.data?.validation.length }, facts.name, this.trainable(lora));
   }
 
   // ---- training ---------------------------------------------------------------------------------------
@@ -291,8 +287,9 @@ export class Session {
       this.steps = startSteps;
       this.snapshot = null;
       this.plan = { lora: start.lora, optim: o, origin, data: data.identity };
-      this.runRecord = { version: 1, ...this.plan, model: identity, format: data.format };
+      this.runRecord = { version: 1, ...this.plan, model: identity, format: data.format, baseDtype: model.options.baseDtype };
       const B = o.batchSize, T = data.seqLen;
+      model.options.recompute = o.recompute === true; // a run setting: the decoder reads it as the trainer records its step
       const trainer = (this.trainer = await gpu.checked('Preparing the training step', () =>
         gpu.track(() => new Trainer(model, B, T, studioOptimizer(o), o.seed, { gradAccum: o.gradAccum, keepLastGood: true })))).value;
       if (start.kind === 'resume') trainer.restoreState(start.steps - origin, start.moments);

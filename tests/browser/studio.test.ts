@@ -62,7 +62,10 @@ describe('studio main flow in Chromium', () => {
     await page.getByLabel('Sequence length', { exact: true }).fill('32');
     await expect.poll(() => page.getByTestId('data-stats').textContent(), { timeout: 60_000 }).toContain('rows of 32');
     await expect.poll(() => page.getByTestId('memory-estimate').getAttribute('data-fits'), { timeout: 60_000 }).toBe('true');
-    expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/^Needs about [\d.]+ [kMG]B of GPU memory; this GPU allows [\d.]+ [MG]B \(weights /);
+    expect(await page.getByTestId('memory-estimate').textContent()).toMatch(/^Needs about [\d.]+ [kMG]B of GPU memory; this GPU allows [\d.]+ [MG]B \((estimated|measured)\)Weights /);
+    for (const part of ['weights', 'adapter', 'optimizer', 'activations']) {
+      expect(await page.getByTestId('memory-breakdown').locator(`[data-part="${part}"] dd`).textContent(), part).toMatch(/^[\d.]+ [kMG]B$/);
+    }
     await page.emulateMedia({ colorScheme: 'light' });
     for (const [id, name] of [['model-panel', 'model'], ['data-panel', 'data'], ['lora-panel', 'lora']] as const) await shootPanel(page, id, name);
 

@@ -1,7 +1,7 @@
 // --base-dtype (issue 15, points 1, 2 and 6) through the CLI's own functions: an adapter trained over an NF4
 // base is written exactly as over a float32 one (adapter_config.json byte for byte, the same F32 tensors: PEFT's
 // format says nothing of the base's quantization) and loads over a bf16 base, where it lowers the loss as it
-// did where it was trained; the default keeps each weight as the checkpoint stores it; an unknown value is refused in one line
+// did where it was trained; the default is the checkpoint's stored dtype; an unknown value is refused in one line
 // naming the choices, before anything loads.
 
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -63,7 +63,7 @@ describe('--base-dtype', () => {
     expect(after).toBeLessThan(before);
   });
 
-  it('defaults to each weight as the checkpoint stores it: F32 → f32, BF16 → bf16, F16 → f16; in a mixed one, each its own', async () => {
+  it('defaults to the checkpoint\'s stored dtype: F32 → f32, BF16 → bf16, F16 → f16; an uploader told none keeps each tensor as it came', async () => {
     const gpu = await testGpu();
     const formats = async (name: string) => {
       const { model } = await loadStreamed((sink) => loadModel(nodeFolderSource(`${fixture(name)}model`), { sink }), async () => gpu, { discard: () => {} });
@@ -73,7 +73,7 @@ describe('--base-dtype', () => {
     expect(await formats('llama_gqa')).toEqual(['f32', 'f32', 'f32', 'f32']);
     expect(await formats('llama_bf16')).toEqual(['bf16', 'bf16', 'bf16', 'f32']);
     expect(await formats('qwen2_f16')).toEqual(['f16', 'f16', 'f16', 'f32']);
-    // Mixed: nothing is rounded that the checkpoint kept in float32.
+    // weightUploader without a base dtype (a caller that decides per tensor): nothing the checkpoint kept in float32 is rounded.
     const { config, weights } = await loadModelDir(`${fixture('llama_gqa')}model`);
     const up = weightUploader(gpu, config);
     for (const [name, w] of weights) up.put(name, w, name.includes('layers.0.') ? 'BF16' : 'F32');

@@ -147,6 +147,30 @@ describe('training recipe (PEFT + TRL)', () => {
     expect(assignment(sgd, 'DATA_FILE')).toBe('my "data"\\\n été.jsonl');
   });
 
+  it('recomputes activations as gradient checkpointing, and loads a 4-bit or 8-bit base as the studio held it', () => {
+    const plain = writeTrainingRecipe(RUN);
+    expect(callArgs(plain, 'SFTConfig')).not.toHaveProperty('gradient_checkpointing');
+    expect(plain).not.toContain('BitsAndBytesConfig');
+    expect(plain).toContain('\n    model=BASE_MODEL,\n');
+
+    const recompute = writeTrainingRecipe({ ...RUN, optim: { ...RUN.optim, recompute: true }, baseDtype: 'bf16' });
+    compiles(recompute, 'recompute');
+    expect(callArgs(recompute, 'SFTConfig')).toMatchObject({ gradient_checkpointing: true });
+    expect(recompute).not.toContain('BitsAndBytesConfig'); // a bf16 base is how the script loads anyway
+
+    const nf4 = writeTrainingRecipe({ ...RUN, baseDtype: 'nf4' });
+    compiles(nf4, 'nf4');
+    expect(nf4).toMatch(/^#\s+pip install .* bitsandbytes$/m);
+    expect(nf4).toContain(
+      'model = AutoModelForCausalLM.from_pretrained(\n    BASE_MODEL,\n' +
+        '    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16),\n',
+    );
+    expect(nf4).toContain('\n    model=model,\n');
+    const int8 = writeTrainingRecipe({ ...RUN, baseDtype: 'int8' });
+    compiles(int8, 'int8');
+    expect(int8).toContain('    quantization_config=BitsAndBytesConfig(load_in_8bit=True),\n');
+  });
+
   it('refuses a setting the script could not carry, naming it', () => {
     const bad: [string, RecipeSettings, RegExp][] = [
       ['no base model', { ...RUN, baseModel: '' }, /base model is unnamed/],
@@ -155,6 +179,7 @@ describe('training recipe (PEFT + TRL)', () => {
       ['NaN lr', { ...RUN, optim: { ...RUN.optim, lr: NaN } }, /lr must be a non-negative number \(got null\)/],
       ['no steps', { ...RUN, optim: { ...RUN.optim, steps: 0 } }, /steps must be a positive integer/],
       ['a held-out share of 1', { ...RUN, data: { ...RUN.data, validationShare: 1 } }, /validationShare must be in \[0, 1\)/],
+      ['an unknown base dtype', { ...RUN, baseDtype: 'fp8' }, /base dtype must be one of f32, bf16, f16, nf4, int8 \(got "fp8"\)/],
     ];
     for (const [what, settings, message] of bad) {
       expect(() => writeTrainingRecipe(settings), what).toThrow(LoraStudioError);

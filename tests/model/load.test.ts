@@ -3,7 +3,7 @@
 // raw bytes held at once is one shard, not the checkpoint; each shard is converted before the next is read (the
 // reads and the conversions interleave, and a bad second shard stops the load before the third is read); the
 // weights equal those of the same model in one file; tensors the model does not use may be in any dtype.
-// With a sink (a four-shard bf16 checkpoint), each tensor goes on as soon as its shard is parsed, once, with its
+// With a sink (a four-shard bf16 checkpoint), opened once the first shard is parsed, each tensor goes on as soon as its shard is parsed, once, with its
 // bf16 value, and the loader's own count of what it held at once is one shard and one converted tensor; a
 // missing tensor and a truncated shard are refused as without a sink.
 
@@ -129,8 +129,8 @@ describe('streaming a bf16 checkpoint to a sink', () => {
     const events: string[] = [];
     const got = new Map<string, Float32Array>();
     const { weightStats } = await loadModel(recorded(files, events), {
-      sink: async (config) => {
-        events.push(`open ${config.layers} layers`);
+      sink: async (config, stored) => {
+        events.push(`open ${config.layers} layers ${[...stored].join(', ')}`);
         return (name, data) => {
           events.push(`put ${name}`);
           expect(got.has(name), `${name} twice`).toBe(false);
@@ -138,8 +138,10 @@ describe('streaming a bf16 checkpoint to a sink', () => {
         };
       },
     });
-    // The sink opens once config, index and tokenizer are checked; a shard's tensors go on before the next is read.
-    expect(events).toEqual(['open 4 layers', ...BF16_SHARDS.flatMap((s, i) => [`read ${s}`, ...[...shards[i]].sort().map((n) => `put ${n}`)])]);
+    // The sink opens once the first shard is parsed (with its stored dtypes), before any tensor goes on; a
+    // shard's tensors go on before the next is read.
+    const puts = (i: number) => [...shards[i]].sort().map((n) => `put ${n}`);
+    expect(events).toEqual([`read ${BF16_SHARDS[0]}`, 'open 4 layers BF16', ...puts(0), ...BF16_SHARDS.slice(1).flatMap((s, i) => [`read ${s}`, ...puts(i + 1)])]);
     expect([...got.keys()].sort()).toEqual([...values.keys()].sort());
     for (const [name, v] of values) expect(got.get(name), name).toEqual(v);
 

@@ -22,7 +22,7 @@ import { modelFacts, readModel } from '../../src/worker/model_files';
 
 const modelDir = join(__dirname, '../../public', DEFAULT_MODEL.dir);
 const config = parseModelConfig(readFileSync(join(modelDir, 'config.json'), 'utf8'));
-const facts = modelFacts(DEFAULT_MODEL.name, config, 'F32', true);
+const facts = modelFacts(DEFAULT_MODEL.name, config, 'F32', true, 'f32');
 
 /** A q/v adapter at r = 4 named for `baseModel`, shaped for moby-llama unless `vOut` says otherwise. */
 function adapter(baseModel: string, vOut = config.kvHeads * config.headDim) {
@@ -78,7 +78,7 @@ describe('a model folder without tokenizer.json', () => {
     const spec = { kind: 'files' as const, label: 'whaler', files: files(['tokenizer.json']) };
     // The weights go nowhere here: counted, then dropped.
     const opened: string[] = [];
-    const open = async (_: unknown, label?: string) => (opened.push(label!), () => {});
+    const open = async (_config: unknown, _stored: unknown, label?: string) => (opened.push(label!), () => {});
     await expect(readModel(spec, () => {}, open)).rejects.toThrow(
       /^whaler\/tokenizer\.json: missing\. The studio needs the model's tokenizer\.json to turn training text and prompts into tokens/,
     );

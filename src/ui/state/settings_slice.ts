@@ -1,13 +1,27 @@
 // The Settings slice: the run's LoRA and optimizer settings, sequence length and split, what the user typed
 // in their boxes (kept as typed: settings_check.ts says what is wrong, and Start waits), and the engine's
-// memory estimate for them (asked again, debounced, on every change).
+// memory estimate for them (asked again, debounced, on every change), and taking a setting that estimate
+// says would fit.
 
 import { checkNumber, DEFAULT_CONTEXT, settingRules, settingValues, type SettingField } from '../settings_check';
-import { DEFAULT_SETTINGS } from '../studio_defaults';
+import { DEFAULT_SETTINGS, type StudioSettings } from '../studio_defaults';
+import type { MemoryAlternative } from '../../worker/protocol';
 import { engine, toFailure } from './shared';
 import type { SettingsSlice, SliceCreator } from './studio_state';
 
 const LORA_FIELDS: SettingField[] = ['r', 'alpha', 'dropout'];
+
+/**
+ * The settings and typed texts once alternative `a` is taken: its run settings replace the current ones, and
+ * the texts of the boxes it changes go, so the boxes show the new values (not what was typed before).
+ */
+export function withAlternative(
+  settings: StudioSettings, drafts: SettingsSlice['drafts'], a: MemoryAlternative,
+): { settings: StudioSettings; drafts: SettingsSlice['drafts'] } {
+  const rest = { ...drafts };
+  for (const f of Object.keys(a.optim)) delete rest[f as SettingField];
+  return { settings: { ...settings, optim: { ...settings.optim, ...a.optim } }, drafts: rest };
+}
 
 export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => {
   let estimateTimer: ReturnType<typeof setTimeout> | null = null;
@@ -33,6 +47,11 @@ export const createSettingsSlice: SliceCreator<SettingsSlice> = (set, get) => {
     },
     setOptim: (p) => {
       settings({ optim: { ...get().settings.optim, ...p } });
+      get().estimateMemory();
+    },
+    applyMemoryAlternative: (a) => {
+      set(withAlternative(get().settings, get().drafts, a));
+      if (a.baseDtype) get().setBaseDtype(a.baseDtype);
       get().estimateMemory();
     },
     setDataSettings: (p) => {

@@ -6,7 +6,8 @@
 import type { StateCreator } from 'zustand';
 import type { AdapterLibrary, AdapterSummary, ImportExpectation, StorageEstimateLike } from '../../io/library';
 import type {
-  AttachedAdapter, GpuInfo, LoraSettings, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, RanAdapter, ResponseFor, TrainableFacts,
+  AttachedAdapter, BaseDtype, GpuInfo, LoraSettings, MemoryAlternative, MemoryEstimate, ModelFacts, ModelIdentity, OptimSettings, RanAdapter, ResponseFor,
+  TrainableFacts,
 } from '../../worker/protocol';
 import type { SettingField, TryField } from '../settings_check';
 import type { StudioSettings } from '../studio_defaults';
@@ -113,9 +114,17 @@ export interface ModelSlice {
      * memory only (never in the URL, IndexedDB or a checkpoint), so it is gone after a reload.
      */
     hubToken: string;
+    /** How the next load holds the frozen base weights (the Model panel's choice); null: the checkpoint's own dtype. */
+    baseDtype: BaseDtype | null;
+    /** The choice the loaded model was loaded with: when it differs from `baseDtype`, the panel offers a reload. */
+    loadedBaseDtype: BaseDtype | null;
   };
+  /** Load a model, its base held as `model.baseDtype` says. */
   loadModel: (choice: ModelChoice) => Promise<void>;
+  /** Load the last model loaded again, with the base dtype now chosen (what it held goes with it, as with any load). */
+  reloadModel: () => Promise<void>;
   setHubToken: (token: string) => void;
+  setBaseDtype: (dtype: BaseDtype | null) => void;
 }
 
 // ---- settings and memory ---------------------------------------------------------------------------------
@@ -135,6 +144,8 @@ export interface SettingsSlice {
   setOptim: (p: Partial<OptimSettings>) => void;
   /** Sequence length, validation share, packing: the data is tokenized again. */
   setDataSettings: (p: Partial<Pick<SettingsSlice['settings'], 'seqLen' | 'validationShare' | 'pack'>>) => void;
+  /** Take a setting the memory estimate says would fit: its run settings at once; an NF4 base as the Model panel's choice, to reload. */
+  applyMemoryAlternative: (a: MemoryAlternative) => void;
   estimateMemory: () => void;
 }
 

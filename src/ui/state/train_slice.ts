@@ -177,6 +177,9 @@ export const createTrainSlice: SliceCreator<TrainSlice> = (set, get) => {
       // The run's settings, before model and data load: they tokenize the data with them.
       set({ settings: { ...get().settings, lora, optim, seqLen: data.seqLen, validationShare: data.validationShare, pack: data.pack }, drafts: {} });
       if (!sameModel(get().model.identity, model)) {
+        // The model loads (or is picked) as the base dtype it trained over, kept with its entry: the same weights again.
+        const ranOver = (entry.run as Partial<RunSettings> | undefined)?.baseDtype;
+        if (ranOver) get().setBaseDtype(ranOver);
         if (model.kind === 'files') {
           return fail(`“${entry.name}” was training on the local folder “${model.label}”. Open that folder in the Model panel, then press Resume again.`);
         }
