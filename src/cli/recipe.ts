@@ -16,10 +16,12 @@ import type { DatasetFormat } from '../io/dataset';
 import { LoraStudioError } from '../io/errors';
 import { writeTrainingRecipe } from '../io/recipe';
 import { readDataText } from './files';
-import { parseFlags, TRAIN_FLAGS, trainSettings } from './train';
+import { baseDtypeFlag, parseFlags, TRAIN_FLAGS, trainSettings } from './train';
 
 export async function recipeCommand(args: string[]): Promise<string> {
-  const s = trainSettings(parseFlags(args, TRAIN_FLAGS));
+  const flags = parseFlags(args, [...TRAIN_FLAGS, 'base-dtype']);
+  const s = trainSettings(flags);
+  const baseDtype = baseDtypeFlag(flags.get('base-dtype'));
   if (s.from !== undefined) {
     throw new LoraStudioError('bad-input', '--adapter: a recipe trains a fresh adapter; give its settings (--targets, --rank, --alpha, --dropout, --rslora) instead');
   }
@@ -33,8 +35,9 @@ export async function recipeCommand(args: string[]): Promise<string> {
     lora: { targets: a.targetModules, r: a.r, alpha: a.loraAlpha, dropout: a.loraDropout, rslora: a.useRslora },
     optim: {
       optimizer: s.optimizer, lr: s.lr, schedule: 'constant', warmupSteps: 0, steps: s.steps, batchSize: s.batchFlag,
-      gradAccum: 1, maxGradNorm: s.maxGradNorm, weightDecay: s.weightDecay, seed: s.seed,
+      gradAccum: 1, maxGradNorm: s.maxGradNorm, weightDecay: s.weightDecay, seed: s.seed, recompute: s.recompute,
     },
+    ...(baseDtype !== undefined ? { baseDtype } : {}),
     data: { file: s.dataPath, format, seqLen, pack: s.pack, validationShare: 0 },
   });
   try {

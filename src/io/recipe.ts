@@ -70,9 +70,12 @@ export interface RecipeSettings {
 /** The studio's base dtypes (src/model/causal_lm.ts BASE_DTYPES; io sits beside the model, so it names them itself). */
 const BASE_DTYPES = ['f32', 'bf16', 'f16', 'nf4', 'int8'];
 
-/** bitsandbytes' nearest equivalent of the studio's quantized bases: NF4 is QLoRA's type; int8 is LLM.int8 (absmax per row, plus outliers). */
+/**
+ * bitsandbytes' nearest equivalent of the studio's quantized bases: NF4 is QLoRA's type, with its scales
+ * quantized again as the studio's are (double quantization); int8 is LLM.int8 (absmax per row, plus outliers).
+ */
 const QUANTIZED: Record<string, string> = {
-  nf4: 'BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)',
+  nf4: 'BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)',
   int8: 'BitsAndBytesConfig(load_in_8bit=True)',
 };
 

@@ -159,6 +159,15 @@ describe('cli recipe', () => {
       expect(script.split('\n'), line).toContain(line);
     }
     expect(script).toMatch(/completion_only_loss=True/);
+    expect(script).not.toMatch(/gradient_checkpointing|BitsAndBytesConfig/);
+
+    // --recompute and an NF4 base carry over: activation checkpointing and QLoRA's 4-bit load.
+    const qlora = join(work, 'qlora.py');
+    const q = await cli(['recipe', '--model', 'Qwen/Qwen2.5-0.5B', '--data', data, '--recompute', '--base-dtype', 'nf4', '--out', qlora]);
+    expect(q.code, q.stderr).toBe(0);
+    const qs = readFileSync(qlora, 'utf8');
+    expect(qs).toMatch(/gradient_checkpointing=True/);
+    expect(qs).toMatch(/bnb_4bit_quant_type="nf4"/);
   });
 
   it('refuses --adapter and a folder as --out, in one line', async () => {

@@ -163,7 +163,7 @@ describe('training recipe (PEFT + TRL)', () => {
     expect(nf4).toMatch(/^#\s+pip install .* bitsandbytes$/m);
     expect(nf4).toContain(
       'model = AutoModelForCausalLM.from_pretrained(\n    BASE_MODEL,\n' +
-        '    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16),\n',
+        '    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16),\n',
     );
     expect(nf4).toContain('\n    model=model,\n');
     const int8 = writeTrainingRecipe({ ...RUN, baseDtype: 'int8' });

@@ -63,7 +63,7 @@ describe('base dtype', () => {
     expect(kept?.baseDtype).toBe('nf4');
     expect(kept?.optim).toEqual(OPTIM);
     const recipe = await (await session.exportAdapter({ id: 8, type: 'exportAdapter', adapterId: run.adapterId!, format: 'recipe' })).blob.text();
-    expect(recipe).toContain('    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16),\n');
+    expect(recipe).toContain('    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16),\n');
     expect(recipe).toContain('    gradient_checkpointing=True,');
   }, 600_000);
 });
