@@ -10,37 +10,14 @@
 // its own), and three AdamW steps. The adapter, its gradients and optimizer state and all arithmetic are
 // float32 whatever the base's dtype.
 //
-// Tolerance: 1e-5 relative (max |engine − torch| / max |torch|), the issue's bar, as parity.test.ts.
+// Tolerance: 1e-5 relative (max |engine − torch| / max |torch|), the issue's bar (parity_fixture.ts).
 
 import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { testGpu, relMaxDiff } from '../gpu/test-gpu';
-import { loadAdapterDir, loadModelDir, loadTokenRows } from '../../src/cli/files';
 import type { BaseDtype } from '../../src/model/causal_lm';
-import { createModel } from '../../src/model/factory';
 import { Trainer, DEFAULT_OPTIMIZER } from '../../src/train/trainer';
-
-const TOL = 1e-5;
-
-async function setup(name: string, baseDtype: BaseDtype, maxBindingBytes?: number, recompute = false) {
-  const dir = fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
-  const gpu = await testGpu();
-  const { config, weights } = await loadModelDir(`${dir}model`);
-  const adapter = await loadAdapterDir(`${dir}adapter`, config);
-  const rows = await loadTokenRows(`${dir}data.jsonl`, config.vocab);
-  const expected = JSON.parse(readFileSync(`${dir}expected.json`, 'utf8'));
-  const model = createModel(gpu, config, weights, { baseDtype, recompute });
-  if (maxBindingBytes) model.maxBindingBytes = maxBindingBytes;
-  model.setAdapter(adapter.config, adapter.weights);
-  const ids = Int32Array.from(rows.flat());
-  return { gpu, model, ids, B: rows.length, T: rows[0].length, expected };
-}
-
-function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, tol = TOL) {
-  const d = relMaxDiff(got, want);
-  expect(d, `${what}: maxdiff ${d.toExponential(2)}`).toBeLessThan(tol);
-}
+import { expectAdamwSteps, expectLossAndGrads, expectSgdStep, setupFixture } from './parity_fixture';
 
 const CASES: [string, BaseDtype][] = [['llama_bf16', 'bf16'], ['qwen2_f16', 'f16'], ['llama_nf4', 'nf4'], ['qwen2_int8', 'int8']];
 
@@ -52,39 +29,24 @@ for (const [name, baseDtype] of CASES) {
     });
 
     it.each([false, true])('loss and LoRA gradients (layers recomputed: %s)', async (recompute) => {
-      const { model, ids, B, T, expected } = await setup(name, baseDtype, undefined, recompute);
-      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: 0 });
-      const loss = await trainer.lossAndGrads(ids);
-      expectClose([loss], [expected.loss], 'loss');
-      for (const [key, want] of Object.entries(expected.grads) as [string, number[]][]) {
-        expectClose(await trainer.readGrad(key), want, `grad ${key}`);
-      }
+      await expectLossAndGrads(await setupFixture(name, { options: { baseDtype, recompute } }));
     });
 
     it('one SGD step with the embedding table and the head dequantized in row chunks', async () => {
       // As if the device allowed only 18 rows of the (64, 32) table per binding: 4 chunks, each dequantized
       // right before its gather or its GEMM, and again for the head's backward.
-      const { model, ids, B, T, expected } = await setup(name, baseDtype, 18 * 32 * 4);
-      const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: expected.sgd.lr });
-      expectClose([await trainer.step(ids)], [expected.sgd.loss_before], 'loss before the step');
-      const after = await model.readAdapter();
-      for (const [key, want] of Object.entries(expected.sgd.params) as [string, number[]][]) expectClose(after.get(key)!, want, `sgd ${key}`);
+      await expectSgdStep(await setupFixture(name, { maxBindingBytes: 18 * 32 * 4, options: { baseDtype } }));
     });
 
     it('three AdamW steps', async () => {
-      const { model, ids, B, T, expected } = await setup(name, baseDtype);
-      const a = expected.adamw;
-      const trainer = new Trainer(model, B, T, { kind: 'adamw', lr: a.lr, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay });
-      for (let s = 0; s < 3; s++) expectClose([await trainer.step(ids)], [a.losses[s]], `loss before AdamW step ${s + 1}`);
-      const after = await model.readAdapter();
-      for (const [key, want] of Object.entries(a.params) as [string, number[]][]) expectClose(after.get(key)!, want, `adamw ${key}`);
+      await expectAdamwSteps(await setupFixture(name, { options: { baseDtype } }));
     });
   });
 }
 
 describe('the quantized fixtures tell the formats apart', () => {
   it.each(['llama_nf4', 'qwen2_int8'])('%s over a float32 base misses its reference loss by far more than 1e-5', async (name) => {
-    const { model, ids, B, T, expected } = await setup(name, 'f32');
+    const { model, ids, B, T, expected } = await setupFixture(name, { options: { baseDtype: 'f32' } });
     const trainer = new Trainer(model, B, T, { ...DEFAULT_OPTIMIZER, kind: 'sgd', lr: 0 });
     const loss = await trainer.lossAndGrads(ids);
     expect(Math.abs(loss - expected.loss) / Math.abs(expected.loss)).toBeGreaterThan(1e-4);
